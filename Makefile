@@ -1,0 +1,42 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEVSTAMP := $(VENV)/.installed-dev
+
+.PHONY: run test lint typecheck pytest install install-dev screenshot eval-full bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(DEVSTAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP) $@
+
+install: $(STAMP)
+install-dev: $(DEVSTAMP)
+
+## make run: install, prepare the embedding model, ingest the demo libraries, serve the API.
+run: $(STAMP)
+	$(VENV)/bin/copilot prepare
+	$(VENV)/bin/copilot ingest
+	$(VENV)/bin/copilot serve
+
+## make test: ruff, mypy and the whole pytest suite.
+test: $(DEVSTAMP)
+	$(VENV)/bin/ruff check copilot api eval tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest
+
+lint: $(DEVSTAMP)
+	$(VENV)/bin/ruff check copilot api eval tests bench
+	$(VENV)/bin/ruff format --check copilot api eval tests bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

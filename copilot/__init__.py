@@ -1,0 +1,1 @@
+"""1v1 private-domain sales copilot."""

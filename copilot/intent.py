@@ -1,0 +1,133 @@
+"""Purchase-intent score (0–100) with the factors behind it.
+
+A logistic model over interpretable factors: what the customer is asking (price, stock, delivery,
+how to buy), objections, engagement in the conversation, recent behaviour (cart, coupons, viewed
+products) and the order history (recency and frequency). Each factor reports its contribution in
+points so staff can see why a customer scores high or low.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from copilot.dialogue import Cue, Turn, customer_turns, find_cue
+from copilot.knowledge.schema import CustomerProfile
+
+__all__ = ["IntentFactor", "IntentResult", "score_intent"]
+
+Level = Literal["low", "medium", "high"]
+
+# Log-odds weights. Bias puts a customer with no evidence at about 20.
+_BIAS = -1.4
+_ASKS: list[tuple[Cue, float]] = [
+    (Cue.of("asked_how_to_buy", "问怎么买/要链接", ["怎么买", "怎么下单", "发链接", "链接", "下单", "想买", "要买",
+                                                 "拍哪个", "买两", "买一", "来一", "buy", "order"]), 1.5),
+    (Cue.of("asked_price", "问价格", ["多少钱", "价格", "价钱", "几块", "怎么卖", "什么价", "price", "how much"]), 1.1),
+    (Cue.of("asked_stock", "问库存/现货", ["有货", "有没有货", "库存", "现货", "还有吗"]), 0.9),
+    (Cue.of("asked_delivery", "问发货/物流", ["发货", "几天到", "包邮", "快递", "物流", "到货", "delivery", "ship"]), 0.8),
+    (Cue.of("asked_deal", "问优惠", ["优惠", "折扣", "活动", "券", "满减", "赠品", "discount", "coupon"]), 0.7),
+    (Cue.of("asked_recommendation", "请顾问推荐", ["推荐", "哪款", "哪个好", "选哪", "适合", "recommend"]), 0.6),
+]
+_OBJECTIONS = Cue.of("objection", "犹豫/异议", ["太贵", "有点贵", "再看看", "考虑一下", "不需要", "不用了", "别家",
+                                            "便宜点", "算了", "not interested", "too expensive"])
+_BEHAVIOURS = {
+    "added_to_cart": (0.9, "加购未下单"),
+    "coupon_claimed": (0.5, "领了优惠券"),
+    "viewed": (0.25, "浏览了内容/商品"),
+    "clicked": (0.2, "点击了链接"),
+    "joined_event": (0.4, "报名了活动"),
+}
+
+
+@dataclass(frozen=True)
+class IntentFactor:
+    name: str
+    label: str
+    points: float  # contribution on the 0–100 scale, signed
+    evidence: str
+
+
+@dataclass(frozen=True)
+class IntentResult:
+    score: int
+    level: Level
+    factors: tuple[IntentFactor, ...]
+
+
+def score_intent(turns: Sequence[Turn], profile: CustomerProfile | None, *, now: dt.datetime) -> IntentResult:
+    contributions: list[tuple[str, str, float, str]] = []
+    said = customer_turns(turns)
+    recent_text = " ".join(t.text for t in said[-3:])
+
+    for cue, weight in _ASKS:
+        hit = find_cue(cue, recent_text)
+        if hit:
+            contributions.append((cue.name, cue.label, weight, f"“{hit}”"))
+    objection = find_cue(_OBJECTIONS, recent_text)
+    if objection:
+        contributions.append(("objection", "犹豫/异议", -0.6, f"“{objection}”"))
+
+    if said:
+        questions = sum(t.text.count("?") + t.text.count("？") for t in said[-5:])
+        engagement = min(0.8, 0.15 * len(said[-6:]) + 0.1 * questions)
+        contributions.append(("engagement", "互动积极", engagement, f"客户发了 {len(said)} 条消息，{questions} 个问题"))
+
+    if profile is not None:
+        contributions.extend(_profile_factors(profile, now))
+
+    logit = _BIAS + sum(c[2] for c in contributions)
+    score = round(100 / (1 + math.exp(-logit)))
+    base = 100 / (1 + math.exp(-_BIAS))
+    # Points are each factor's share of the distance from the no-evidence score.
+    total = sum(abs(c[2]) for c in contributions) or 1.0
+    factors = tuple(
+        IntentFactor(name, label, round((score - base) * abs(w) / total * (1 if w >= 0 else -1), 1), evidence)
+        for name, label, w, evidence in sorted(contributions, key=lambda c: -abs(c[2]))
+    )
+    level: Level = "high" if score >= 70 else "medium" if score >= 40 else "low"
+    return IntentResult(score=max(0, min(100, score)), level=level, factors=factors)
+
+
+def _profile_factors(profile: CustomerProfile, now: dt.datetime) -> list[tuple[str, str, float, str]]:
+    out: list[tuple[str, str, float, str]] = []
+    today = now.date()
+    seen: set[str] = set()
+    for event in sorted(profile.behaviours, key=lambda e: e.ts, reverse=True):
+        age = _days(now, event.ts)
+        if event.type in _BEHAVIOURS and event.type not in seen and age <= 14:
+            weight, label = _BEHAVIOURS[event.type]
+            seen.add(event.type)
+            out.append((f"behaviour_{event.type}", label, weight * (1.0 if age <= 3 else 0.6),
+                        f"{age} 天前 {event.target or event.detail}".strip()))
+    orders = [o for o in profile.orders if o.status not in ("refunded", "cancelled")]
+    if orders:
+        last = max(orders, key=lambda o: o.date)
+        days = (today - last.date).days
+        cycles = [line.cycle_days for line in last.items if line.cycle_days]
+        if cycles and days >= min(cycles) * 0.8:
+            out.append(("repurchase_due", "到了复购周期", 0.8, f"上次购买 {days} 天前，周期约 {min(cycles)} 天"))
+        elif days <= 30:
+            out.append(("recent_order", "近期下过单", 0.3, f"{days} 天前下单"))
+        freq = len(orders)
+        if freq >= 2:
+            out.append(("frequency", "多次购买", min(0.7, 0.2 * freq), f"共 {freq} 笔有效订单"))
+    elif profile.rfm.recency_days is not None and profile.rfm.recency_days > 90:
+        out.append(("silent", "长期沉默", -0.5, f"{profile.rfm.recency_days} 天无互动"))
+    if profile.chat and not orders:
+        quiet = _days(now, max(t.ts for t in profile.chat))
+        if quiet > 60:
+            out.append(("silent", "长期沉默", -0.5, f"{quiet} 天没有聊天"))
+    return out
+
+
+def _days(now: dt.datetime, then: dt.datetime) -> int:
+    """Whole days from `then` to `now`; naive times are UTC, aware ones are converted."""
+    if then.tzinfo is not None:
+        then = then.astimezone(dt.UTC).replace(tzinfo=None)
+    if now.tzinfo is not None:
+        now = now.astimezone(dt.UTC).replace(tzinfo=None)
+    return (now - then).days

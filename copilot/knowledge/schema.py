@@ -1,0 +1,201 @@
+"""The library schema: what a brand writes in `knowledge/`.
+
+Everything here is brand-neutral. A brand's vocabulary (its scenarios, segments,
+tags and profile attributes) lives in its files, never in code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "BehaviourEvent",
+    "ChatTurn",
+    "ContentItem",
+    "CustomerProfile",
+    "DerivedVariable",
+    "Order",
+    "OrderLine",
+    "Persona",
+    "Rfm",
+    "Script",
+    "Stage",
+    "StaffMember",
+    "script_variables",
+]
+
+_VARIABLE = re.compile(r"\{([^{}\s]+)\}")
+_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+class Stage(StrEnum):
+    """The four stages of a 1v1 relationship (icebreak → discovery → recommend → revisit)."""
+
+    icebreak = "icebreak"
+    discovery = "discovery"
+    recommend = "recommend"
+    revisit = "revisit"
+
+
+def script_variables(text: str) -> list[str]:
+    """Names of the `{变量}` placeholders in a script, in order of first use."""
+    seen: dict[str, None] = {}
+    for match in _VARIABLE.finditer(text):
+        seen.setdefault(match.group(1), None)
+    return list(seen)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Script(_Strict):
+    """One 话术: a reply a staff member may send, for a stage and scenario."""
+
+    id: str = Field(pattern=_ID)
+    stage: Stage
+    scenario: str = Field(min_length=1)
+    text: str = Field(min_length=2, max_length=1000)
+    tags: tuple[str, ...] = ()
+    segments: tuple[str, ...] = ()  # empty: suits every segment
+    # Phrases in a customer's message that make this script especially relevant.
+    triggers: tuple[str, ...] = ()
+
+    @property
+    def variables(self) -> list[str]:
+        return script_variables(self.text)
+
+
+class ContentItem(_Strict):
+    """One item of the content library: an article, product card, event page or mini-program."""
+
+    id: str = Field(pattern=_ID)
+    kind: Literal["article", "product", "event", "miniprogram", "video", "poster"]
+    title: str = Field(min_length=1, max_length=200)
+    summary: str = Field(min_length=1, max_length=2000)
+    url: str | None = None
+    stages: tuple[Stage, ...] = ()  # empty: any stage
+    scenarios: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    segments: tuple[str, ...] = ()
+    price: float | None = Field(default=None, ge=0)
+    valid_from: dt.date | None = None
+    valid_to: dt.date | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> ContentItem:
+        if self.valid_from and self.valid_to and self.valid_to < self.valid_from:
+            raise ValueError("valid_to is before valid_from")
+        return self
+
+
+class OrderLine(_Strict):
+    sku: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    qty: int = Field(default=1, ge=1)
+    price: float = Field(ge=0)
+    # How many days one unit lasts, where the brand knows (used for repurchase timing).
+    cycle_days: int | None = Field(default=None, ge=1)
+
+
+class Order(_Strict):
+    id: str = Field(min_length=1)
+    date: dt.date
+    items: tuple[OrderLine, ...] = Field(min_length=1)
+    status: Literal["paid", "shipped", "delivered", "refunded", "cancelled"] = "delivered"
+    delivered_on: dt.date | None = None
+
+    @property
+    def amount(self) -> float:
+        return round(sum(line.price * line.qty for line in self.items), 2)
+
+
+class BehaviourEvent(_Strict):
+    ts: dt.datetime
+    type: str = Field(min_length=1)  # viewed, coupon_claimed, added_to_cart, joined_event, ...
+    target: str = ""  # what was acted on: a content id, a sku, a coupon name
+    detail: str = ""
+
+
+class ChatTurn(_Strict):
+    ts: dt.datetime
+    role: Literal["customer", "staff"]
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class Rfm(_Strict):
+    recency_days: int | None = Field(default=None, ge=0)
+    frequency: int = Field(default=0, ge=0)
+    monetary: float = Field(default=0, ge=0)
+
+
+class CustomerProfile(_Strict):
+    """A customer as the copilot sees them (客户画像)."""
+
+    id: str = Field(pattern=_ID)
+    name: str = Field(min_length=1)
+    salutation: str | None = None  # how staff address them, e.g. 王姐
+    staff_id: str | None = None
+    added_on: dt.date | None = None  # when they became a WeCom contact
+    birthday: dt.date | None = None
+    segment: str = "default"
+    tags: dict[str, tuple[str, ...]] = Field(default_factory=dict)  # group → tags
+    rfm: Rfm = Rfm()
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    orders: tuple[Order, ...] = ()
+    behaviours: tuple[BehaviourEvent, ...] = ()
+    chat: tuple[ChatTurn, ...] = ()
+    coupons: tuple[dict[str, Any], ...] = ()
+    points: int | None = Field(default=None, ge=0)
+
+    @property
+    def all_tags(self) -> list[str]:
+        return [tag for group in self.tags.values() for tag in group]
+
+    @property
+    def last_order(self) -> Order | None:
+        return max(self.orders, key=lambda o: o.date) if self.orders else None
+
+
+class DerivedVariable(_Strict):
+    """A script variable computed from a profile attribute, e.g. 宝宝月龄 from 宝宝生日."""
+
+    name: str
+    kind: Literal["months_since", "days_since", "years_since"]
+    attribute: str
+    format: str = "{n}"
+
+    @field_validator("format")
+    @classmethod
+    def _has_n(cls, value: str) -> str:
+        if "{n}" not in value:
+            raise ValueError("format must contain {n}")
+        return value
+
+
+class StaffMember(_Strict):
+    id: str = Field(pattern=_ID)
+    name: str = Field(min_length=1)
+    wecom_userid: str | None = None
+    timezone: str = "Asia/Shanghai"
+
+
+class Persona(_Strict):
+    """The staff persona and tone guide (人设 and 话术要求)."""
+
+    brand: str
+    persona_name: str
+    role: str
+    tone: tuple[str, ...] = ()
+    polite_forms: tuple[str, ...] = ()
+    banned_topics: tuple[str, ...] = ()
+    signature: str = ""
+    max_reply_chars: int = Field(default=200, ge=20, le=2000)
+    derived_variables: tuple[DerivedVariable, ...] = ()
+    # Default values for variables a profile cannot fill, e.g. {称呼}: 您.
+    variable_defaults: dict[str, str] = Field(default_factory=dict)
