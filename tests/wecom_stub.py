@@ -1,0 +1,222 @@
+"""A local stand-in for WeCom's server API, served over real HTTP on 127.0.0.1.
+
+It issues access tokens, checks them on every call (unknown → 40014, expired → 42001), answers the
+endpoints the copilot uses with plausible bodies, records every call, and can be scripted per path to
+answer an errcode, a custom body, an HTTP status, or to be slow. Use the `wecom_stub` fixture or
+`running_stub()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+__all__ = ["Call", "Reply", "StubWeCom", "running_stub", "wecom_stub"]
+
+CORP_ID = "ww-stub-corp"
+CORP_SECRET = "stub-corp-secret-6d1f0c"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request the stub received."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+
+    @property
+    def access_token(self) -> str | None:
+        return self.query.get("access_token")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A scripted answer: wait `delay` seconds, then answer `status`, or `errcode`, or `body`.
+
+    With errcode 0, no body and status 200 the stub answers as it normally would (after the delay).
+    """
+
+    errcode: int = 0
+    errmsg: str = "scripted"
+    body: dict[str, Any] | None = None
+    delay: float = 0.0
+    status: int = 200
+
+
+@dataclass
+class StubWeCom:
+    """State and behaviour of the stub; thread-safe because the server runs in its own thread."""
+
+    corp_id: str = CORP_ID
+    corp_secret: str = CORP_SECRET
+    expires_in: int = 7200
+    base_url: str = ""
+    calls: list[Call] = field(default_factory=list)
+    oauth_codes: dict[str, str] = field(default_factory=dict)
+    kf_messages: list[dict[str, Any]] = field(default_factory=list)
+    _scripts: dict[str, deque[Reply]] = field(default_factory=dict)
+    _tokens: dict[str, bool] = field(default_factory=dict)
+    _used_welcome_codes: set[str] = field(default_factory=set)
+    _counter: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _closing: threading.Event = field(default_factory=threading.Event)
+
+    def script(self, path: str, *replies: Reply) -> None:
+        """Queue answers for the next requests to `path`; later requests get the normal behaviour."""
+        with self._lock:
+            self._scripts.setdefault(path, deque()).extend(replies)
+
+    def expire_tokens(self) -> None:
+        """Every token issued so far now answers 42001 (expired)."""
+        with self._lock:
+            for token in self._tokens:
+                self._tokens[token] = True
+
+    def forget_tokens(self) -> None:
+        """Every token issued so far is now unknown and answers 40014 (invalid)."""
+        with self._lock:
+            self._tokens.clear()
+
+    def calls_to(self, path: str) -> list[Call]:
+        with self._lock:
+            return [c for c in self.calls if c.path == path]
+
+    @property
+    def issued_tokens(self) -> list[str]:
+        with self._lock:
+            return list(self._tokens)
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.api_route("/{path:path}", methods=["GET", "POST"])
+        async def handle(path: str, request: Request) -> Response:
+            raw = await request.body()
+            body = await request.json() if raw else None
+            call = Call(request.method, "/" + path, dict(request.query_params), body)
+            with self._lock:
+                self.calls.append(call)
+                queue = self._scripts.get(call.path)
+                reply = queue.popleft() if queue else None
+            if reply is not None:
+                await self._wait(reply.delay)
+                if reply.status != 200:
+                    return Response(status_code=reply.status, content=b"stub error")
+                if reply.errcode:
+                    return JSONResponse({"errcode": reply.errcode, "errmsg": reply.errmsg})
+                if reply.body is not None:
+                    return JSONResponse({"errcode": 0, "errmsg": "ok", **reply.body})
+            answer = self._answer(call)
+            if answer is None:
+                return Response(status_code=404, content=b"no such stub endpoint")
+            return JSONResponse({"errcode": 0, "errmsg": "ok", **answer})
+
+        return app
+
+    async def _wait(self, delay: float) -> None:
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline and not self._closing.is_set():
+            await asyncio.sleep(0.01)
+
+    def _answer(self, call: Call) -> dict[str, Any] | None:
+        with self._lock:
+            if call.path == "/cgi-bin/gettoken":
+                return self._gettoken(call)
+            token = call.access_token
+            if not token:
+                return {"errcode": 41001, "errmsg": "access_token missing"}
+            if token not in self._tokens:
+                return {"errcode": 40014, "errmsg": "invalid access_token"}
+            if self._tokens[token]:
+                return {"errcode": 42001, "errmsg": "access_token expired"}
+            return self._endpoint(call)
+
+    def _gettoken(self, call: Call) -> dict[str, Any]:
+        if call.query.get("corpid") != self.corp_id:
+            return {"errcode": 40013, "errmsg": "invalid corpid"}
+        if call.query.get("corpsecret") != self.corp_secret:
+            return {"errcode": 40001, "errmsg": "invalid credential"}
+        token = f"stub-access-token-{next(self._counter)}-a8e2"
+        self._tokens[token] = False
+        return {"access_token": token, "expires_in": self.expires_in}
+
+    def _endpoint(self, call: Call) -> dict[str, Any] | None:
+        body = call.body if isinstance(call.body, dict) else {}
+        if call.path == "/cgi-bin/ticket/get":
+            if call.query.get("type") != "agent_config":
+                return {"errcode": 40097, "errmsg": "invalid args: type"}
+            return {"ticket": f"stub-agent-ticket-{next(self._counter)}", "expires_in": self.expires_in}
+        if call.path == "/cgi-bin/externalcontact/send_welcome_msg":
+            code = str(body.get("welcome_code", ""))
+            if code in self._used_welcome_codes:
+                return {"errcode": 41051, "errmsg": "customer has started chatting"}
+            self._used_welcome_codes.add(code)
+            return {}
+        if call.path == "/cgi-bin/kf/sync_msg":
+            start = int(body.get("cursor") or 0)
+            page = self.kf_messages[start : start + int(body.get("limit", 1000))]
+            end = start + len(page)
+            return {"msg_list": page, "next_cursor": str(end), "has_more": int(end < len(self.kf_messages))}
+        if call.path == "/cgi-bin/kf/send_msg":
+            return {"msgid": body.get("msgid") or f"stub-msg-{next(self._counter)}"}
+        if call.path == "/cgi-bin/auth/getuserinfo":
+            userid = self.oauth_codes.get(call.query.get("code", ""))
+            if userid is None:
+                return {"openid": "stub-openid-non-member"}
+            return {"userid": userid, "user_ticket": "stub-user-ticket"}
+        if call.path == "/cgi-bin/externalcontact/get":
+            external_userid = call.query.get("external_userid", "")
+            return {
+                "external_contact": {"external_userid": external_userid, "name": "客户甲", "type": 1},
+                "follow_user": [{"userid": "sales01", "state": "spring-campaign"}],
+            }
+        return None
+
+
+@contextmanager
+def running_stub(**settings: Any) -> Iterator[StubWeCom]:
+    """Serve a fresh stub on a free 127.0.0.1 port in a background thread for the duration."""
+    stub = StubWeCom(**settings)
+    config = uvicorn.Config(
+        stub.app(), log_config=None, access_log=False, lifespan="off", log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the WeCom stub server did not start")
+        time.sleep(0.01)
+    stub.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    try:
+        yield stub
+    finally:
+        stub._closing.set()
+        server.should_exit = True
+        thread.join(timeout=20)
+        sock.close()
+
+
+@pytest.fixture
+def wecom_stub() -> Iterator[StubWeCom]:
+    with running_stub() as stub:
+        yield stub
