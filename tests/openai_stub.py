@@ -1,0 +1,147 @@
+"""A local OpenAI-compatible chat server, served over real HTTP on 127.0.0.1.
+
+It implements `POST /v1/chat/completions` (and `/chat/completions`), records every request body, and
+answers from a queue of scripted replies: fixed content, content computed from the request (to echo
+what the client sent), an HTTP error status, or a delay longer than the client's timeout. With the
+queue empty it answers HTTP 500, so a test never gets an answer it did not script. Use the
+`openai_stub` fixture or `running_openai_stub()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+__all__ = ["OpenAIStub", "StubReply", "json_reply", "openai_stub", "running_openai_stub"]
+
+
+@dataclass(frozen=True)
+class StubReply:
+    """Wait `delay` seconds, then answer `status` (if not 200), else `respond(body)`, else `content`."""
+
+    content: str = ""
+    respond: Callable[[dict[str, Any]], str] | None = None
+    delay: float = 0.0
+    status: int = 200
+
+
+def json_reply(payload: Any, *, delay: float = 0.0) -> StubReply:
+    return StubReply(content=json.dumps(payload, ensure_ascii=False), delay=delay)
+
+
+@dataclass
+class OpenAIStub:
+    base_url: str = ""
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    _queue: deque[StubReply] = field(default_factory=deque)
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _closing: threading.Event = field(default_factory=threading.Event)
+
+    def script(self, *replies: StubReply) -> None:
+        with self._lock:
+            self._queue.extend(replies)
+
+    @property
+    def api_base(self) -> str:
+        """What a client takes as base_url: the server plus `/v1`."""
+        return f"{self.base_url}/v1"
+
+    def sent_text(self) -> str:
+        """Every message content of every recorded request, joined: what left the client."""
+        with self._lock:
+            return "\n".join(
+                str(message.get("content", ""))
+                for body in self.requests
+                for message in body.get("messages", [])
+            )
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        async def completions(request: Request) -> Response:
+            body = await request.json()
+            with self._lock:
+                self.requests.append(body)
+                reply = self._queue.popleft() if self._queue else None
+            if reply is None:
+                return JSONResponse({"error": {"message": "no scripted reply"}}, status_code=500)
+            await self._wait(reply.delay)
+            if reply.status != 200:
+                return JSONResponse({"error": {"message": "scripted failure"}}, status_code=reply.status)
+            content = reply.respond(body) if reply.respond else reply.content
+            return JSONResponse(self._completion(body, content))
+
+        app.post("/v1/chat/completions")(completions)
+        app.post("/chat/completions")(completions)
+        return app
+
+    def _completion(self, body: dict[str, Any], content: str) -> dict[str, Any]:
+        return {
+            "id": f"chatcmpl-stub-{next(self._ids)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "stub-model"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+
+    async def _wait(self, delay: float) -> None:
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline and not self._closing.is_set():
+            await asyncio.sleep(0.01)
+
+
+@contextmanager
+def running_openai_stub() -> Iterator[OpenAIStub]:
+    """Serve a fresh stub on a free 127.0.0.1 port in a background thread for the duration."""
+    stub = OpenAIStub()
+    config = uvicorn.Config(
+        stub.app(), log_config=None, access_log=False, lifespan="off", log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the OpenAI stub server did not start")
+        time.sleep(0.01)
+    stub.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    try:
+        yield stub
+    finally:
+        stub._closing.set()
+        server.should_exit = True
+        thread.join(timeout=20)
+        sock.close()
+
+
+@pytest.fixture
+def openai_stub() -> Iterator[OpenAIStub]:
+    with running_openai_stub() as stub:
+        yield stub
