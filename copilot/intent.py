@@ -125,9 +125,9 @@ def _profile_factors(profile: CustomerProfile, now: dt.datetime) -> list[tuple[s
 
 
 def _days(now: dt.datetime, then: dt.datetime) -> int:
-    """Whole days from `then` to `now`; naive times are UTC, aware ones are converted."""
-    if then.tzinfo is not None:
-        then = then.astimezone(dt.UTC).replace(tzinfo=None)
-    if now.tzinfo is not None:
-        now = now.astimezone(dt.UTC).replace(tzinfo=None)
+    """Whole days from `then` to `now`; naive times are taken as UTC."""
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=dt.UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=dt.UTC)
     return (now - then).days

@@ -27,7 +27,7 @@ __all__ = [
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC)
 
 
 def new_id() -> str:

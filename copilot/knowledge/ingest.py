@@ -83,13 +83,13 @@ def ingest_library(
     in_store = store.existing_keys(tenant)
     to_embed: list[KnowledgeDoc] = []
     for item_id, digest, script in scripts:
-        doc = doc_for_script(script)
-        if existing["script"].get(item_id) != digest or doc.key not in in_store:
-            to_embed.append(doc)
+        script_doc = doc_for_script(script)
+        if existing["script"].get(item_id) != digest or script_doc.key not in in_store:
+            to_embed.append(script_doc)
     for item_id, digest, item in content:
-        doc = doc_for_content(item)
-        if existing["content"].get(item_id) != digest or doc.key not in in_store:
-            to_embed.append(doc)
+        content_doc = doc_for_content(item)
+        if existing["content"].get(item_id) != digest or content_doc.key not in in_store:
+            to_embed.append(content_doc)
     wanted = {f"script:{i}" for i, _, _ in scripts} | {f"content:{i}" for i, _, _ in content}
     stale = sorted(in_store - wanted)
 
@@ -158,9 +158,9 @@ def _sync(
         else:
             report.updated += 1
     for item_id in set(existing) - keep:
-        row = session.get(table, (tenant, item_id))
-        if row is not None:
-            session.delete(row)
+        gone = session.get(table, (tenant, item_id))
+        if gone is not None:
+            session.delete(gone)
             report.removed += 1
     return report
 

@@ -91,7 +91,7 @@ def load_library(root: Path) -> Library:
     for kind, located in (("staff", staff), ("script", scripts), ("content", content), ("customer", customers)):
         seen: dict[str, Located] = {}
         for item, where in located:
-            item_id = item.id  # type: ignore[attr-defined]
+            item_id = item.id
             if item_id in seen:
                 first = seen[item_id]
                 problems.add(root / where.file, where.line, "id",

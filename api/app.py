@@ -1,0 +1,46 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.deps import parse_api_keys
+from api.errors import install_error_handlers
+from api.limits import BodySizeLimit
+from api.routes import knowledge, suggestions
+from copilot.config import Settings, get_settings
+from copilot.service import Copilot
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None, *, copilot: Copilot | None = None) -> FastAPI:
+    """Build the app. The Copilot (models, indexes) is built once, in the lifespan, unless given."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.copilot = copilot or Copilot.from_settings(settings)
+        yield
+
+    app = FastAPI(
+        title="私域 1v1 sales copilot",
+        version="0.1.0",
+        description="Stage, grounded reply drafts, intent and compliance for WeCom 1v1 chats.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.api_keys = parse_api_keys(settings)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.include_router(suggestions.router)
+    app.include_router(knowledge.router)
+    return app

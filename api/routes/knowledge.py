@@ -1,0 +1,71 @@
+"""Knowledge search, citation targets and customer profiles."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
+
+from api.deps import CallerDep, CopilotDep
+from copilot.knowledge.schema import Stage
+from copilot.retrieval import Filters
+
+router = APIRouter(prefix="/v1", tags=["knowledge"])
+
+
+@router.get("/knowledge/search")
+async def search_knowledge(
+    copilot: CopilotDep,
+    caller: CallerDep,
+    q: Annotated[str, Query(min_length=1, max_length=500)],
+    stage: Stage | None = None,
+    scenario: str | None = None,
+    tag: str | None = None,
+    kind: Literal["script", "content"] | None = None,
+    k: Annotated[int, Query(ge=1, le=50)] = 10,
+) -> dict[str, Any]:
+    filters = Filters(
+        kinds=(kind,) if kind else (), stage=stage.value if stage else None, scenario=scenario,
+        tags=(tag,) if tag else (),
+    )
+    hits = await run_in_threadpool(copilot.search, caller.tenant, q, filters=filters, k=k)
+    return {
+        "query": q,
+        "results": [
+            {
+                "kind": h.doc.kind, "id": h.doc.id, "title": h.doc.title, "text": h.doc.body,
+                "stages": list(h.doc.stages), "scenarios": list(h.doc.scenarios), "tags": list(h.doc.tags),
+                "score": round(h.score, 6), "dense": h.dense, "lexical": h.lexical,
+            }
+            for h in hits
+        ],
+    }
+
+
+@router.get("/knowledge/items/{kind}/{item_id}")
+async def get_item(kind: Literal["script", "content"], item_id: str, copilot: CopilotDep,
+                   caller: CallerDep) -> dict[str, Any]:
+    if kind == "script":
+        row = copilot.repo.script(caller.tenant, item_id)
+        return {"kind": "script", "id": row.id, "stage": row.stage, "scenario": row.scenario, "text": row.text,
+                "tags": row.tags, "segments": row.segments, "triggers": row.triggers,
+                "source": f"{row.source_file}:{row.source_line}"}
+    content = copilot.repo.content(caller.tenant, item_id)
+    return {"kind": "content", **content.data, "source": f"{content.source_file}:{content.source_line}"}
+
+
+@router.get("/customers")
+async def list_customers(
+    copilot: CopilotDep,
+    caller: CallerDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    items, total = copilot.repo.customers(caller.tenant, limit=limit, offset=offset)
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/customers/{customer_id}")
+async def get_customer(customer_id: str, copilot: CopilotDep, caller: CallerDep) -> dict[str, Any]:
+    return copilot.repo.customer(caller.tenant, customer_id).model_dump(mode="json")

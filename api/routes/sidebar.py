@@ -1,0 +1,163 @@
+"""The chat-toolbar (聊天工具栏) page and the few endpoints only it needs.
+
+- `GET /sidebar` serves the page; its css and js come from `/sidebar/static/<file>`.
+- `GET /v1/sidebar/jsapi-signature?url=` signs `wx.agentConfig` with the app ticket. The ticket source is
+  injected as `app.state.sidebar_jsapi` (a `SidebarJsapi`); without one WeCom is not configured and the
+  endpoint answers 503, which the page treats as "outside WeCom" and keeps working.
+- `GET /v1/customers/{id}/last-message` is what the page polls to notice a new customer message.
+- `POST|GET /v1/sidebar/feedback` record and read back what staff did with each draft.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import CallerDep, CopilotDep
+from copilot.dialogue import Turn
+from copilot.errors import NotFoundError, ValidationError
+from copilot.feedback import FeedbackAction, SidebarFeedback, list_feedback, record_feedback
+from copilot.wecom.jssdk import agent_config_signature
+
+__all__ = ["STATIC_DIR", "SidebarJsapi", "router"]
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+_ASSETS = {"sidebar.css": "text/css; charset=utf-8", "sidebar.js": "text/javascript; charset=utf-8"}
+# The page loads only its own files; inside WeCom it may add the client's JS-SDK from WeCom's host.
+_CSP = (
+    "default-src 'self'; script-src 'self' https://open.work.weixin.qq.com; style-src 'self'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'"
+)
+_PAGE_HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff"}
+_RECENT_TURNS = 20
+
+router = APIRouter(tags=["sidebar"])
+
+
+@dataclass(frozen=True)
+class SidebarJsapi:
+    """Where the agent JS-SDK ticket comes from (e.g. `WeComClient.get_jsapi_ticket_agent`)."""
+
+    corpid: str
+    agentid: str
+    ticket: Callable[[], Awaitable[str]]
+
+
+# ---- the page ------------------------------------------------------------------------------------
+@router.get("/sidebar", include_in_schema=False)
+async def sidebar_page() -> FileResponse:
+    return FileResponse(STATIC_DIR / "sidebar.html", media_type="text/html; charset=utf-8",
+                        headers=_PAGE_HEADERS)
+
+
+@router.get("/sidebar/static/{name}", include_in_schema=False)
+async def sidebar_asset(name: str) -> FileResponse:
+    media_type = _ASSETS.get(name)
+    if media_type is None:
+        raise NotFoundError(f"sidebar asset {name!r} not found")
+    return FileResponse(STATIC_DIR / name, media_type=media_type, headers=_PAGE_HEADERS)
+
+
+# ---- JS-SDK signature ----------------------------------------------------------------------------
+@router.get("/v1/sidebar/jsapi-signature")
+async def jsapi_signature(
+    request: Request, caller: CallerDep, url: Annotated[str, Query(min_length=8, max_length=2048)]
+) -> Any:
+    jsapi: SidebarJsapi | None = getattr(request.app.state, "sidebar_jsapi", None)
+    if jsapi is None:
+        return JSONResponse(status_code=503, content={
+            "error": "WeComNotConfigured",
+            "detail": "WeCom is not configured on this server, so wx.agentConfig cannot be signed; "
+                      "the sidebar still works with the customer picker and copy to clipboard",
+        })
+    if not url.startswith(("https://", "http://")):
+        raise ValidationError(f"url must be the page's absolute http(s) address, got {url[:40]!r}")
+    page_url = url.split("#", 1)[0]
+    ticket = await jsapi.ticket()
+    nonce = secrets.token_hex(8)
+    timestamp = int(time.time())
+    return {
+        "corpid": jsapi.corpid,
+        "agentid": jsapi.agentid,
+        "timestamp": timestamp,
+        "nonceStr": nonce,
+        "signature": agent_config_signature(ticket, nonce, timestamp, page_url),
+    }
+
+
+# ---- new customer messages -------------------------------------------------------------------------
+def _utc_naive(ts: dt.datetime | None) -> dt.datetime | None:
+    if ts is None or ts.tzinfo is None:
+        return ts
+    return ts.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _turn_out(turn: Turn) -> dict[str, Any]:
+    ts = _utc_naive(turn.ts)
+    stamp = f"{ts.isoformat(timespec='seconds')}Z" if ts else None
+    key = hashlib.sha1(f"{turn.role}|{turn.text}|{stamp}".encode()).hexdigest()[:16]
+    return {"role": turn.role, "text": turn.text, "ts": stamp, "key": key}
+
+
+@router.get("/v1/customers/{customer_id}/last-message")
+async def last_message(customer_id: str, copilot: CopilotDep, caller: CallerDep) -> dict[str, Any]:
+    """The customer's latest message and the recent turns (stored ones, else the profile's chat)."""
+
+    def read() -> list[Turn]:
+        profile = copilot.repo.customer(caller.tenant, customer_id)
+        stored = copilot.repo.recent_turns(caller.tenant, customer_id, limit=_RECENT_TURNS)
+        if stored:
+            return stored
+        return [Turn(t.role, t.text, t.ts) for t in profile.chat[-_RECENT_TURNS:]]
+
+    turns = [_turn_out(t) for t in await run_in_threadpool(read)]
+    last = next((t for t in reversed(turns) if t["role"] == "customer"), None)
+    return {"customer_id": customer_id, "last_customer_message": last, "turns": turns}
+
+
+# ---- feedback ----------------------------------------------------------------------------------------
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    suggestion_id: str = Field(min_length=1, max_length=64)
+    candidate_id: str = Field(min_length=1, max_length=64)
+    action: FeedbackAction
+    final_text: str | None = Field(default=None, max_length=4000)
+    reason: str | None = Field(default=None, max_length=500)
+
+
+def _feedback_out(row: SidebarFeedback) -> dict[str, Any]:
+    return {
+        "id": row.id, "suggestion_id": row.suggestion_id, "candidate_id": row.candidate_id,
+        "action": row.action, "final_text": row.final_text, "reason": row.reason,
+        "created_at": f"{row.created_at.isoformat(timespec='seconds')}Z",
+    }
+
+
+@router.post("/v1/sidebar/feedback", status_code=201)
+async def post_feedback(body: FeedbackIn, copilot: CopilotDep, caller: CallerDep) -> dict[str, Any]:
+    row = await run_in_threadpool(
+        record_feedback, copilot.engine, tenant=caller.tenant, suggestion_id=body.suggestion_id,
+        candidate_id=body.candidate_id, action=body.action, final_text=body.final_text, reason=body.reason,
+    )
+    return _feedback_out(row)
+
+
+@router.get("/v1/sidebar/feedback")
+async def get_feedback(
+    copilot: CopilotDep,
+    caller: CallerDep,
+    suggestion_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+) -> dict[str, Any]:
+    rows = await run_in_threadpool(list_feedback, copilot.engine, caller.tenant, suggestion_id)
+    return {"items": [_feedback_out(r) for r in rows]}

@@ -1,0 +1,37 @@
+"""Suggestion, analysis and compliance-check endpoints."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import CallerDep, CopilotDep
+from copilot.contracts import AnalysisOut, ComplianceOut, SuggestionOut, SuggestRequest
+from copilot.errors import ValidationError
+from copilot.service import _flags_out
+
+router = APIRouter(prefix="/v1", tags=["suggestions"])
+
+
+@router.post("/suggestions", response_model=SuggestionOut)
+async def create_suggestion(body: SuggestRequest, copilot: CopilotDep, caller: CallerDep) -> SuggestionOut:
+    if not body.customer_id:
+        raise ValidationError("customer_id is required for suggestions; use /v1/analyze without a profile")
+    return await run_in_threadpool(copilot.suggest, caller.tenant, body)
+
+
+@router.post("/analyze", response_model=AnalysisOut)
+async def analyze(body: SuggestRequest, copilot: CopilotDep, caller: CallerDep) -> AnalysisOut:
+    return await run_in_threadpool(copilot.analyze, caller.tenant, body)
+
+
+class CheckIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=20_000)
+
+
+@router.post("/compliance/check", response_model=ComplianceOut)
+async def check_compliance(body: CheckIn, copilot: CopilotDep, caller: CallerDep) -> ComplianceOut:
+    result = copilot.compliance.check(body.text)
+    return ComplianceOut(risk=result.risk, flags=_flags_out(result))

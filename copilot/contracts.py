@@ -1,0 +1,107 @@
+"""Request and response shapes of the copilot's operations, shared by the API and the CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+__all__ = [
+    "AnalysisOut",
+    "CandidateOut",
+    "CitationOut",
+    "ComplianceOut",
+    "FlagOut",
+    "IntentFactorOut",
+    "IntentOut",
+    "MessageIn",
+    "StageOut",
+    "SuggestRequest",
+    "SuggestionOut",
+]
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+
+
+class MessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["customer", "staff"]
+    text: Text
+    ts: dt.datetime | None = None
+
+
+class SuggestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    customer_id: str | None = Field(default=None, min_length=1, max_length=128)
+    staff_id: str | None = Field(default=None, min_length=1, max_length=128)
+    messages: list[MessageIn] = Field(default_factory=list, max_length=200)
+    n: int | None = Field(default=None, ge=1, le=10)
+
+
+class FlagOut(BaseModel):
+    category: str
+    rule_id: str
+    severity: Literal["warn", "review", "block"]
+    span: tuple[int, int]
+    message: str
+    suggestion: str | None = None
+
+
+class ComplianceOut(BaseModel):
+    risk: Literal["none", "low", "review", "block"]
+    flags: list[FlagOut]
+
+
+class CitationOut(BaseModel):
+    kind: Literal["script", "content", "profile"]
+    id: str
+    field: str | None = None
+
+
+class PromptRef(BaseModel):
+    name: str
+    version: str
+
+
+class CandidateOut(BaseModel):
+    id: str
+    text: str
+    stage: str
+    citations: list[CitationOut]
+    compliance: ComplianceOut
+    requires_approval: bool
+    drafter: Literal["script", "llm"]
+    prompt: PromptRef | None = None
+
+
+class StageOut(BaseModel):
+    name: Literal["icebreak", "discovery", "recommend", "revisit"]
+    confidence: float
+    reasons: list[str]
+
+
+class IntentFactorOut(BaseModel):
+    name: str
+    label: str
+    points: float
+    evidence: str
+
+
+class IntentOut(BaseModel):
+    score: int = Field(ge=0, le=100)
+    level: Literal["low", "medium", "high"]
+    factors: list[IntentFactorOut]
+
+
+class AnalysisOut(BaseModel):
+    stage: StageOut
+    intent: IntentOut
+    customer_message_flags: list[FlagOut]
+    customer_message_risk: Literal["none", "low", "review", "block"] = "none"
+
+
+class SuggestionOut(AnalysisOut):
+    suggestion_id: str
+    candidates: list[CandidateOut]
+    drafter_note: str | None = None  # e.g. why the LLM drafter fell back to scripts

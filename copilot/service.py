@@ -1,0 +1,324 @@
+"""`Copilot`: the composition root. It wires the components from settings, and only it does.
+
+The suggest path is one pass: profile and recent turns → stage → hybrid retrieval → rerank →
+draft N candidates → compliance on each → intent → persist → respond. Models and indexes are
+built once, when the Copilot is built; nothing on the request path loads a model or reads a file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from copilot.compliance import ComplianceChecker, ComplianceResult
+from copilot.config import DEFAULT_EMBEDDING_MODEL, Settings, apply_offline_defaults
+from copilot.contracts import (
+    AnalysisOut,
+    CandidateOut,
+    CitationOut,
+    ComplianceOut,
+    FlagOut,
+    IntentFactorOut,
+    IntentOut,
+    PromptRef,
+    StageOut,
+    SuggestionOut,
+    SuggestRequest,
+)
+from copilot.db import create_schema, make_engine
+from copilot.dialogue import Turn
+from copilot.drafting.llm import LLMDrafter
+from copilot.drafting.script import ScriptDrafter
+from copilot.drafting.types import DraftContext, Drafter, DraftOutcome
+from copilot.embeddings import Embedder
+from copilot.intent import IntentResult, score_intent
+from copilot.knowledge.ingest import IngestReport, Progress, ingest_library
+from copilot.knowledge.loader import load_library
+from copilot.knowledge.schema import CustomerProfile, Stage
+from copilot.lexical import warm_up
+from copilot.models import CandidateRow, FlagRow, SuggestionRow, utcnow
+from copilot.ranking import Reranker
+from copilot.repository import Repository
+from copilot.retrieval import Filters, Hit, HybridRetriever, build_query
+from copilot.stages import StageResult, detect_stage
+from copilot.llm import build_chat_model
+from copilot.prompts import load_prompt
+from copilot.tokens import TokenCounter, seed_tiktoken_cache
+from copilot.vectorstore import ChromaStore
+
+__all__ = ["Copilot", "build_embedder"]
+
+Clock = Callable[[], dt.datetime]
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    """The embedder the settings name: the built-in offline model, `hashing` (tests), or any
+    sentence-transformers folder or hub name."""
+    from copilot.embeddings import HashingEmbedder, SentenceTransformerEmbedder
+
+    apply_offline_defaults(settings)
+    if settings.embedding_model == DEFAULT_EMBEDDING_MODEL:
+        from copilot.embedding_model import prepare_default_model
+
+        path = prepare_default_model(settings.models_dir / "multilingual-e5-small")
+        return SentenceTransformerEmbedder(path)
+    if settings.embedding_model == "hashing":
+        return HashingEmbedder()
+    return SentenceTransformerEmbedder(settings.embedding_model)
+
+
+@dataclass(frozen=True)
+class _Analysis:
+    turns: tuple[Turn, ...]
+    profile: CustomerProfile | None
+    stage: StageResult
+    intent: IntentResult
+    customer_check: ComplianceResult
+
+
+class Copilot:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        embedder: Embedder,
+        store: ChromaStore,
+        compliance: ComplianceChecker,
+        drafter: Drafter | None = None,
+        clock: Clock = utcnow,
+        default_candidates: int = 3,
+        max_messages: int = 50,
+    ) -> None:
+        self.engine = engine
+        self.embedder = embedder
+        self.store = store
+        self.compliance = compliance
+        self.repo = Repository(engine)
+        self.retriever = HybridRetriever(store=store)
+        self.reranker = Reranker(embedder)
+        self.script_drafter = ScriptDrafter(self.reranker)
+        self.drafter: Drafter = drafter or self.script_drafter
+        self.clock = clock
+        self.default_candidates = default_candidates
+        self.max_messages = max_messages
+        create_schema(engine)
+        warm_up()
+        for tenant in self.repo.tenants():
+            self.retriever.load(tenant, self.repo.knowledge_docs(tenant))
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, embedder: Embedder | None = None) -> Copilot:
+        apply_offline_defaults(settings)
+        seed_tiktoken_cache(settings.tiktoken_cache_dir)
+        embedder = embedder or build_embedder(settings)
+        store = ChromaStore(embedder, settings.chroma_dir)
+        compliance = ComplianceChecker(packs=settings.compliance_packs, lexicon_dir=settings.lexicon_dir)
+        copilot = cls(
+            engine=make_engine(settings.sqlalchemy_url),
+            embedder=embedder,
+            store=store,
+            compliance=compliance,
+            default_candidates=settings.candidates,
+            max_messages=settings.max_messages,
+        )
+        model = build_chat_model(settings) if settings.llm_configured else None
+        if model is not None:
+            copilot.drafter = LLMDrafter(
+                model=model, prompt=load_prompt("draft_replies"), fallback=copilot.script_drafter,
+                token_counter=TokenCounter(), mask_pii=settings.llm_mask_pii,
+            )
+        return copilot
+
+    # ---- library -----------------------------------------------------------------------------
+    def ingest(self, path: Path, *, tenant: str, progress: Progress | None = None) -> IngestReport:
+        library = load_library(path)  # raises LibraryError before anything is written
+        report = ingest_library(library, tenant=tenant, engine=self.engine, store=self.store, progress=progress)
+        self.retriever.load(tenant, self.repo.knowledge_docs(tenant))
+        return report
+
+    def search(self, tenant: str, query: str, *, filters: Filters, k: int = 10) -> list[Hit]:
+        return self.retriever.search(tenant, query, filters=filters, k=k)
+
+    # ---- pipeline ----------------------------------------------------------------------------
+    def analyze(self, tenant: str, request: SuggestRequest) -> AnalysisOut:
+        analysis = self._analyze(tenant, request)
+        return AnalysisOut(
+            stage=_stage_out(analysis.stage),
+            intent=_intent_out(analysis.intent),
+            customer_message_flags=_flags_out(analysis.customer_check),
+            customer_message_risk=analysis.customer_check.risk,
+        )
+
+    def suggest(self, tenant: str, request: SuggestRequest) -> SuggestionOut:
+        started = time.perf_counter()
+        analysis = self._analyze(tenant, request)
+        n = request.n or self.default_candidates
+        persona = self.repo.persona(tenant)
+        stage = analysis.stage.name
+        scripts, content = self._evidence(tenant, analysis, stage)
+        context = DraftContext(
+            tenant=tenant, turns=analysis.turns, profile=analysis.profile, persona=persona, stage=stage,
+            scripts=scripts, content=content, n=n, now=self.clock(),
+        )
+        outcome = self.drafter.draft(context)
+        if len(outcome.candidates) < n:
+            outcome = self._top_up(outcome, context, tenant, analysis)
+        checks = [self.compliance.check(c.text) for c in outcome.candidates]
+        return self._persist(tenant, request, analysis, outcome, checks, time.perf_counter() - started)
+
+    def _analyze(self, tenant: str, request: SuggestRequest) -> _Analysis:
+        profile = self.repo.customer(tenant, request.customer_id) if request.customer_id else None
+        turns = tuple(Turn(m.role, m.text, m.ts) for m in request.messages[-self.max_messages :])
+        history = turns
+        if not turns and profile is not None:
+            stored = self.repo.recent_turns(tenant, profile.id)
+            history = tuple(stored) or tuple(Turn(t.role, t.text, t.ts) for t in profile.chat[-10:])
+        last_stage = None
+        if profile is not None and request.staff_id:
+            last_stage = self.repo.last_stage(tenant, profile.id, request.staff_id)
+        vote = self._library_vote(tenant, turns) if turns else None
+        now = self.clock()
+        stage = detect_stage(turns, profile, today=now.date(), last_stage=last_stage, library_vote=vote)
+        intent = score_intent(history, profile, now=now)
+        customer_text = next((t.text for t in reversed(turns) if t.role == "customer"), "")
+        check = self.compliance.check(customer_text) if customer_text else ComplianceResult(risk="none", flags=())
+        return _Analysis(turns, profile, stage, intent, check)
+
+    def _library_vote(self, tenant: str, turns: tuple[Turn, ...]) -> dict[str, float]:
+        hits = self.retriever.search(tenant, build_query([(t.role, t.text) for t in turns], None),
+                                     filters=Filters(kinds=("script",)), k=10)
+        vote: dict[str, float] = {}
+        for hit in hits:
+            for stage in hit.doc.stages:
+                vote[stage] = vote.get(stage, 0.0) + hit.score
+        return vote
+
+    def _evidence(self, tenant: str, analysis: _Analysis, stage: Stage) -> tuple[tuple[Hit, ...], tuple[Hit, ...]]:
+        profile = analysis.profile
+        query = build_query([(t.role, t.text) for t in analysis.turns], profile)
+        if not analysis.turns and profile is not None:
+            last = profile.last_order
+            query = " ".join([query, *(line.name for line in last.items)] if last else [query])
+        segment = profile.segment if profile else None
+        scripts = self.retriever.search(
+            tenant, query or stage.value, filters=Filters(kinds=("script",), stage=stage.value, segment=segment), k=24
+        )
+        content = self.retriever.search(
+            tenant, query or stage.value, filters=Filters(kinds=("content",), stage=stage.value, segment=segment), k=5
+        )
+        return tuple(scripts), tuple(content)
+
+    def _top_up(self, outcome: DraftOutcome, context: DraftContext, tenant: str, analysis: _Analysis) -> DraftOutcome:
+        """Too few candidates (narrow segment, unfillable variables): widen to the stage's whole library."""
+        query = build_query([(t.role, t.text) for t in analysis.turns], analysis.profile) or context.stage.value
+        wider = self.retriever.search(tenant, query, filters=Filters(kinds=("script",), stage=context.stage.value), k=80)
+        extra = self.script_drafter.draft(
+            DraftContext(**{**context.__dict__, "scripts": tuple(wider), "n": context.n * 2})
+        )
+        have = {c.text for c in outcome.candidates}
+        merged = list(outcome.candidates)
+        for candidate in extra.candidates:
+            if len(merged) >= context.n:
+                break
+            if candidate.text not in have:
+                merged.append(candidate)
+                have.add(candidate.text)
+        return DraftOutcome(
+            candidates=tuple(merged), drafter=outcome.drafter, prompt_name=outcome.prompt_name,
+            prompt_version=outcome.prompt_version, fallback_reason=outcome.fallback_reason,
+        )
+
+    def _persist(
+        self,
+        tenant: str,
+        request: SuggestRequest,
+        analysis: _Analysis,
+        outcome: DraftOutcome,
+        checks: list[ComplianceResult],
+        elapsed: float,
+    ) -> SuggestionOut:
+        with self.repo.unit_of_work() as session:
+            conversation_id = None
+            if analysis.profile is not None and request.staff_id:
+                conversation = self.repo.conversation(session, tenant, analysis.profile.id, request.staff_id)
+                conversation.last_stage = analysis.stage.name.value
+                conversation.updated_at = utcnow()
+                session.add(conversation)
+                self.repo.store_messages(session, tenant, conversation.id, analysis.turns)
+                conversation_id = conversation.id
+            row = SuggestionRow(
+                tenant_id=tenant, conversation_id=conversation_id,
+                customer_id=analysis.profile.id if analysis.profile else None, staff_id=request.staff_id,
+                stage=analysis.stage.name.value, stage_confidence=analysis.stage.confidence,
+                stage_reasons=list(analysis.stage.reasons), intent_score=analysis.intent.score,
+                intent_level=analysis.intent.level,
+                intent_factors=[f.__dict__ for f in analysis.intent.factors], drafter=outcome.drafter,
+                prompt_name=outcome.prompt_name, prompt_version=outcome.prompt_version,
+                fallback_reason=outcome.fallback_reason, rules_version=self.compliance.version,
+                latency_ms=round(elapsed * 1000, 2),
+            )
+            session.add(row)
+            session.flush()
+            out: list[CandidateOut] = []
+            for rank, (candidate, check) in enumerate(zip(outcome.candidates, checks, strict=True)):
+                cand = CandidateRow(
+                    tenant_id=tenant, suggestion_id=row.id, rank=rank, text=candidate.text,
+                    stage=candidate.stage.value, citations=[c.__dict__ for c in candidate.citations],
+                    risk=check.risk, requires_approval=check.requires_approval, drafter=candidate.drafter,
+                )
+                session.add(cand)
+                session.flush()
+                for flag in check.flags:
+                    session.add(_flag_row(tenant, row.id, cand.id, flag))
+                prompt = (
+                    PromptRef(name=outcome.prompt_name, version=outcome.prompt_version)
+                    if candidate.drafter == "llm" and outcome.prompt_name and outcome.prompt_version
+                    else None
+                )
+                out.append(CandidateOut(
+                    id=cand.id, text=candidate.text, stage=candidate.stage.value,
+                    citations=[CitationOut(kind=c.kind, id=c.id, field=c.field) for c in candidate.citations],
+                    compliance=ComplianceOut(risk=check.risk, flags=_flags_out(check)),
+                    requires_approval=check.requires_approval, drafter=candidate.drafter, prompt=prompt,
+                ))
+            for flag in analysis.customer_check.flags:
+                session.add(_flag_row(tenant, row.id, None, flag))
+        return SuggestionOut(
+            suggestion_id=row.id, stage=_stage_out(analysis.stage), intent=_intent_out(analysis.intent),
+            candidates=out, customer_message_flags=_flags_out(analysis.customer_check),
+            customer_message_risk=analysis.customer_check.risk, drafter_note=outcome.fallback_reason,
+        )
+
+
+def _flag_row(tenant: str, suggestion_id: str, candidate_id: str | None, flag: object) -> FlagRow:
+    f = flag  # a copilot.compliance.Flag
+    return FlagRow(
+        tenant_id=tenant, suggestion_id=suggestion_id, candidate_id=candidate_id,
+        category=f.category, rule_id=f.rule_id, severity=str(f.severity),  # type: ignore[attr-defined]
+        span_start=f.span[0], span_end=f.span[1], message=f.message, suggestion=f.suggestion,  # type: ignore[attr-defined]
+    )
+
+
+def _flags_out(result: ComplianceResult) -> list[FlagOut]:
+    return [
+        FlagOut(category=f.category, rule_id=f.rule_id, severity=f.severity.value, span=f.span,
+                message=f.message, suggestion=f.suggestion)
+        for f in result.flags
+    ]
+
+
+def _stage_out(stage: StageResult) -> StageOut:
+    return StageOut(name=stage.name.value, confidence=stage.confidence, reasons=list(stage.reasons))
+
+
+def _intent_out(intent: IntentResult) -> IntentOut:
+    return IntentOut(
+        score=intent.score, level=intent.level,
+        factors=[IntentFactorOut(name=f.name, label=f.label, points=f.points, evidence=f.evidence)
+                 for f in intent.factors],
+    )

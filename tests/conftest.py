@@ -1,0 +1,88 @@
+"""Suite-wide guards and shared fixtures.
+
+Guards: no socket may leave loopback, and no model call may happen unless a test turns it on
+explicitly against a local stub (`copilot.llm.ALLOW_MODEL_REQUESTS`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+REPO = Path(__file__).resolve().parent.parent
+KNOWLEDGE = REPO / "knowledge"
+TODAY = dt.datetime(2026, 11, 22, 2, 0, 0, tzinfo=dt.UTC)  # 10:00 in Shanghai; the demo library's "today"
+
+_real_connect = socket.socket.connect
+
+
+def _is_loopback(address: Any) -> bool:
+    if isinstance(address, (str, bytes)):  # AF_UNIX
+        return True
+    host = address[0]
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> Any:
+    if not _is_loopback(address):
+        raise RuntimeError(f"test tried to reach the network: {address!r}; only loopback is allowed")
+    return _real_connect(self, address)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_network() -> Iterator[None]:
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+    yield
+    socket.socket.connect = _real_connect  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _no_model_requests() -> Iterator[None]:
+    from copilot import llm
+
+    previous = llm.ALLOW_MODEL_REQUESTS
+    llm.ALLOW_MODEL_REQUESTS = False
+    yield
+    llm.ALLOW_MODEL_REQUESTS = previous
+
+
+def fixed_clock() -> dt.datetime:
+    return TODAY
+
+
+@pytest.fixture(scope="session")
+def hashing_copilot(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A Copilot over the demo library with the fast deterministic embedder (ephemeral stores)."""
+    from copilot.compliance import ComplianceChecker
+    from copilot.db import make_engine
+    from copilot.embeddings import HashingEmbedder
+    from copilot.service import Copilot
+    from copilot.vectorstore import ChromaStore
+
+    root = tmp_path_factory.mktemp("copilot")
+    embedder = HashingEmbedder()
+    copilot = Copilot(
+        engine=make_engine(f"sqlite:///{root / 'test.db'}"),
+        embedder=embedder,
+        store=ChromaStore(embedder, root / "chroma"),
+        compliance=ComplianceChecker(),
+        clock=fixed_clock,
+    )
+    copilot.ingest(KNOWLEDGE, tenant="default")
+    return copilot
