@@ -1,0 +1,237 @@
+"""The pre-send compliance checker: one pass over normalised text, data-driven rules, exact original spans.
+
+Every drafted reply and every customer message goes through `ComplianceChecker.check`, so it is built for
+throughput: all lexicon terms (and allow phrases) live in a single Aho-Corasick automaton, pattern rules are
+skipped unless one combined prefilter regex fires, personal-data detectors run behind cheap cues, and the
+normalised→original offset map is only built when something was found.
+
+A compiled snapshot is swapped in whole by `reload`, so a concurrent `check` never sees half-loaded rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import ahocorasick
+
+from copilot.compliance.lexicons import load_lexicons
+from copilot.compliance.normalize import Normalized, normalize
+from copilot.compliance.packs import Rule, compile_rules, pack_source, read_rule_file
+from copilot.compliance.pii import find_pii
+from copilot.compliance.result import ComplianceResult, Flag, Severity, overall_risk
+
+__all__ = ["ComplianceChecker"]
+
+_ALLOW = -1
+_PII_RULES = {
+    "pii_id_number": ("pii.id_number", Severity.review, "包含身份证号码，请勿在聊天中传递，必要时走官方实名通道",
+                      "如需核验身份，请引导客户通过官方小程序/表单提交"),
+    "pii_bank_card": ("pii.bank_card", Severity.review, "包含银行卡号，不得在聊天中收集或转发",
+                      "付款请引导客户使用官方支付链接，不要索要卡号"),
+    "pii_phone": ("pii.phone", Severity.warn, "包含电话号码，注意保护客户隐私，不要转发给第三方", None),
+    "pii_address": ("pii.address", Severity.warn, "包含详细地址，注意保护客户隐私，只用于本次发货", None),
+    "pii_other": ("pii.other", Severity.warn, "包含邮箱、证件号或车牌等个人信息，注意保护隐私", None),
+}  # fmt: skip
+_PII_BASIS = "《个人信息保护法》第十条、第二十八条"
+
+
+def _edge(ch: str) -> int:
+    """0 for CJK and others, 1 for an ASCII letter, 2 for a digit: Latin terms need word boundaries."""
+    if ch.isascii():
+        if ch.isalpha():
+            return 1
+        if ch.isdigit():
+            return 2
+    return 0
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    rules: tuple[Rule, ...]
+    automaton: ahocorasick.Automaton | None
+    pattern_rules: tuple[int, ...]
+    prefilter: re.Pattern[str] | None
+    version: str
+
+
+class ComplianceChecker:
+    """Checks texts against the selected packs, tenant rule files, allow phrases and optional lexicons."""
+
+    def __init__(
+        self,
+        *,
+        packs: Sequence[str] = ("general",),
+        extra_rule_files: Sequence[Path] = (),
+        allow_phrases: Sequence[str] = (),
+        mask_pii: bool = True,
+        lexicon_dir: Path | None = None,
+    ) -> None:
+        self._packs = tuple(packs)
+        self._extra = tuple(Path(p) for p in extra_rule_files)
+        self._allow = tuple(allow_phrases)
+        self._mask_pii = mask_pii
+        self._lexicon_dir = lexicon_dir
+        self._snap = self._compile()
+
+    @property
+    def version(self) -> str:
+        """Hash of every rule byte loaded; record it with results to know which rules judged a text."""
+        return self._snap.version
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self._snap.rules
+
+    def reload(self) -> None:
+        """Re-read packs, tenant files and lexicons; on any error the previous rules stay in force."""
+        self._snap = self._compile()
+
+    def _compile(self) -> _Snapshot:
+        sources = [pack_source(name) for name in self._packs] + [read_rule_file(p) for p in self._extra]
+        ruleset = compile_rules(sources, self._allow)
+        rules = list(ruleset.rules)
+        allow = list(ruleset.allow)
+        digest = hashlib.sha256(ruleset.digest.encode())
+        if self._lexicon_dir is not None:
+            lexicon = load_lexicons(self._lexicon_dir)
+            rules.extend(lexicon.rules)
+            allow.extend(lexicon.allow)
+            digest.update(lexicon.digest.encode())
+        entries: dict[str, list[int]] = {}
+        for index, rule in enumerate(rules):
+            for term in rule.terms:
+                entries.setdefault(term, []).append(index)
+        for phrase in allow:
+            entries.setdefault(phrase, []).append(_ALLOW)
+        automaton = None
+        if entries:
+            automaton = ahocorasick.Automaton()
+            for term, indexes in entries.items():
+                automaton.add_word(
+                    term, (len(term), tuple(dict.fromkeys(indexes)), _edge(term[0]), _edge(term[-1]))
+                )
+            automaton.make_automaton()
+        pattern_rules = tuple(i for i, r in enumerate(rules) if r.pattern is not None)
+        prefilter = None
+        if pattern_rules:
+            joined = "|".join(f"(?:{rules[i].pattern.pattern})" for i in pattern_rules)  # type: ignore[union-attr]
+            try:
+                prefilter = re.compile(joined)
+            except re.error:
+                # Patterns with named groups or back-references cannot be joined: always run them all.
+                prefilter = re.compile("")
+        return _Snapshot(tuple(rules), automaton, pattern_rules, prefilter, digest.hexdigest()[:16])
+
+    def check(self, text: str) -> ComplianceResult:
+        """All findings for `text`; spans index `text` itself."""
+        snap = self._snap
+        norm = normalize(text)
+        nt = norm.text
+        hits: list[tuple[int, int, int]] = []
+        allowed: list[tuple[int, int]] = []
+        if snap.automaton is not None and nt:
+            rules = snap.rules
+            for end, (length, indexes, left, right) in snap.automaton.iter(nt):
+                stop = end + 1
+                start = stop - length
+                if (left and start > 0 and _edge(nt[start - 1]) == left) or (
+                    right and stop < len(nt) and _edge(nt[stop]) == right
+                ):
+                    continue
+                for index in indexes:
+                    if index == _ALLOW:
+                        allowed.append((start, stop))
+                    elif not rules[index].has_exceptions or not _excepted(rules[index], nt, start, stop):
+                        hits.append((start, stop, index))
+        if snap.prefilter is not None and snap.prefilter.search(nt):
+            for index in snap.pattern_rules:
+                rule = snap.rules[index]
+                assert rule.pattern is not None
+                for m in rule.pattern.finditer(nt):
+                    if m.end() > m.start() and not (rule.has_exceptions and _excepted(rule, nt, *m.span())):
+                        hits.append((m.start(), m.end(), index))
+        flags = self._lexical_flags(snap, norm, hits, allowed)
+        flags.extend(self._pii_flags(text, norm, allowed))
+        if not flags:
+            return ComplianceResult("none", (), snap.version)
+        kept = _resolve_overlaps(flags)
+        return ComplianceResult(overall_risk(kept), tuple(kept), snap.version)
+
+    @staticmethod
+    def _lexical_flags(
+        snap: _Snapshot, norm: Normalized, hits: list[tuple[int, int, int]], allowed: list[tuple[int, int]]
+    ) -> list[Flag]:
+        flags = []
+        for start, stop, index in hits:
+            if any(a <= start and stop <= b for a, b in allowed):
+                continue
+            rule = snap.rules[index]
+            lo, hi = norm.span(start, stop)
+            flags.append(
+                Flag(
+                    category=rule.category,
+                    rule_id=rule.id,
+                    severity=rule.severity,
+                    span=(lo, hi),
+                    message=f"{rule.message}（依据：{rule.basis}）",
+                    suggestion=rule.suggestion,
+                    matched=norm.original[lo:hi],
+                )
+            )
+        return flags
+
+    def _pii_flags(self, text: str, norm: Normalized, allowed: list[tuple[int, int]]) -> list[Flag]:
+        found = find_pii(text)
+        if not found:
+            return []
+        allowed_original = [norm.span(a, b) for a, b in allowed]
+        flags = []
+        for match in found:
+            lo, hi = match.span
+            if any(a <= lo and hi <= b for a, b in allowed_original):
+                continue
+            rule_id, severity, message, suggestion = _PII_RULES[match.category]
+            flags.append(
+                Flag(
+                    category=match.category,
+                    rule_id=rule_id,
+                    severity=severity,
+                    span=(lo, hi),
+                    message=f"{message}（依据：{_PII_BASIS}）",
+                    suggestion=suggestion,
+                    matched=f"[{match.label}]" if self._mask_pii else text[lo:hi],
+                )
+            )
+        return flags
+
+
+def _excepted(rule: Rule, nt: str, start: int, stop: int) -> bool:
+    if rule.unless_followed_by and nt.startswith(rule.unless_followed_by, stop):
+        return True
+    if rule.unless_preceded_by and nt.endswith(rule.unless_preceded_by, 0, start):
+        return True
+    if rule.unless_near or rule.only_near:
+        window = nt[max(0, start - rule.window) : stop + rule.window]
+        if any(w in window for w in rule.unless_near):
+            return True
+        if rule.only_near and not any(w in window for w in rule.only_near):
+            return True
+    return False
+
+
+def _resolve_overlaps(flags: list[Flag]) -> list[Flag]:
+    """Per category keep the most severe, then longest, of overlapping flags; categories never hide each other."""
+    flags.sort(key=lambda f: (f.category, -f.severity.rank, f.span[0] - f.span[1], f.span[0]))
+    kept: list[Flag] = []
+    for flag in flags:
+        if not any(
+            k.category == flag.category and flag.span[0] < k.span[1] and k.span[0] < flag.span[1]
+            for k in kept
+        ):
+            kept.append(flag)
+    kept.sort(key=lambda f: (f.span[0], f.span[1], f.category))
+    return kept

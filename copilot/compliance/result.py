@@ -1,0 +1,94 @@
+"""What a compliance check returns: flags with exact spans and one overall risk.
+
+Callers (drafting, the approval workflow, the API) only see these types, so they stay small and frozen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+__all__ = ["CATEGORIES", "PII_CATEGORIES", "ComplianceResult", "Flag", "Risk", "Severity", "overall_risk"]
+
+
+class Severity(StrEnum):
+    """How bad one finding is: `warn` informs, `review` needs a manager, `block` must not be sent."""
+
+    warn = "warn"
+    review = "review"
+    block = "block"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {Severity.warn: 1, Severity.review: 2, Severity.block: 3}
+
+Risk = Literal["none", "low", "review", "block"]
+
+# Stable ids that reports, dashboards and the labelled data key on; never rename one.
+CATEGORIES: tuple[str, ...] = (
+    "ad_absolute",
+    "ad_medical",
+    "ad_finance",
+    "ad_education",
+    "false_promise",
+    "review_cashback",
+    "off_platform",
+    "pii_id_number",
+    "pii_phone",
+    "pii_bank_card",
+    "pii_address",
+    "pii_other",
+    "sensitive_political",
+    "sensitive_porn",
+    "sensitive_gambling",
+    "sensitive_violence",
+    "harassment",
+    "competitor",
+    "frequency",
+)
+PII_CATEGORIES = frozenset(c for c in CATEGORIES if c.startswith("pii_"))
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One finding; `span` indexes the original text `[start, end)` so a UI can underline it."""
+
+    category: str
+    rule_id: str
+    severity: Severity
+    span: tuple[int, int]
+    message: str
+    suggestion: str | None = None
+    matched: str = ""
+
+
+@dataclass(frozen=True)
+class ComplianceResult:
+    """All findings for one text and the overall risk; `rules_version` says which rules produced it."""
+
+    risk: Risk
+    flags: tuple[Flag, ...]
+    rules_version: str = ""
+
+    @property
+    def requires_approval(self) -> bool:
+        return self.risk in ("review", "block")
+
+    @property
+    def categories(self) -> set[str]:
+        return {f.category for f in self.flags}
+
+
+def overall_risk(flags: Iterable[Flag]) -> Risk:
+    """`none` without flags, `low` when only warnings, else the most severe flag's level."""
+    top = max((f.severity.rank for f in flags), default=0)
+    if top == 0:
+        return "none"
+    if top == 1:
+        return "low"
+    return "review" if top == 2 else "block"
