@@ -1,0 +1,74 @@
+"""The Copilot an evaluation runs against: the serving class, over a library, in a scratch folder.
+
+Evaluations never touch the deployment's database or index: they ingest the library into a temporary
+SQLite file and Chroma folder, with a fixed clock so order recency and "days since" are reproducible.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from copilot.compliance import ComplianceChecker
+from copilot.config import Settings
+from copilot.contracts import MessageIn, SuggestRequest
+from copilot.db import make_engine
+from copilot.embeddings import Embedder
+from copilot.service import Copilot, build_embedder
+from copilot.vectorstore import ChromaStore
+from eval.records import Message
+
+__all__ = ["EVAL_NOW", "TENANT", "Harness", "build_copilot", "choose_embedder", "request_for"]
+
+TENANT = "default"
+# The demo library's "today" (10:00 in Shanghai); its orders and chats are dated relative to it.
+EVAL_NOW = dt.datetime(2026, 11, 22, 2, 0, 0)
+
+
+@dataclass(frozen=True)
+class Harness:
+    copilot: Copilot
+    tenant: str
+    embedder_name: str
+    knowledge: Path
+
+
+def choose_embedder(name: str | None, settings: Settings) -> Embedder:
+    """`hashing` for fast deterministic runs; otherwise the embedder the settings configure."""
+    if name == "hashing":
+        from copilot.embeddings import HashingEmbedder
+
+        return HashingEmbedder()
+    if name:
+        settings = settings.model_copy(update={"embedding_model": name})
+    return build_embedder(settings)
+
+
+def build_copilot(
+    embedder: Embedder,
+    knowledge: Path,
+    workdir: Path,
+    *,
+    now: dt.datetime = EVAL_NOW,
+    compliance: ComplianceChecker | None = None,
+) -> Harness:
+    workdir.mkdir(parents=True, exist_ok=True)
+    copilot = Copilot(
+        engine=make_engine(f"sqlite:///{workdir / 'eval.db'}"),
+        embedder=embedder,
+        store=ChromaStore(embedder, workdir / "chroma"),
+        compliance=compliance or ComplianceChecker(),
+        clock=lambda: now,
+    )
+    copilot.ingest(knowledge, tenant=TENANT)
+    return Harness(copilot=copilot, tenant=TENANT, embedder_name=embedder.name, knowledge=knowledge)
+
+
+def request_for(messages: Sequence[Message], customer_id: str | None = None, n: int | None = None) -> SuggestRequest:
+    return SuggestRequest(
+        customer_id=customer_id,
+        messages=[MessageIn(role=m.role, text=m.text) for m in messages][-200:],
+        n=n,
+    )
