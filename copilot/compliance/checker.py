@@ -19,7 +19,7 @@ from pathlib import Path
 import ahocorasick
 
 from copilot.compliance.lexicons import load_lexicons
-from copilot.compliance.normalize import Normalized, normalize
+from copilot.compliance.normalize import Normalized, fold_char, normalize
 from copilot.compliance.packs import Rule, compile_rules, pack_source, read_rule_file
 from copilot.compliance.pii import find_pii
 from copilot.compliance.result import ComplianceResult, Flag, Severity, overall_risk
@@ -138,9 +138,10 @@ class ComplianceChecker:
             for end, (length, indexes, left, right) in snap.automaton.iter(nt):
                 stop = end + 1
                 start = stop - length
-                if (left and start > 0 and _edge(nt[start - 1]) == left) or (
-                    right and stop < len(nt) and _edge(nt[stop]) == right
-                ):
+                if (
+                    (left and start > 0 and _edge(nt[start - 1]) == left)
+                    or (right and stop < len(nt) and _edge(nt[stop]) == right)
+                ) and _glued(norm, start, stop, left, right):
                     continue
                 for index in indexes:
                     if index == _ALLOW:
@@ -207,6 +208,25 @@ class ComplianceChecker:
                 )
             )
         return flags
+
+
+def _glued(norm: Normalized, start: int, stop: int, left: int, right: int) -> bool:
+    """Whether a Latin/digit term really runs into a neighbouring word in the original text.
+
+    `加我VX：baby2024` normalises to `加我vxbaby2024`; the colon that separated the words is gone, so the
+    word-boundary test is repeated on the original neighbours before a hit is rejected.
+    """
+    lo, hi = norm.span(start, stop)
+    original = norm.original
+    if left and lo > 0:
+        before = fold_char(original[lo - 1])
+        if before and _edge(before[-1]) == left:
+            return True
+    if right and hi < len(original):
+        after = fold_char(original[hi])
+        if after and _edge(after[0]) == right:
+            return True
+    return False
 
 
 def _excepted(rule: Rule, nt: str, start: int, stop: int) -> bool:

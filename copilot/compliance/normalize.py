@@ -25,7 +25,7 @@ from functools import cache
 
 import opencc
 
-__all__ = ["Normalized", "chinese_numeral_value", "normalize", "normalize_term"]
+__all__ = ["Normalized", "chinese_numeral_value", "fold_char", "normalize", "normalize_term"]
 
 # Astral blocks that hold emoji, enclosed letters, mathematical letters and tag/variation characters; every
 # other astral character passes through unchanged (a rare dictionary miss, still correct).
@@ -200,6 +200,11 @@ def normalize(text: str) -> Normalized:
             pieces.append(folded[pos:])
             folded = "".join(pieces)
     return Normalized(text, folded, tuple(rewrites))
+
+
+def fold_char(ch: str) -> str:
+    """What one original character becomes in normalised text ("" when it is deleted)."""
+    return _table().get(ord(ch), ch) or ""
 
 
 def normalize_term(term: str) -> str:

@@ -31,6 +31,9 @@ _LANDLINE_RE = re.compile(
     rf"(?<![\dA-Za-z+])(?:(?:\+|00|＋)?86{_SEP})?(?:\(0\d{{2,3}}\)|（0\d{{2,3}}）|0\d{{2,3}}){_SEP}"
     rf"[2-9](?:{_SEP}\d){{6,7}}(?![\dA-Za-z])"
 )
+_CN_DIGITS = "零〇一二三四五六七八九幺两"
+_CN_TO_ASCII = str.maketrans(_CN_DIGITS, "001234567891" + "2")
+_CN_MOBILE_RE = re.compile(rf"(?<![{_CN_DIGITS}])[一幺](?:[\s\-]?[{_CN_DIGITS}]){{10}}(?![{_CN_DIGITS}])")
 _CARD_RE = re.compile(rf"(?<![\dA-Za-z])\d(?:{_SEP}\d){{15,18}}(?![\dA-Za-z])")
 # UnionPay, Visa, Mastercard, JCB and the old 9558 ICBC range; 2-series Mastercard is left out on purpose:
 # order numbers starting with a date (2311…) fall inside it.
@@ -40,7 +43,7 @@ _CJK = r"\u4e00-\u9fff"
 _NUM = r"0-9０-９一二三四五六七八九十百零〇"
 _ADDRESS_RE = re.compile(
     rf"(?:[{_CJK}]{{2,8}}?(?:省|自治区|市|自治州|区|县|旗|镇|乡|街道))*"
-    rf"[{_CJK}A-Za-z0-9]{{1,12}}?(?:路|街|大道|巷|弄|胡同)[{_NUM}\-]+号(?:院)?"
+    rf"[{_CJK}A-Za-z0-9]{{1,12}}?(?:路|街|大道|巷|弄|胡同)(?:[{_NUM}]+段)?[{_NUM}\-]+号(?:院)?"
     rf"(?:[{_NUM}A-Za-z\-]+(?:号楼|栋|幢|座|单元|楼|层|室|号|户))*"
     rf"|(?:[{_CJK}]{{2,8}}?(?:省|自治区|市|区|县|镇|乡))*[{_CJK}A-Za-z]{{2,12}}?"
     rf"(?:小区|花园|公寓|大厦|家园|苑|府|广场|新村|社区|村|公馆|华庭)"
@@ -97,6 +100,16 @@ def _numbers(text: str) -> list[PiiMatch]:
     return found
 
 
+def _spelled_phones(text: str) -> list[PiiMatch]:
+    """Mobile numbers written in Chinese digits (一三八…), a common way to slip past number filters."""
+    found = []
+    for m in _CN_MOBILE_RE.finditer(text):
+        digits = re.sub(r"[^0-9]", "", m.group().translate(_CN_TO_ASCII))
+        if len(digits) == 11 and phonenumbers.is_valid_number(phonenumbers.parse(digits, "CN")):
+            found.append(PiiMatch("pii_phone", "手机号", m.span(), digits))
+    return found
+
+
 def _addresses(text: str) -> list[PiiMatch]:
     found = []
     for m in _ADDRESS_RE.finditer(text):
@@ -134,6 +147,8 @@ def find_pii(text: str) -> list[PiiMatch]:
     candidates: list[PiiMatch] = []
     if _PREFILTER_NUMBER.search(text):
         candidates.extend(_numbers(text.translate(_ASCII_DIGITS)))
+    if _CN_MOBILE_RE.search(text):
+        candidates.extend(_spelled_phones(text))
     if _ADDRESS_CUE.search(text):
         candidates.extend(_addresses(text))
     candidates.extend(_others(text))
