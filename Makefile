@@ -24,9 +24,7 @@ install-dev: $(DEVSTAMP)
 
 ## make run: install, prepare the embedding model, ingest the demo libraries, serve the API.
 run: $(STAMP)
-	$(VENV)/bin/copilot prepare
-	$(VENV)/bin/copilot ingest
-	$(VENV)/bin/copilot serve
+	$(VENV)/bin/copilot run
 
 ## make test: ruff, mypy and the whole pytest suite.
 test: $(DEVSTAMP)

@@ -6,15 +6,19 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from copilot.config import Settings, apply_offline_defaults, get_settings
 from copilot.errors import CopilotError, LibraryError
+
+if TYPE_CHECKING:
+    from copilot.service import Copilot
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="私域 1v1 sales copilot.")
 console = Console()
@@ -120,11 +124,35 @@ def serve(
     port: Annotated[int | None, typer.Option()] = None,
 ) -> None:
     """Serve the API (and print the URL and the dev API key)."""
+    _serve(get_settings(), host=host, port=port, copilot=None)
+
+
+@app.command()
+def run(
+    path: Annotated[Path | None, typer.Argument(help="library folder (default: COPILOT_KNOWLEDGE_DIR)")] = None,
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Prepare the model, ingest the library (changes only) and serve, in one process."""
+    from copilot.service import Copilot
+
+    settings = get_settings()
+    started = time.perf_counter()
+    copilot = Copilot.from_settings(settings)
+    try:
+        report = copilot.ingest(path or settings.knowledge_dir, tenant=settings.default_tenant)
+    except LibraryError as exc:
+        _fail(exc)
+        return
+    console.print(f"{report.summary()}  (ready in {time.perf_counter() - started:.1f}s)")
+    _serve(settings, host=host, port=port, copilot=copilot)
+
+
+def _serve(settings: Settings, *, host: str | None, port: int | None, copilot: Copilot | None) -> None:
     import uvicorn
 
     from api.app import create_app
 
-    settings = get_settings()
     if not settings.api_keys:
         settings = _with_dev_key(settings)
     host = host or settings.host
@@ -132,7 +160,7 @@ def serve(
     key = settings.api_keys[0].get_secret_value()
     console.print(f"copilot API on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
     console.print(f"dev API key: {key}   (send it as the X-API-Key header)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings, copilot=copilot), host=host, port=port, log_level="info")
 
 
 def _with_dev_key(settings: Settings) -> Settings:
@@ -151,9 +179,7 @@ def _with_dev_key(settings: Settings) -> Settings:
     return settings.model_copy(update={"api_keys": [*settings.api_keys, _secret(key)]})
 
 
-def _secret(value: str) -> object:
-    from pydantic import SecretStr
-
+def _secret(value: str) -> SecretStr:
     return SecretStr(value)
 
 

@@ -24,8 +24,11 @@ _ready = False
 _KEEP = re.compile(r"[\w\u4e00-\u9fff]", re.UNICODE)
 # Function words that carry no topic in short chat messages.
 _STOP = frozenset(
-    "的 了 吗 呢 吧 啊 呀 哦 嗯 哈 是 我 你 您 他 她 它 们 这 那 就 都 也 还 在 有 和 与 及 或 很 太 又 "
-    "a an the is are was be to of and or in on for it this that i you we".split()
+    (
+        *"的了吗呢吧啊呀哦嗯哈是我你您他她它们这那就都也还在有和与及或很太又",
+        *("a", "an", "the", "is", "are", "was", "be", "to", "of", "and", "or", "in", "on", "for", "it"),
+        *("this", "that", "i", "you", "we"),
+    )
 )
 
 

@@ -86,7 +86,7 @@ def detect_stage(
             add(Stage.revisit, 3.0, f"老客户：有 {len(orders)} 笔订单，上次购买在 {days} 天前，适合回访")
         else:
             add(Stage.discovery, 1.5, "聊过但还没有下单：继续了解需求")
-    elif len(turns) <= 2 and not orders and not history:
+    elif profile is not None and len(turns) <= 2 and not orders and not history:
         add(Stage.icebreak, 1.5, "刚开始聊天，还没有历史记录")
 
     latest = last_customer_text(turns)

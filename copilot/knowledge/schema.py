@@ -24,8 +24,8 @@ __all__ = [
     "Persona",
     "Rfm",
     "Script",
-    "Stage",
     "StaffMember",
+    "Stage",
     "script_variables",
 ]
 

@@ -1,0 +1,64 @@
+"""Stage detection signals, one by one."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from copilot.dialogue import Turn
+from copilot.knowledge.schema import CustomerProfile, Order, OrderLine, Stage
+from copilot.stages import detect_stage
+
+TODAY = dt.date(2026, 11, 22)
+
+
+def _buyer(days_ago: int, cycle: int | None = 25) -> CustomerProfile:
+    order = Order(id="o1", date=TODAY - dt.timedelta(days=days_ago),
+                  items=(OrderLine(sku="d1", name="纸尿裤M码", price=99, cycle_days=cycle),))
+    return CustomerProfile(id="c1", name="王芳", orders=(order,))
+
+
+def _say(*texts: str) -> list[Turn]:
+    return [Turn("customer", t) for t in texts]
+
+
+def test_a_new_friend_with_nothing_said_is_an_icebreak() -> None:
+    result = detect_stage([], CustomerProfile(id="c0", name="新朋友"), today=TODAY)
+    assert result.name is Stage.icebreak
+    assert result.reasons
+
+
+def test_a_past_buyer_with_nothing_said_is_a_revisit() -> None:
+    assert detect_stage([], _buyer(40), today=TODAY).name is Stage.revisit
+
+
+def test_asking_price_and_how_to_buy_is_recommend() -> None:
+    result = detect_stage(_say("这款多少钱？怎么下单"), None, today=TODAY)
+    assert result.name is Stage.recommend
+    assert any("多少钱" in r or "怎么下单" in r for r in result.reasons)
+
+
+def test_describing_a_problem_is_discovery() -> None:
+    result = detect_stage(_say("宝宝晚上总是哭闹，不知道怎么办"), None, today=TODAY)
+    assert result.name is Stage.discovery
+
+
+def test_feedback_after_delivery_is_revisit() -> None:
+    result = detect_stage(_say("上次买的收到了，用着还行"), _buyer(6), today=TODAY)
+    assert result.name is Stage.revisit
+
+
+def test_last_stage_breaks_a_tie() -> None:
+    plain = _say("嗯嗯好的")
+    assert detect_stage(plain, None, today=TODAY, last_stage="recommend").name is Stage.recommend
+    assert detect_stage(plain, None, today=TODAY, last_stage="revisit").name is Stage.revisit
+
+
+def test_the_library_vote_moves_an_ambiguous_turn() -> None:
+    plain = _say("嗯嗯")
+    assert detect_stage(plain, None, today=TODAY, library_vote={"revisit": 3.0}).name is Stage.revisit
+
+
+def test_confidence_is_higher_when_signals_agree() -> None:
+    strong = detect_stage(_say("多少钱？有货吗？怎么买"), None, today=TODAY)
+    weak = detect_stage(_say("哦"), None, today=TODAY)
+    assert strong.confidence > weak.confidence
