@@ -174,6 +174,8 @@ class StubWeCom:
             return {"msg_list": page, "next_cursor": str(end), "has_more": int(end < len(self.kf_messages))}
         if call.path == "/cgi-bin/kf/send_msg":
             return {"msgid": body.get("msgid") or f"stub-msg-{next(self._counter)}"}
+        if call.path == "/cgi-bin/externalcontact/add_msg_template":
+            return {"msgid": f"stub-template-{next(self._counter)}", "fail_list": []}
         if call.path == "/cgi-bin/auth/getuserinfo":
             userid = self.oauth_codes.get(call.query.get("code", ""))
             if userid is None:
@@ -220,3 +222,105 @@ def running_stub(**settings: Any) -> Iterator[StubWeCom]:
 def wecom_stub() -> Iterator[StubWeCom]:
     with running_stub() as stub:
         yield stub
+
+
+# ---- callback side: what WeCom POSTs to the copilot ------------------------------------------------
+
+CALLBACK_TOKEN = "stub-callback-token"
+CALLBACK_AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"  # 43 chars, like the console's
+CALLBACK_RECEIVE_ID = CORP_ID
+
+
+def event_xml(**fields: Any) -> str:
+    """A decrypted callback document; values are CDATA unless they are ints."""
+    parts = []
+    for name, value in fields.items():
+        body = str(value) if isinstance(value, int) else f"<![CDATA[{value}]]>"
+        parts.append(f"<{name}>{body}</{name}>")
+    return "<xml>" + "".join(parts) + "</xml>"
+
+
+def encrypted_callback(
+    plaintext: str, *, token: str = CALLBACK_TOKEN, aes_key: str = CALLBACK_AES_KEY,
+    receive_id: str = CALLBACK_RECEIVE_ID, timestamp: int | None = None, nonce: str = "stubnonce",
+    as_json: bool = False,
+) -> tuple[dict[str, str], str]:
+    """Query parameters and body of a callback carrying `plaintext`, signed as WeCom signs it."""
+    from copilot.wecom.crypto import WeComCrypto
+
+    crypto = WeComCrypto(token, aes_key, receive_id)
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    envelope = crypto.encrypt(plaintext.encode("utf-8"), nonce=nonce, timestamp=stamp)
+    params = {"msg_signature": envelope.signature, "timestamp": stamp, "nonce": nonce}
+    if as_json:
+        import json
+
+        return params, json.dumps({"tousername": receive_id, "encrypt": envelope.encrypt, "agentid": "1000002"})
+    body = (f"<xml><ToUserName><![CDATA[{receive_id}]]></ToUserName>"
+            f"<Encrypt><![CDATA[{envelope.encrypt}]]></Encrypt><AgentID><![CDATA[1000002]]></AgentID></xml>")
+    return params, body
+
+
+# ---- copilot side: the app with the webhook routes, and a worker, wired for tests ------------------
+
+API_KEY = "webhook-test-key-0123"
+
+
+def prepare_schema(engine: Any) -> None:
+    """Create the webhook, approval and WeCom tables in a Copilot's database."""
+    from sqlmodel import SQLModel
+
+    import copilot.approvals
+    import copilot.inbox
+    import copilot.wecom.tables  # noqa: F401
+
+    SQLModel.metadata.create_all(engine)
+
+
+def webhook_config(stub_base_url: str = "http://127.0.0.1:9", **overrides: Any) -> Any:
+    from copilot.wecom.apps import WebhookConfig
+
+    values: dict[str, Any] = {
+        "token": CALLBACK_TOKEN, "aes_key": CALLBACK_AES_KEY, "receive_id": CALLBACK_RECEIVE_ID,
+        "corp_id": CORP_ID, "secret": CORP_SECRET, "base_url": stub_base_url,
+        "webhook_secret": "generic-source-secret", "max_body_bytes": 16_000, "autoreply_path": None,
+        "lease_s": 30.0, "poll_s": 0.05,
+    }
+    values.update(overrides)
+    return WebhookConfig(**values)
+
+
+def webhook_app(copilot: Any, config: Any, data_dir: Any) -> FastAPI:
+    """`create_app` plus the webhook and approval routers (unless the app already has them)."""
+    from pydantic import SecretStr
+
+    from api.app import create_app
+    from api.routes import approvals, webhooks
+    from copilot.config import Settings
+
+    prepare_schema(copilot.engine)
+    app = create_app(Settings(data_dir=data_dir, api_keys=[SecretStr(API_KEY)]), copilot=copilot)
+    paths = {getattr(r, "path", "") for r in app.routes}
+    if "/webhooks/wecom/{tenant}" not in paths:
+        app.include_router(webhooks.router)
+    if "/v1/approvals" not in paths:
+        app.include_router(approvals.router)
+    app.state.webhook_config = config
+    return app
+
+
+class Clock:
+    """A settable UTC clock for workers (naive UTC, like the tables)."""
+
+    def __init__(self, start: Any = None) -> None:
+        import datetime as dt
+
+        self.now = start or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+    def __call__(self) -> Any:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        import datetime as dt
+
+        self.now += dt.timedelta(seconds=seconds)

@@ -239,6 +239,16 @@ class WeComClient:
         data = await self._call("POST", "/cgi-bin/kf/send_msg", json=body)
         return str(data.get("msgid") or msgid or "")
 
+    async def add_msg_template(self, sender: str, external_userids: Sequence[str], text: str) -> str:
+        """Queue a 1v1 message to customers for the staff member `sender` to confirm in the client
+        (WeCom has no direct 1v1 send); returns WeCom's msgid."""
+        if not sender or not external_userids or not text:
+            raise ValidationError("add_msg_template needs a sender, at least one customer and text")
+        body = {"chat_type": "single", "external_userid": list(external_userids), "sender": sender,
+                "text": {"content": text}}
+        data = await self._call("POST", "/cgi-bin/externalcontact/add_msg_template", json=body)
+        return str(data.get("msgid") or "")
+
     async def getuserinfo(self, code: str) -> str:
         """Resolve an OAuth `code` to the staff member's userid; non-members are refused."""
         if not code:

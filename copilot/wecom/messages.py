@@ -14,7 +14,7 @@ from xml.parsers import expat
 
 from copilot.wecom.crypto import WeComPayloadError
 
-__all__ = ["CallbackEnvelope", "WeComEvent", "parse_envelope", "parse_message", "parse_xml"]
+__all__ = ["CallbackEnvelope", "WeComEvent", "event_from_raw", "parse_envelope", "parse_message", "parse_xml"]
 
 _PARSE = -40002
 
@@ -151,7 +151,11 @@ def parse_envelope(body: bytes | str) -> CallbackEnvelope:
 
 def parse_message(plaintext: bytes | str) -> WeComEvent:
     """Turn decrypted message/event XML (or JSON with the same keys) into a `WeComEvent`."""
-    raw = _parse_any(plaintext)
+    return event_from_raw(_parse_any(plaintext))
+
+
+def event_from_raw(raw: dict[str, Any]) -> WeComEvent:
+    """Rebuild a `WeComEvent` from its `raw` fields (e.g. as stored in the inbox)."""
     msg_type = _text(raw, "MsgType")
     if not msg_type:
         raise WeComPayloadError(_PARSE, "the decrypted message has no MsgType")

@@ -1,0 +1,134 @@
+"""Approval queue and audit log endpoints (see `copilot.approvals` for the state machine)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.engine import Engine
+
+from api.deps import CallerDep, CopilotDep
+from copilot.approvals import ApprovalItem, AuditLog, RiskyTextError, decide, get_item, list_audit, list_items
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["approvals"])
+
+
+class ApprovalOut(BaseModel):
+    id: str
+    status: str
+    source_kind: str
+    source_id: str
+    suggestion_id: str | None
+    customer_id: str | None
+    staff_id: str | None
+    text: str
+    final_text: str | None
+    risk: str
+    categories: list[str]
+    flags: list[dict[str, Any]]
+    reviewer: str | None
+    reason: str | None
+    created_at: dt.datetime
+    decided_at: dt.datetime | None
+    expires_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, item: ApprovalItem) -> ApprovalOut:
+        return cls.model_validate(item.model_dump())
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: dt.datetime
+    action: str
+    actor: str
+    approval_id: str | None
+    outbox_id: str | None
+    customer_id: str | None
+    staff_id: str | None
+    detail: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: AuditLog) -> AuditOut:
+        return cls.model_validate(row.model_dump())
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reviewer: str = Field(min_length=1, max_length=128)
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class EditIn(DecisionIn):
+    text: str = Field(min_length=1, max_length=4000)
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.copilot.engine
+    return engine
+
+
+@router.get("/approvals", response_model=list[ApprovalOut])
+async def approvals(
+    request: Request, caller: CallerDep, status: str | None = None, staff_id: str | None = None,
+    risk: str | None = None, category: str | None = None,
+    older_than_s: Annotated[float | None, Query(ge=0)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[ApprovalOut]:
+    items = await run_in_threadpool(
+        lambda: list_items(_engine(request), caller.tenant, status=status, staff_id=staff_id, risk=risk,
+                           category=category, older_than_s=older_than_s, limit=limit))
+    return [ApprovalOut.of(i) for i in items]
+
+
+@router.get("/approvals/{item_id}", response_model=ApprovalOut)
+async def approval(item_id: str, request: Request, caller: CallerDep) -> ApprovalOut:
+    item = await run_in_threadpool(get_item, _engine(request), caller.tenant, item_id)
+    return ApprovalOut.of(item)
+
+
+@router.post("/approvals/{item_id}/approve", response_model=ApprovalOut)
+async def approve(item_id: str, body: DecisionIn, request: Request, caller: CallerDep) -> ApprovalOut:
+    decision = await run_in_threadpool(
+        lambda: decide(_engine(request), caller.tenant, item_id, "approve", reviewer=body.reviewer,
+                       reason=body.reason))
+    return ApprovalOut.of(decision.item)
+
+
+@router.post("/approvals/{item_id}/reject", response_model=ApprovalOut)
+async def reject(item_id: str, body: DecisionIn, request: Request, caller: CallerDep) -> ApprovalOut:
+    decision = await run_in_threadpool(
+        lambda: decide(_engine(request), caller.tenant, item_id, "reject", reviewer=body.reviewer,
+                       reason=body.reason))
+    return ApprovalOut.of(decision.item)
+
+
+@router.post("/approvals/{item_id}/edit", response_model=ApprovalOut)
+async def edit(item_id: str, body: EditIn, request: Request, caller: CallerDep,
+               copilot: CopilotDep) -> ApprovalOut | JSONResponse:
+    try:
+        decision = await run_in_threadpool(
+            lambda: decide(_engine(request), caller.tenant, item_id, "edit", reviewer=body.reviewer,
+                           reason=body.reason, text=body.text, check=copilot.compliance.check))
+    except RiskyTextError as exc:
+        return JSONResponse(status_code=422, content={
+            "error": "RiskyTextError", "detail": str(exc), "risk": exc.risk,
+            "flags": [f.model_dump(mode="json") for f in exc.flags]})
+    return ApprovalOut.of(decision.item)
+
+
+@router.get("/audit", response_model=list[AuditOut])
+async def audit(
+    request: Request, caller: CallerDep, customer_id: str | None = None, staff_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[AuditOut]:
+    rows = await run_in_threadpool(
+        lambda: list_audit(_engine(request), caller.tenant, customer_id=customer_id, staff_id=staff_id,
+                           limit=limit))
+    return [AuditOut.of(r) for r in rows]

@@ -1,0 +1,256 @@
+"""Durable inbox and outbox for webhook traffic.
+
+Why: WeCom waits 5 s and retries 3 times, and a worker can die at any moment. So the web layer only
+verifies and stores the raw event under a unique dedupe key (a retry inserts nothing), and workers take
+rows with a lease (`pending → processing`, `lease_until`); a lease that runs out is taken again, so a
+killed worker loses nothing. Every outbound effect is an outbox row with a unique idempotency key,
+enqueued in the same transaction that completes the event, so a reprocessed event never sends twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, and_, or_, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from copilot.db import session_scope
+from copilot.errors import ConflictError
+from copilot.models import new_id, utcnow
+
+__all__ = [
+    "EVENT_STATUSES",
+    "OUTBOX_STATUSES",
+    "InboxEvent",
+    "LeaseLostError",
+    "OutboxMessage",
+    "WebhookSecret",
+    "claim_events",
+    "complete_event",
+    "enqueue_outbox",
+    "fail_event",
+    "list_events",
+    "record_event",
+]
+
+EVENT_STATUSES = ("pending", "processing", "done", "failed", "dead")
+# held: waiting for an approval; ready: may be sent; sending: a sender holds it; sent; failed: final;
+# cancelled: its approval was rejected or expired.
+OUTBOX_STATUSES = ("held", "ready", "sending", "sent", "failed", "cancelled")
+
+
+def _json_dict() -> Any:
+    return Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class InboxEvent(SQLModel, table=True):
+    __tablename__ = "webhook_inbox"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "source", "dedupe_key"),
+        Index("ix_webhook_inbox_claim", "status", "priority", "id"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(index=True)
+    source: str  # wecom | kf | messages
+    dedupe_key: str
+    kind: str  # add_external_contact | kf_msg_or_event | text | ignored
+    priority: int = 1  # 0 first: welcome codes live 20 seconds
+    payload: dict[str, Any] = _json_dict()
+    status: str = "pending"
+    attempts: int = 0
+    lease_owner: str | None = None
+    lease_until: dt.datetime | None = None
+    available_at: dt.datetime = Field(default_factory=utcnow)
+    last_error: str | None = None
+    result: dict[str, Any] = _json_dict()
+    received_at: dt.datetime = Field(default_factory=utcnow)
+    processed_at: dt.datetime | None = None
+
+
+class OutboxMessage(SQLModel, table=True):
+    __tablename__ = "webhook_outbox"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key"),
+        Index("ix_webhook_outbox_claim", "status", "priority", "created_at"),
+    )
+    id: str = Field(default_factory=new_id, primary_key=True)
+    tenant_id: str = Field(index=True)
+    idempotency_key: str
+    channel: str  # welcome | kf
+    target: dict[str, Any] = _json_dict()
+    text: str
+    kind: str = "reply"  # welcome | keyword | off_hours | ai
+    risk: str = "none"
+    priority: int = 1
+    status: str = "ready"
+    approval_id: str | None = None
+    customer_id: str | None = Field(default=None, index=True)
+    staff_id: str | None = None
+    event_id: int | None = None
+    attempts: int = 0
+    lease_until: dt.datetime | None = None
+    available_at: dt.datetime = Field(default_factory=utcnow)
+    not_after: dt.datetime | None = None  # e.g. a welcome code's 20-second life
+    last_error: str | None = None
+    errcode: int | None = None
+    remote_id: str | None = None
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    sent_at: dt.datetime | None = None
+
+
+class WebhookSecret(SQLModel, table=True):
+    """HMAC secret of the generic JSON message source, per tenant (the default tenant's is a setting)."""
+
+    __tablename__ = "webhook_secrets"
+    tenant_id: str = Field(primary_key=True)
+    secret: str
+
+
+class LeaseLostError(ConflictError):
+    """Another worker took the event after our lease ran out; our transaction must not commit."""
+
+
+def record_event(
+    engine: Engine, *, tenant: str, source: str, dedupe_key: str, kind: str, payload: dict[str, Any],
+    priority: int = 1, now: dt.datetime | None = None,
+) -> bool:
+    """Store one raw event; False when the same dedupe key was stored before (a retry)."""
+    now = now or utcnow()
+    row = InboxEvent(tenant_id=tenant, source=source, dedupe_key=dedupe_key, kind=kind, payload=payload,
+                     priority=priority, received_at=now, available_at=now)
+    try:
+        with session_scope(engine) as session:
+            session.add(row)
+    except IntegrityError:
+        return False
+    return True
+
+
+def add_event(session: Session, *, tenant: str, source: str, dedupe_key: str, kind: str,
+              payload: dict[str, Any], now: dt.datetime) -> bool:
+    """Like `record_event` inside an open transaction (a savepoint keeps a duplicate from aborting it)."""
+    try:
+        with session.begin_nested():
+            session.add(InboxEvent(tenant_id=tenant, source=source, dedupe_key=dedupe_key, kind=kind,
+                                   payload=payload, received_at=now, available_at=now))
+    except IntegrityError:
+        return False
+    return True
+
+
+def _claimable(now: dt.datetime, max_attempts: int) -> Any:
+    return and_(
+        col(InboxEvent.attempts) < max_attempts,
+        or_(
+            and_(col(InboxEvent.status) == "pending", col(InboxEvent.available_at) <= now),
+            and_(col(InboxEvent.status) == "processing", col(InboxEvent.lease_until) < now),
+        ),
+    )
+
+
+def claim_events(
+    engine: Engine, *, owner: str, now: dt.datetime, lease_s: float, limit: int, max_attempts: int,
+) -> list[InboxEvent]:
+    """Lease up to `limit` events: pending ones and ones whose lease expired (their worker died).
+
+    Each row is taken with a conditional UPDATE, so two workers never hold the same lease.
+    Rows that used up their attempts are buried as `dead` so a poison event cannot loop forever.
+    """
+    until = now + dt.timedelta(seconds=lease_s)
+    with session_scope(engine) as session:
+        session.execute(
+            update(InboxEvent)
+            .where(col(InboxEvent.attempts) >= max_attempts,
+                   or_(col(InboxEvent.status) == "pending",
+                       and_(col(InboxEvent.status) == "processing", col(InboxEvent.lease_until) < now)))
+            .values(status="dead", lease_owner=None, lease_until=None)
+        )
+        ids = session.exec(
+            select(InboxEvent.id).where(_claimable(now, max_attempts))
+            .order_by(col(InboxEvent.priority), col(InboxEvent.id)).limit(limit)
+        ).all()
+        taken: list[int] = []
+        for event_id in ids:
+            result = session.execute(
+                update(InboxEvent)
+                .where(col(InboxEvent.id) == event_id, _claimable(now, max_attempts))
+                .values(status="processing", lease_owner=owner, lease_until=until,
+                        attempts=col(InboxEvent.attempts) + 1)
+            )
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                taken.append(int(event_id))  # type: ignore[arg-type]
+    if not taken:
+        return []
+    with Session(engine) as session:
+        rows = session.exec(select(InboxEvent).where(col(InboxEvent.id).in_(taken))).all()
+        return sorted(rows, key=lambda r: (r.priority, r.id or 0))
+
+
+def complete_event(session: Session, event: InboxEvent, owner: str, now: dt.datetime,
+                   result: dict[str, Any]) -> None:
+    """Mark the event done in the caller's transaction; raises `LeaseLostError` if the lease moved on."""
+    done = session.execute(
+        update(InboxEvent)
+        .where(col(InboxEvent.id) == event.id, col(InboxEvent.status) == "processing",
+               col(InboxEvent.lease_owner) == owner)
+        .values(status="done", lease_owner=None, lease_until=None, processed_at=now, last_error=None,
+                result=result)
+    )
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        raise LeaseLostError(f"event {event.id} is no longer leased by {owner}")
+
+
+def fail_event(engine: Engine, event: InboxEvent, owner: str, *, now: dt.datetime, error: str,
+               retry_in_s: float, max_attempts: int, permanent: bool = False) -> str:
+    """Release the lease after a failure: back to pending with a delay, or `failed` when out of tries."""
+    final = permanent or event.attempts >= max_attempts
+    status = "failed" if final else "pending"
+    with session_scope(engine) as session:
+        session.execute(
+            update(InboxEvent)
+            .where(col(InboxEvent.id) == event.id, col(InboxEvent.lease_owner) == owner)
+            .values(status=status, lease_owner=None, lease_until=None, last_error=error[:500],
+                    available_at=now + dt.timedelta(seconds=retry_in_s))
+        )
+    return status
+
+
+def list_events(engine: Engine, tenant: str, *, source: str | None = None, status: str | None = None,
+                limit: int = 50) -> list[InboxEvent]:
+    with Session(engine) as session:
+        query = select(InboxEvent).where(InboxEvent.tenant_id == tenant)
+        if source:
+            query = query.where(InboxEvent.source == source)
+        if status:
+            query = query.where(InboxEvent.status == status)
+        return list(session.exec(query.order_by(col(InboxEvent.id).desc()).limit(limit)).all())
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    row: OutboxMessage
+    created: bool
+
+
+def enqueue_outbox(session: Session, message: OutboxMessage) -> Enqueued:
+    """Add an outbound message unless one with its idempotency key exists; returns the stored row."""
+    existing = session.exec(
+        select(OutboxMessage).where(OutboxMessage.tenant_id == message.tenant_id,
+                                    OutboxMessage.idempotency_key == message.idempotency_key)
+    ).first()
+    if existing is not None:
+        return Enqueued(existing, False)
+    try:
+        with session.begin_nested():
+            session.add(message)
+    except IntegrityError:
+        existing = session.exec(
+            select(OutboxMessage).where(OutboxMessage.tenant_id == message.tenant_id,
+                                        OutboxMessage.idempotency_key == message.idempotency_key)
+        ).one()
+        return Enqueued(existing, False)
+    return Enqueued(message, True)
