@@ -2,16 +2,16 @@
 
 Every drafted reply and every customer message goes through `ComplianceChecker.check`, so it is built for
 throughput: all lexicon terms (and allow phrases) live in a single Aho-Corasick automaton, pattern rules are
-skipped unless one combined prefilter regex fires, personal-data detectors run behind cheap cues, and the
+only searched when one of their required literals (see `prefilter.py`) occurred, personal-data detectors run behind cheap cues, and the
 normalised→original offset map is only built when something was found.
 
-A compiled snapshot is swapped in whole by `reload`, so a concurrent `check` never sees half-loaded rules.
+Automaton values carry rule indexes; -1 marks an allow phrase and -(i + 2) a trigger literal of pattern
+rule i. A compiled snapshot is swapped in whole by `reload`, so a concurrent `check` never sees half-loaded rules.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ from copilot.compliance.lexicons import load_lexicons
 from copilot.compliance.normalize import Normalized, fold_char, normalize
 from copilot.compliance.packs import Rule, compile_rules, pack_source, read_rule_file
 from copilot.compliance.pii import find_pii
+from copilot.compliance.prefilter import required_literals
 from copilot.compliance.result import ComplianceResult, Flag, Severity, overall_risk
 
 __all__ = ["ComplianceChecker"]
@@ -53,8 +54,7 @@ def _edge(ch: str) -> int:
 class _Snapshot:
     rules: tuple[Rule, ...]
     automaton: ahocorasick.Automaton | None
-    pattern_rules: tuple[int, ...]
-    prefilter: re.Pattern[str] | None
+    untriggered: tuple[int, ...]
     version: str
 
 
@@ -70,7 +70,7 @@ class ComplianceChecker:
         mask_pii: bool = True,
         lexicon_dir: Path | None = None,
     ) -> None:
-        self._packs = tuple(packs)
+        self._packs = tuple(dict.fromkeys(packs))
         self._extra = tuple(Path(p) for p in extra_rule_files)
         self._allow = tuple(allow_phrases)
         self._mask_pii = mask_pii
@@ -107,6 +107,16 @@ class ComplianceChecker:
                 entries.setdefault(term, []).append(index)
         for phrase in allow:
             entries.setdefault(phrase, []).append(_ALLOW)
+        untriggered = []
+        for index, rule in enumerate(rules):
+            if rule.pattern is None:
+                continue
+            literals = required_literals(rule.pattern.pattern)
+            if literals is None:
+                untriggered.append(index)
+                continue
+            for literal in literals:
+                entries.setdefault(literal, []).append(-(index + 2))
         automaton = None
         if entries:
             automaton = ahocorasick.Automaton()
@@ -115,16 +125,7 @@ class ComplianceChecker:
                     term, (len(term), tuple(dict.fromkeys(indexes)), _edge(term[0]), _edge(term[-1]))
                 )
             automaton.make_automaton()
-        pattern_rules = tuple(i for i, r in enumerate(rules) if r.pattern is not None)
-        prefilter = None
-        if pattern_rules:
-            joined = "|".join(f"(?:{rules[i].pattern.pattern})" for i in pattern_rules)  # type: ignore[union-attr]
-            try:
-                prefilter = re.compile(joined)
-            except re.error:
-                # Patterns with named groups or back-references cannot be joined: always run them all.
-                prefilter = re.compile("")
-        return _Snapshot(tuple(rules), automaton, pattern_rules, prefilter, digest.hexdigest()[:16])
+        return _Snapshot(tuple(rules), automaton, tuple(untriggered), digest.hexdigest()[:16])
 
     def check(self, text: str) -> ComplianceResult:
         """All findings for `text`; spans index `text` itself."""
@@ -133,28 +134,36 @@ class ComplianceChecker:
         nt = norm.text
         hits: list[tuple[int, int, int]] = []
         allowed: list[tuple[int, int]] = []
+        triggered: set[int] = set()
+        rules = snap.rules
         if snap.automaton is not None and nt:
-            rules = snap.rules
             for end, (length, indexes, left, right) in snap.automaton.iter(nt):
                 stop = end + 1
                 start = stop - length
-                if (
+                if indexes[0] < _ALLOW:  # only trigger literals (they are added last)
+                    triggered.update(-i - 2 for i in indexes)
+                    continue
+                glued = (
                     (left and start > 0 and _edge(nt[start - 1]) == left)
                     or (right and stop < len(nt) and _edge(nt[stop]) == right)
-                ) and _glued(norm, start, stop, left, right):
-                    continue
+                ) and _glued(norm, start, stop, left, right)
                 for index in indexes:
-                    if index == _ALLOW:
+                    if index < _ALLOW:
+                        triggered.add(-index - 2)
+                    elif glued:
+                        continue
+                    elif index == _ALLOW:
                         allowed.append((start, stop))
                     elif not rules[index].has_exceptions or not _excepted(rules[index], nt, start, stop):
                         hits.append((start, stop, index))
-        if snap.prefilter is not None and snap.prefilter.search(nt):
-            for index in snap.pattern_rules:
-                rule = snap.rules[index]
-                assert rule.pattern is not None
-                for m in rule.pattern.finditer(nt):
-                    if m.end() > m.start() and not (rule.has_exceptions and _excepted(rule, nt, *m.span())):
-                        hits.append((m.start(), m.end(), index))
+        if snap.untriggered:
+            triggered.update(snap.untriggered)
+        for index in triggered:
+            rule = rules[index]
+            assert rule.pattern is not None
+            for m in rule.pattern.finditer(nt):
+                if m.end() > m.start() and not (rule.has_exceptions and _excepted(rule, nt, *m.span())):
+                    hits.append((m.start(), m.end(), index))
         flags = self._lexical_flags(snap, norm, hits, allowed)
         flags.extend(self._pii_flags(text, norm, allowed))
         if not flags:

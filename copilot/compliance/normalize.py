@@ -135,12 +135,15 @@ def _numeral_replacement(match: re.Match[str]) -> str | None:
 class Normalized:
     """A normalised text plus the lazily built map from its characters to original offsets."""
 
-    __slots__ = ("_ends", "_rewrites", "_starts", "original", "text")
+    __slots__ = ("_ends", "_folded_len", "_rewrites", "_starts", "original", "text")
 
-    def __init__(self, original: str, text: str, rewrites: tuple[tuple[int, int, str], ...]) -> None:
+    def __init__(
+        self, original: str, text: str, rewrites: tuple[tuple[int, int, str], ...], folded_len: int
+    ) -> None:
         self.original = original
         self.text = text
         self._rewrites = rewrites
+        self._folded_len = folded_len
         self._starts: list[int] | None = None
         self._ends: list[int] = []
 
@@ -157,11 +160,13 @@ class Normalized:
 
     def _build_map(self) -> None:
         table = _table()
-        starts: list[int] = []
-        ends: list[int] = []
-        for i, ch in enumerate(self.original):
-            out = table.get(ord(ch), ch)
-            if out:
+        starts = [i for i, ch in enumerate(self.original) if table.get(ord(ch), ch)]
+        if len(starts) == self._folded_len:
+            ends = [i + 1 for i in starts]
+        else:  # some character became several (⑩ → 10): spell every one out
+            starts, ends = [], []
+            for i, ch in enumerate(self.original):
+                out = table.get(ord(ch), ch) or ""
                 starts.extend([i] * len(out))
                 ends.extend([i + 1] * len(out))
         if self._rewrites:
@@ -183,6 +188,7 @@ class Normalized:
 def normalize(text: str) -> Normalized:
     """Normalise `text` for matching; see the module docstring for what changes."""
     folded = text.translate(_table())
+    folded_len = len(folded)
     rewrites: list[tuple[int, int, str]] = []
     if "%" in folded or "百" in folded or "倍" in folded or "元" in folded:
         pieces: list[str] = []
@@ -199,7 +205,7 @@ def normalize(text: str) -> Normalized:
         if rewrites:
             pieces.append(folded[pos:])
             folded = "".join(pieces)
-    return Normalized(text, folded, tuple(rewrites))
+    return Normalized(text, folded, tuple(rewrites), folded_len)
 
 
 def fold_char(ch: str) -> str:
