@@ -78,10 +78,12 @@ def test_invalid_library_changes_nothing(setup) -> None:
     items = yaml.safe_load(path.read_text(encoding="utf-8"))
     del items[1:]  # a deletion that must not happen ...
     items[0]["stage"] = "closing"  # ... because this makes the library invalid
-    path.write_text(yaml.safe_dump(items, allow_unicode=True), encoding="utf-8")
+    text = yaml.safe_dump(items, allow_unicode=True)
+    path.write_text(text, encoding="utf-8")
+    stage_line = next(i for i, line in enumerate(text.splitlines(), 1) if line.strip().startswith("stage:"))
     with pytest.raises(LibraryError) as caught:
         copilot.ingest(lib, tenant="t1")
-    assert any(p.field == "stage" and p.line == 2 for p in caught.value.problems)
+    assert any(p.field == "stage" and p.line == stage_line for p in caught.value.problems)
     assert _script_count(copilot) == before
     assert len(copilot.store.existing_keys("t1")) == vectors_before
 

@@ -105,7 +105,7 @@ def ingest_library(
     report.embedded = len(to_embed)
     report.vectors_removed = len(stale)
 
-    with session_scope(engine) as session:
+    with session_scope(engine) as session, session.no_autoflush:
         if session.get(Tenant, tenant) is None:
             session.add(Tenant(id=tenant, name=library.persona.brand))
         report.kinds["script"] = _sync(session, ScriptRow, tenant, existing["script"], scripts, library, "script")

@@ -132,8 +132,7 @@ def _load_file(
     rel = str(path.relative_to(problems.root)) if path.is_relative_to(problems.root) else str(path)
     try:
         text = path.read_text(encoding="utf-8")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = _parse(text)
     except UnicodeDecodeError as exc:
         problems.add(path, 0, "-", f"not UTF-8 text ({exc.reason}); save the file as UTF-8")
         return []
@@ -167,6 +166,18 @@ def _load_file(
                 problems.add(path, _line_of(item_node, loc) or line, ".".join(map(str, loc)) or "-",
                              _explain(err))
     return loaded
+
+
+def _parse(text: str) -> tuple[Node | None, Any]:
+    """One parse giving both the node tree (for line numbers) and the data; libyaml when present."""
+    loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = loader_cls(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+    return node, data
 
 
 def _line_of(node: Node | None, loc: tuple[Any, ...]) -> int:
