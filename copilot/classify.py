@@ -7,8 +7,9 @@ forcing a wrong label. It reuses the copilot's embedder, so no model of its own 
 - dense: cosine to each class, the mean of its centroid similarity and its k nearest examples;
 - lexical: cosine between TF-IDF bags of `tokenize` tokens (Chinese and English alike) of the text
   and of each class, which rescues exact product words and codes the embedder blurs;
-- the mix of the two, and the similarity below which a message is out of scope, are tuned on a
-  stratified hold-out of the training examples, then the classes are refit on all of them.
+- the mix of the two, and the score below which a message is out of scope, are tuned on
+  out-of-fold scores of the training examples (stratified folds), then the classes are built from all
+  of them. Examples labelled `oos` only serve that tuning.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from copilot.lexical import tokenize
 __all__ = ["OOS_LABEL", "MessageClassifier", "Prediction"]
 
 OOS_LABEL = "oos"
-_MIXES = (0.0, 0.15, 0.3, 0.5)
+_MIXES = (0.0, 0.15, 0.3, 0.5, 0.7)
 _TEMPERATURE = 0.05
 
 Prediction = tuple[str, float]
@@ -51,11 +52,11 @@ class MessageClassifier:
     Examples labelled `oos` are not a class: they only help choose the out-of-scope threshold.
     """
 
-    def __init__(self, embedder: Embedder, *, k: int = 3, holdout: float = 0.2, seed: int = 13,
+    def __init__(self, embedder: Embedder, *, k: int = 3, folds: int = 4, seed: int = 13,
                  reject_rate: float = 0.05) -> None:
         self.embedder = embedder
         self.k = k
-        self.holdout = holdout
+        self.folds = folds
         self.seed = seed
         self.reject_rate = reject_rate  # in-scope share rejected when no oos examples guide the threshold
         self.mix = 0.3  # weight of the lexical side
@@ -90,11 +91,12 @@ class MessageClassifier:
         dense, lexical = self._scores(self._index, list(texts), self._embed(list(texts)))
         combined = (1 - self.mix) * dense + self.mix * lexical
         out: list[Prediction] = []
-        for row_dense, row in zip(dense, combined, strict=True):
+        for row in combined:
             best = int(np.argmax(row))
-            if float(row_dense[best]) < self.threshold:
-                gap = self.threshold - float(row_dense[best])
-                out.append((OOS_LABEL, round(min(1.0, 0.5 + gap / max(self.threshold, 1e-6)), 4)))
+            if float(row[best]) < self.threshold:
+                # Further below the threshold, surer it is out of scope.
+                gap = (self.threshold - float(row[best])) / max(abs(self.threshold), 1e-6)
+                out.append((OOS_LABEL, round(min(1.0, 0.5 + 0.5 * gap), 4)))
                 continue
             shifted = np.exp((row - row.max()) / _TEMPERATURE)
             out.append((self._index.labels[best], round(float(shifted[best] / shifted.sum()), 4)))
@@ -157,51 +159,81 @@ class MessageClassifier:
 
     def _tune(self, examples: list[tuple[str, str]], vectors: np.ndarray, oos: list[str],
               oos_vectors: np.ndarray) -> None:
-        """Pick the lexical mix and the out-of-scope threshold on a stratified hold-out."""
-        fit_idx, held_idx = self._split([lab for _, lab in examples])
-        if not held_idx:
+        """Pick the lexical mix and the out-of-scope threshold from out-of-fold scores.
+
+        Every in-scope example is scored once by classes built without it (stratified folds), so the
+        threshold sees as many in-scope scores as there are examples, not a handful; oos examples are
+        scored by each fold's classes and averaged.
+        """
+        folds = self._folds([lab for _, lab in examples])
+        if not folds:
             return
-        index = self._build([examples[i] for i in fit_idx], vectors[fit_idx])
-        held_texts = [examples[i][0] for i in held_idx]
-        truth = [examples[i][1] for i in held_idx]
-        dense, lexical = self._scores(index, held_texts, vectors[held_idx])
+        held_dense: list[np.ndarray] = []
+        held_lex: list[np.ndarray] = []
+        truth: list[str] = []
+        oos_dense: list[np.ndarray] = []
+        oos_lex: list[np.ndarray] = []
+        positions: list[list[int]] = []
+        for held in folds:
+            keep = sorted(set(range(len(examples))) - set(held))
+            index = self._build([examples[i] for i in keep], vectors[keep])
+            dense, lexical = self._scores(index, [examples[i][0] for i in held], vectors[held])
+            # Fold indexes may lack a class; align columns on the full label list.
+            labels = sorted({lab for _, lab in examples})
+            columns = [labels.index(lab) for lab in index.labels]
+            for part, out in ((dense, held_dense), (lexical, held_lex)):
+                full = np.full((len(held), len(labels)), -1.0, dtype=np.float32)
+                full[:, columns] = part
+                out.append(full)
+            truth.extend(examples[i][1] for i in held)
+            positions.append(held)
+            if oos:
+                o_dense, o_lex = self._scores(index, oos, oos_vectors)
+                for part, out in ((o_dense, oos_dense), (o_lex, oos_lex)):
+                    full = np.full((len(oos), len(labels)), -1.0, dtype=np.float32)
+                    full[:, columns] = part
+                    out.append(full)
+        labels = sorted({lab for _, lab in examples})
+        dense, lexical = np.concatenate(held_dense), np.concatenate(held_lex)
         best_mix, best_acc = self.mix, -1.0
         for mix in _MIXES:
             picks = np.argmax((1 - mix) * dense + mix * lexical, axis=1)
-            acc = float(np.mean([index.labels[p] == t for p, t in zip(picks, truth, strict=True)]))
+            acc = float(np.mean([labels[p] == t for p, t in zip(picks, truth, strict=True)]))
             if acc > best_acc + 1e-9:
                 best_mix, best_acc = mix, acc
         self.mix = best_mix
-        picks = np.argmax((1 - self.mix) * dense + self.mix * lexical, axis=1)
-        in_top = dense[np.arange(len(picks)), picks]
+        combined = (1 - self.mix) * dense + self.mix * lexical
+        picks = np.argmax(combined, axis=1)
+        in_top = combined[np.arange(len(picks)), picks]
         if not oos:
             self.threshold = float(np.quantile(in_top, self.reject_rate))
             return
-        o_dense, o_lex = self._scores(index, oos, oos_vectors)
-        o_picks = np.argmax((1 - self.mix) * o_dense + self.mix * o_lex, axis=1)
-        out_top = o_dense[np.arange(len(o_picks)), o_picks]
-        correct = np.array([index.labels[p] == t for p, t in zip(picks, truth, strict=True)])
-        best_t, best_score = -math.inf, -1.0
-        for t in np.unique(np.concatenate([in_top, out_top, [-1.0]])):
-            # Balanced accuracy of the whole decision: in-scope must be kept *and* right, oos rejected.
-            kept_right = float(np.mean(correct & (in_top >= t)))
-            rejected = float(np.mean(out_top < t))
-            score = 0.5 * (kept_right + rejected)
-            if score > best_score + 1e-9:
-                best_t, best_score = float(t), score
+        out_top = np.mean([((1 - self.mix) * d + self.mix * lx).max(axis=1)
+                           for d, lx in zip(oos_dense, oos_lex, strict=True)], axis=0)
+        correct = np.array([labels[p] == t for p, t in zip(picks, truth, strict=True)])
+        best_t, best_right = -math.inf, -1
+        for t in np.unique(np.concatenate([in_top, out_top])):
+            # Accuracy of the whole decision over in-scope and oos examples in their own proportions:
+            # an in-scope text must be kept *and* labelled right, an oos text rejected. Ties keep the
+            # lowest threshold, so doubt goes to answering rather than refusing.
+            right = int(np.sum(correct & (in_top >= t))) + int(np.sum(out_top < t))
+            if right > best_right:
+                best_t, best_right = float(t), right
         self.threshold = best_t
 
-    def _split(self, labels: list[str]) -> tuple[list[int], list[int]]:
-        """Stratified: about `holdout` of each class with at least two examples goes to the hold-out."""
+    def _folds(self, labels: list[str]) -> list[list[int]]:
+        """Stratified folds over classes with at least two examples (singletons always stay in)."""
         rng = random.Random(self.seed)
         by_label: dict[str, list[int]] = defaultdict(list)
         for i, lab in enumerate(labels):
             by_label[lab].append(i)
-        fit, held = [], []
+        n_folds = max(2, min(self.folds, max(len(v) for v in by_label.values())))
+        folds: list[list[int]] = [[] for _ in range(n_folds)]
         for lab in sorted(by_label):
             members = by_label[lab][:]
+            if len(members) < 2:
+                continue
             rng.shuffle(members)
-            n_held = min(len(members) - 1, max(1, round(len(members) * self.holdout))) if len(members) >= 2 else 0
-            held.extend(members[:n_held])
-            fit.extend(members[n_held:])
-        return sorted(fit), sorted(held)
+            for j, i in enumerate(members):
+                folds[j % n_folds].append(i)
+        return [sorted(f) for f in folds if f]

@@ -24,7 +24,7 @@ def run_command(
     suite: Annotated[str, typer.Argument(help="stage | intent | compliance | retrieval | response | classify | drafts")],
     data: Annotated[Path, typer.Option("--data", help="JSONL records to score")],
     train: Annotated[Path | None, typer.Option("--train", help="training JSONL (classify only)")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="output folder (default eval-out/SUITE)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="output folder (default eval/out/SUITE)")] = None,
     embedder: Annotated[str | None, typer.Option(
         "--embedder", help="'hashing' for a fast deterministic run; default: the configured model")] = None,
     knowledge: Annotated[Path | None, typer.Option(help="library folder (default: COPILOT_KNOWLEDGE_DIR)")] = None,

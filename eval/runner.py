@@ -61,7 +61,7 @@ def run(config: RunConfig, *, embedder_name: str | None, knowledge: Path | None 
         compliance = ComplianceChecker(packs=settings.compliance_packs, lexicon_dir=settings.lexicon_dir)
         harness = build_copilot(embedder, knowledge or settings.knowledge_dir, Path(scratch), compliance=compliance)
         result = run_suite(harness, config)
-    out = config.out or Path("eval-out") / config.suite
+    out = config.out or Path("eval") / "out" / config.suite
     extra = {"data": str(config.data), "train": str(config.train) if config.train else None,
              "embedder": harness.embedder_name, "seconds": round(time.perf_counter() - started, 1)}
     write_report(result, out, extra)
