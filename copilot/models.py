@@ -84,6 +84,7 @@ class ScriptRow(SQLModel, table=True):
     tags: list[str] = _json()
     segments: list[str] = _json()
     triggers: list[str] = _json()
+    conditions: dict[str, Any] = _json_dict()  # season and requires, as in the library file
     content_hash: str = ""
     source_file: str = ""
     source_line: int = 0

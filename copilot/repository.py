@@ -44,7 +44,7 @@ class Repository:
             docs = [
                 doc_for_script(
                     Script(id=r.id, stage=Stage(r.stage), scenario=r.scenario, text=r.text, tags=tuple(r.tags),
-                           segments=tuple(r.segments), triggers=tuple(r.triggers))
+                           segments=tuple(r.segments), triggers=tuple(r.triggers), **r.conditions)
                 )
                 for r in scripts
             ]

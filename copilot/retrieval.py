@@ -7,13 +7,14 @@ filter the rest here.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from copilot.knowledge.schema import ContentItem, CustomerProfile, Script
+from copilot.knowledge.schema import ContentItem, CustomerProfile, Script, in_season
 from copilot.lexical import BM25Index
 from copilot.vectorstore import ChromaStore, VectorDoc
 
@@ -34,6 +35,9 @@ class KnowledgeDoc:
     tags: tuple[str, ...] = ()
     segments: tuple[str, ...] = ()
     triggers: tuple[str, ...] = ()
+    season: tuple[str, str] | None = None
+    requires: tuple[str, ...] = ()
+    content_kind: str = ""  # article, product, event, ... for content items
 
     @property
     def key(self) -> str:
@@ -52,7 +56,7 @@ def doc_for_script(script: Script) -> KnowledgeDoc:
         kind="script", id=script.id, text="\n".join(p for p in parts if p), body=script.text,
         title=script.scenario,
         stages=(script.stage.value,), scenarios=(script.scenario,), tags=script.tags,
-        segments=script.segments, triggers=script.triggers,
+        segments=script.segments, triggers=script.triggers, season=script.season, requires=script.requires,
     )
 
 
@@ -62,7 +66,7 @@ def doc_for_content(item: ContentItem) -> KnowledgeDoc:
         kind="content", id=item.id, text="\n".join(p for p in parts if p), body=item.summary,
         title=item.title,
         stages=tuple(s.value for s in item.stages), scenarios=item.scenarios, tags=item.tags,
-        segments=item.segments,
+        segments=item.segments, content_kind=item.kind,
     )
 
 
@@ -73,6 +77,8 @@ class Filters:
     scenario: str | None = None
     tags: tuple[str, ...] = ()
     segment: str | None = None
+    today: dt.date | None = None  # drop scripts out of season
+    has_orders: bool | None = None  # drop scripts whose customer conditions do not hold
 
     def admits(self, doc: KnowledgeDoc) -> bool:
         if self.kinds and doc.kind not in self.kinds:
@@ -83,6 +89,13 @@ class Filters:
             return False
         if self.tags and not set(self.tags) & set(doc.tags):
             return False
+        if self.today is not None and not in_season(doc.season, self.today):
+            return False
+        if self.has_orders is not None and doc.requires:
+            if "orders" in doc.requires and not self.has_orders:
+                return False
+            if "no_orders" in doc.requires and self.has_orders:
+                return False
         return not (self.segment and doc.segments and self.segment not in doc.segments)
 
     def chroma_where(self) -> dict[str, object] | None:

@@ -41,13 +41,13 @@ from copilot.knowledge.ingest import IngestReport, Progress, ingest_library
 from copilot.knowledge.loader import load_library
 from copilot.knowledge.schema import CustomerProfile, Stage
 from copilot.lexical import warm_up
+from copilot.llm import build_chat_model
 from copilot.models import CandidateRow, FlagRow, SuggestionRow, utcnow
+from copilot.prompts import load_prompt
 from copilot.ranking import Reranker
 from copilot.repository import Repository
 from copilot.retrieval import Filters, Hit, HybridRetriever, build_query
 from copilot.stages import StageResult, detect_stage
-from copilot.llm import build_chat_model
-from copilot.prompts import load_prompt
 from copilot.tokens import TokenCounter, seed_tiktoken_cache
 from copilot.vectorstore import ChromaStore
 
@@ -205,9 +205,10 @@ class Copilot:
             last = profile.last_order
             query = " ".join([query, *(line.name for line in last.items)] if last else [query])
         segment = profile.segment if profile else None
-        scripts = self.retriever.search(
-            tenant, query or stage.value, filters=Filters(kinds=("script",), stage=stage.value, segment=segment), k=24
-        )
+        has_orders = bool(profile.orders) if profile else None
+        scripts = self.retriever.search(tenant, query or stage.value, k=24, filters=Filters(
+            kinds=("script",), stage=stage.value, segment=segment, today=self.clock().date(), has_orders=has_orders,
+        ))
         content = self.retriever.search(
             tenant, query or stage.value, filters=Filters(kinds=("content",), stage=stage.value, segment=segment), k=5
         )
@@ -216,7 +217,11 @@ class Copilot:
     def _top_up(self, outcome: DraftOutcome, context: DraftContext, tenant: str, analysis: _Analysis) -> DraftOutcome:
         """Too few candidates (narrow segment, unfillable variables): widen to the stage's whole library."""
         query = build_query([(t.role, t.text) for t in analysis.turns], analysis.profile) or context.stage.value
-        wider = self.retriever.search(tenant, query, filters=Filters(kinds=("script",), stage=context.stage.value), k=80)
+        profile = analysis.profile
+        wider = self.retriever.search(tenant, query, k=80, filters=Filters(
+            kinds=("script",), stage=context.stage.value, today=context.now.date(),
+            has_orders=bool(profile.orders) if profile else None,
+        ))
         extra = self.script_drafter.draft(
             DraftContext(**{**context.__dict__, "scripts": tuple(wider), "n": context.n * 2})
         )

@@ -18,9 +18,6 @@ from copilot.retrieval import Hit
 
 __all__ = ["ScriptDrafter"]
 
-# Below this cosine a content item is not about what the customer said, so it is not attached.
-_CONTENT_MIN_SIMILARITY = 0.80
-
 
 @dataclass
 class ScriptDrafter:
@@ -85,22 +82,36 @@ class ScriptDrafter:
         )
 
     def _attach_content(self, chosen: list[DraftCandidate], context: DraftContext) -> list[DraftCandidate]:
+        """Attach content the customer's words are about: both retrievers must have found it."""
         latest = last_customer_text(context.turns)
-        relevant = [h for h in context.content if h.dense is not None and h.dense >= _CONTENT_MIN_SIMILARITY]
+        relevant = [h for h in context.content if h.dense is not None and h.lexical is not None]
         if not chosen or not relevant or not latest:
             return chosen
         out = list(chosen)
         for i, hit in enumerate(relevant[: len(out)]):
             candidate = out[i]
-            title = hit.doc.title
-            link = f"《{title}》"
-            if len(candidate.text) + len(link) + 12 > context.persona.max_reply_chars:
+            pointer = _pointer(hit)
+            if len(candidate.text) + len(pointer) + 1 > context.persona.max_reply_chars:
                 continue
             out[i] = DraftCandidate(
-                text=f"{candidate.text}\n可以先看看这篇{link}，有问题随时问我～",
+                text=f"{candidate.text}\n{pointer}",
                 stage=candidate.stage,
                 citations=(*candidate.citations, Citation("content", hit.doc.id)),
                 drafter="script",
             )
         return out
 
+
+# How a reply points at a content item depends on what the item is.
+_POINTERS = {
+    "article": "这篇《{title}》讲得挺清楚，您有空可以看看～",
+    "video": "这个视频《{title}》几分钟就能看完，挺实用的～",
+    "product": "您说的这种情况可以看看《{title}》，有问题随时问我～",
+    "event": "最近正好有个活动《{title}》，您可以留意下～",
+    "miniprogram": "在小程序《{title}》里就能查看和操作～",
+    "poster": "给您发一张《{title}》，方便保存～",
+}
+
+
+def _pointer(hit: Hit) -> str:
+    return _POINTERS.get(hit.doc.content_kind, "可以看看《{title}》～").format(title=hit.doc.title)

@@ -170,6 +170,7 @@ def _row(table: type[SQLModel], tenant: str, item: Any, digest: str, file: str, 
         return ScriptRow(
             tenant_id=tenant, id=item.id, stage=item.stage.value, scenario=item.scenario, text=item.text,
             tags=list(item.tags), segments=list(item.segments), triggers=list(item.triggers),
+            conditions=item.model_dump(mode="json", include={"season", "requires"}, exclude_defaults=True),
             content_hash=digest, source_file=file, source_line=line,
         )
     if table is ContentRow:

@@ -26,6 +26,7 @@ __all__ = [
     "Script",
     "StaffMember",
     "Stage",
+    "in_season",
     "script_variables",
 ]
 
@@ -40,6 +41,15 @@ class Stage(StrEnum):
     discovery = "discovery"
     recommend = "recommend"
     revisit = "revisit"
+
+
+def in_season(season: tuple[str, str] | None, today: dt.date) -> bool:
+    """Whether `today` falls in a yearly MM-DD window (which may wrap the new year)."""
+    if season is None:
+        return True
+    start, end = season
+    now = today.strftime("%m-%d")
+    return start <= now <= end if start <= end else (now >= start or now <= end)
 
 
 def script_variables(text: str) -> list[str]:
@@ -65,6 +75,23 @@ class Script(_Strict):
     segments: tuple[str, ...] = ()  # empty: suits every segment
     # Phrases in a customer's message that make this script especially relevant.
     triggers: tuple[str, ...] = ()
+    # A yearly window ("MM-DD", may wrap the new year) outside which the script is not offered,
+    # e.g. festival greetings. Lunar festivals move: update the window each year.
+    season: tuple[str, str] | None = None
+    # Conditions on the customer: "orders" (has bought before) or "no_orders".
+    requires: tuple[Literal["orders", "no_orders"], ...] = ()
+
+    @field_validator("season")
+    @classmethod
+    def _month_days(cls, value: tuple[str, str] | None) -> tuple[str, str] | None:
+        if value is not None:
+            for part in value:
+                if not re.fullmatch(r"(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])", part):
+                    raise ValueError(f"season dates are MM-DD, got {part!r}")
+        return value
+
+    def in_season(self, today: dt.date) -> bool:
+        return in_season(self.season, today)
 
     @property
     def variables(self) -> list[str]:
