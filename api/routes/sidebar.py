@@ -39,7 +39,11 @@ _CSP = (
     "default-src 'self'; script-src 'self' https://open.work.weixin.qq.com; style-src 'self'; "
     "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'"
 )
-_PAGE_HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff"}
+_PAGE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Content-Security-Policy": _CSP,
+    "X-Content-Type-Options": "nosniff",
+}
 _RECENT_TURNS = 20
 
 router = APIRouter(tags=["sidebar"])
@@ -57,8 +61,9 @@ class SidebarJsapi:
 # ---- the page ------------------------------------------------------------------------------------
 @router.get("/sidebar", include_in_schema=False)
 async def sidebar_page() -> FileResponse:
-    return FileResponse(STATIC_DIR / "sidebar.html", media_type="text/html; charset=utf-8",
-                        headers=_PAGE_HEADERS)
+    return FileResponse(
+        STATIC_DIR / "sidebar.html", media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS
+    )
 
 
 @router.get("/sidebar/static/{name}", include_in_schema=False)
@@ -76,11 +81,14 @@ async def jsapi_signature(
 ) -> Any:
     jsapi: SidebarJsapi | None = getattr(request.app.state, "sidebar_jsapi", None)
     if jsapi is None:
-        return JSONResponse(status_code=503, content={
-            "error": "WeComNotConfigured",
-            "detail": "WeCom is not configured on this server, so wx.agentConfig cannot be signed; "
-                      "the sidebar still works with the customer picker and copy to clipboard",
-        })
+        return JSONResponse(
+            status_code=503,
+            content={
+                "error": "WeComNotConfigured",
+                "detail": "WeCom is not configured on this server, so wx.agentConfig cannot be signed; "
+                "the sidebar still works with the customer picker and copy to clipboard",
+            },
+        )
     if not url.startswith(("https://", "http://")):
         raise ValidationError(f"url must be the page's absolute http(s) address, got {url[:40]!r}")
     page_url = url.split("#", 1)[0]
@@ -105,7 +113,8 @@ def _utc_naive(ts: dt.datetime | None) -> dt.datetime | None:
 
 def _turn_out(turn: Turn) -> dict[str, Any]:
     ts = _utc_naive(turn.ts)
-    stamp = f"{ts.isoformat(timespec='seconds')}Z" if ts else None
+    # Full precision, so a client that sends the turns back to /v1/suggestions hits the same dedupe key.
+    stamp = f"{ts.isoformat()}Z" if ts else None
     key = hashlib.sha1(f"{turn.role}|{turn.text}|{stamp}".encode()).hexdigest()[:16]
     return {"role": turn.role, "text": turn.text, "ts": stamp, "key": key}
 
@@ -138,8 +147,12 @@ class FeedbackIn(BaseModel):
 
 def _feedback_out(row: SidebarFeedback) -> dict[str, Any]:
     return {
-        "id": row.id, "suggestion_id": row.suggestion_id, "candidate_id": row.candidate_id,
-        "action": row.action, "final_text": row.final_text, "reason": row.reason,
+        "id": row.id,
+        "suggestion_id": row.suggestion_id,
+        "candidate_id": row.candidate_id,
+        "action": row.action,
+        "final_text": row.final_text,
+        "reason": row.reason,
         "created_at": f"{row.created_at.isoformat(timespec='seconds')}Z",
     }
 
@@ -147,8 +160,14 @@ def _feedback_out(row: SidebarFeedback) -> dict[str, Any]:
 @router.post("/v1/sidebar/feedback", status_code=201)
 async def post_feedback(body: FeedbackIn, copilot: CopilotDep, caller: CallerDep) -> dict[str, Any]:
     row = await run_in_threadpool(
-        record_feedback, copilot.engine, tenant=caller.tenant, suggestion_id=body.suggestion_id,
-        candidate_id=body.candidate_id, action=body.action, final_text=body.final_text, reason=body.reason,
+        record_feedback,
+        copilot.engine,
+        tenant=caller.tenant,
+        suggestion_id=body.suggestion_id,
+        candidate_id=body.candidate_id,
+        action=body.action,
+        final_text=body.final_text,
+        reason=body.reason,
     )
     return _feedback_out(row)
 

@@ -1,0 +1,913 @@
+// 聊天侧边栏: customer card, stage, intent, three drafts with citations and compliance marks, search.
+// Inside WeCom (`window.wx` exists) drafts go into the chat input with sendChatMessage; elsewhere they
+// are copied to the clipboard and the customer comes from a picker. No framework, no build step.
+"use strict";
+
+(() => {
+  const KEY_STORE = "copilot.apiKey";
+  const TREND_STORE = "copilot.intentTrend.";
+  const TREND_LENGTH = 12;
+  const STAGE_NAMES = { icebreak: "破冰", discovery: "需求挖掘", recommend: "推荐", revisit: "回访" };
+  const LEVEL_NAMES = { low: "低", medium: "中", high: "高" };
+  const SEVERITY_NAMES = { warn: "提示", review: "需审批", block: "禁止发送" };
+  const BEHAVIOUR_NAMES = {
+    viewed: "浏览", view: "浏览", clicked: "点击", clicked_miniprogram: "打开小程序", coupon_claimed: "领券",
+    added_to_cart: "加购",
+    joined_event: "报名活动", purchased: "购买", shared: "分享", searched: "搜索", favorited: "收藏",
+    live_watched: "看直播", signed_in: "签到", consulted: "咨询", refunded: "退款",
+  };
+  const REJECT_REASONS = ["不符合当前话题", "语气不合适", "信息有误", "有合规顾虑", "其他"];
+
+  const state = {
+    key: "",
+    pollMs: 4000,
+    inWeCom: false,
+    agentConfigured: false,
+    customerId: "",
+    profile: null,
+    suggestion: null,
+    basisKey: null, // the customer message the current drafts answer
+    seq: 0,
+    loading: false,
+    editing: new Set(),
+    used: new Set(),
+    pollTimer: 0,
+    customersLoaded: false,
+    scenarios: new Set(),
+    citationCache: new Map(),
+  };
+
+  class ApiError extends Error {
+    constructor(status, message) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  // ---- small DOM helpers (text only: never innerHTML with data) ------------------------------
+  const $ = (id) => document.getElementById(id);
+
+  function h(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name === "class") node.className = value;
+      else if (name === "dataset") Object.assign(node.dataset, value);
+      else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+      else if (value === true) node.setAttribute(name, "");
+      else node.setAttribute(name, String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function svg(tag, attrs) {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
+    return node;
+  }
+
+  function setStatus(message, kind = "info") {
+    const node = $("status");
+    node.textContent = message || "";
+    node.className = `status ${kind}`;
+  }
+
+  function fmtTime(iso) {
+    if (!iso) return "";
+    const date = new Date(iso);
+    if (Number.isNaN(date.getTime())) return iso;
+    const pad = (n) => String(n).padStart(2, "0");
+    return `${pad(date.getMonth() + 1)}-${pad(date.getDate())} ${pad(date.getHours())}:${pad(date.getMinutes())}`;
+  }
+
+  const money = (value) => `¥${Number(value).toFixed(Number.isInteger(value) ? 0 : 2)}`;
+
+  // ---- API -------------------------------------------------------------------------------------
+  async function api(path, options = {}) {
+    const headers = { "X-API-Key": state.key };
+    const init = { method: options.method || "GET", headers };
+    if (options.body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(options.body);
+    }
+    const response = await fetch(path, init);
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (_) {
+      data = null;
+    }
+    if (response.status === 401 && !options.quiet401) {
+      sessionStorage.removeItem(KEY_STORE);
+      state.key = "";
+      showKeyPanel("API Key 无效或已失效，请重新输入。");
+    }
+    if (!response.ok) {
+      const detail = data && data.detail;
+      const text = typeof detail === "string" ? detail : detail ? JSON.stringify(detail) : response.statusText;
+      throw new ApiError(response.status, text);
+    }
+    return data;
+  }
+
+  const enc = encodeURIComponent;
+
+  async function sendFeedback(candidate, action, extra = {}) {
+    if (!state.suggestion) return;
+    try {
+      await api("/v1/sidebar/feedback", {
+        method: "POST",
+        body: { suggestion_id: state.suggestion.suggestion_id, candidate_id: candidate.id, action, ...extra },
+      });
+    } catch (error) {
+      setStatus(`反馈未保存：${error.message}`, "error");
+    }
+  }
+
+  // ---- WeCom JS-SDK ----------------------------------------------------------------------------
+  function loadWeComSdk() {
+    if (window.wx || !/wxwork/i.test(navigator.userAgent)) return Promise.resolve();
+    const meta = document.querySelector('meta[name="wecom-jssdk"]');
+    if (!meta || !meta.content) return Promise.resolve();
+    return new Promise((resolve) => {
+      const script = document.createElement("script");
+      script.src = meta.content;
+      script.onload = () => resolve();
+      script.onerror = () => resolve();
+      document.head.append(script);
+    });
+  }
+
+  function hasWx() {
+    return typeof window.wx === "object" && window.wx !== null && typeof window.wx.invoke === "function";
+  }
+
+  function withTimeout(promise, ms, fallback) {
+    return Promise.race([promise, new Promise((resolve) => setTimeout(() => resolve(fallback), ms))]);
+  }
+
+  function wxOk(res, api) {
+    const message = (res && (res.err_msg || res.errMsg)) || "";
+    return message === `${api}:ok` || /:ok$/.test(message);
+  }
+
+  async function configureWeCom() {
+    let signed;
+    try {
+      const url = location.href.split("#")[0];
+      signed = await api(`/v1/sidebar/jsapi-signature?url=${enc(url)}`);
+    } catch (error) {
+      // 503 when WeCom is not configured: insertion still works through sendChatMessage.
+      state.agentConfigured = false;
+      return;
+    }
+    const configured = new Promise((resolve) => {
+      try {
+        window.wx.agentConfig({
+          corpid: signed.corpid,
+          agentid: signed.agentid,
+          timestamp: signed.timestamp,
+          nonceStr: signed.nonceStr,
+          signature: signed.signature,
+          jsApiList: ["getCurExternalContact", "sendChatMessage"],
+          success: () => resolve(true),
+          fail: () => resolve(false),
+        });
+      } catch (_) {
+        resolve(false);
+      }
+    });
+    state.agentConfigured = await withTimeout(configured, 8000, false);
+  }
+
+  function currentExternalContact() {
+    const found = new Promise((resolve) => {
+      try {
+        window.wx.invoke("getCurExternalContact", {}, (res) => {
+          resolve(wxOk(res, "getCurExternalContact") && res.userId ? String(res.userId) : "");
+        });
+      } catch (_) {
+        resolve("");
+      }
+    });
+    return withTimeout(found, 8000, "");
+  }
+
+  function sendChatMessage(text) {
+    return new Promise((resolve, reject) => {
+      try {
+        window.wx.invoke("sendChatMessage", { msgtype: "text", text: { content: text } }, (res) => {
+          if (wxOk(res, "sendChatMessage")) resolve();
+          else reject(new Error((res && (res.err_msg || res.errMsg)) || "sendChatMessage 失败"));
+        });
+      } catch (error) {
+        reject(error);
+      }
+    });
+  }
+
+  async function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) {
+      try {
+        await navigator.clipboard.writeText(text);
+        return;
+      } catch (_) {
+        // fall through to the selection-based copy
+      }
+    }
+    const area = h("textarea", { class: "sr-only", "aria-hidden": "true" });
+    area.value = text;
+    document.body.append(area);
+    area.select();
+    const ok = document.execCommand("copy");
+    area.remove();
+    if (!ok) throw new Error("浏览器不允许复制，请手动选择文字复制");
+  }
+
+  // Put text into the chat (WeCom) or on the clipboard (browser); returns how it was delivered.
+  async function deliver(text) {
+    if (state.inWeCom) {
+      await sendChatMessage(text);
+      return "inserted";
+    }
+    await copyText(text);
+    return "copied";
+  }
+
+  // ---- API key and start-up ---------------------------------------------------------------------
+  function showKeyPanel(message) {
+    stopPolling();
+    $("key-panel").hidden = false;
+    for (const id of ["picker-panel", "customer-card", "analysis", "drafts-panel", "search-panel"]) {
+      $(id).hidden = true;
+    }
+    if (message) setStatus(message, "error");
+    $("key-input").focus();
+  }
+
+  async function boot() {
+    const params = new URLSearchParams(location.search);
+    const keyParam = params.get("key");
+    if (keyParam) {
+      sessionStorage.setItem(KEY_STORE, keyParam);
+      params.delete("key");
+      const query = params.toString();
+      history.replaceState(null, "", `${location.pathname}${query ? `?${query}` : ""}${location.hash}`);
+    }
+    const poll = Number(params.get("poll"));
+    if (poll > 0) state.pollMs = Math.min(Math.max(poll, 250), 60000);
+    state.key = sessionStorage.getItem(KEY_STORE) || "";
+
+    $("key-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const value = $("key-input").value.trim();
+      if (!value) return;
+      sessionStorage.setItem(KEY_STORE, value);
+      state.key = value;
+      $("key-input").value = "";
+      setStatus("");
+      start(params.get("customer_id") || "");
+    });
+    $("customer-select").addEventListener("change", (event) => {
+      if (event.target.value) selectCustomer(event.target.value);
+    });
+    $("refresh").addEventListener("click", () => refresh(true));
+    $("search-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      search();
+    });
+
+    await loadWeComSdk();
+    state.inWeCom = hasWx();
+    if (!state.key) {
+      renderEnv();
+      showKeyPanel();
+      return;
+    }
+    await start(params.get("customer_id") || "");
+  }
+
+  function renderEnv() {
+    let label = "浏览器模式：复制后粘贴";
+    if (state.inWeCom) label = state.agentConfigured ? "企业微信" : "企业微信（未签名：可插入，请手动选客户）";
+    $("env").textContent = label;
+  }
+
+  async function start(customerId) {
+    $("key-panel").hidden = true;
+    $("search-panel").hidden = false;
+    if (state.inWeCom) await configureWeCom();
+    if (!state.key) return; // the key was refused while signing
+    renderEnv();
+    let id = customerId;
+    if (!id && state.inWeCom && state.agentConfigured) id = await currentExternalContact();
+    if (!state.inWeCom || !state.agentConfigured || !id) await loadCustomers();
+    if (!state.key) return;
+    if (id) await selectCustomer(id);
+    else setStatus("请选择一位客户。");
+    schedulePoll();
+  }
+
+  async function loadCustomers() {
+    if (state.customersLoaded) return;
+    try {
+      const page = await api("/v1/customers?limit=500");
+      const select = $("customer-select");
+      for (const item of page.items) {
+        select.append(h("option", { value: item.id }, `${item.name}（${item.segment}）`));
+      }
+      state.customersLoaded = true;
+      $("picker-panel").hidden = false;
+    } catch (error) {
+      if (error.status !== 401) setStatus(`客户列表加载失败：${error.message}`, "error");
+    }
+  }
+
+  // ---- customer ----------------------------------------------------------------------------------
+  async function selectCustomer(id) {
+    state.customerId = id;
+    state.suggestion = null;
+    state.basisKey = null;
+    state.editing.clear();
+    const select = $("customer-select");
+    if (select.value !== id && [...select.options].some((o) => o.value === id)) select.value = id;
+    setStatus("正在生成建议…");
+    try {
+      const [profile, messages] = await Promise.all([
+        api(`/v1/customers/${enc(id)}`),
+        api(`/v1/customers/${enc(id)}/last-message`),
+      ]);
+      if (state.customerId !== id) return;
+      state.profile = profile;
+      renderCustomer(profile);
+      await suggest(messages);
+    } catch (error) {
+      if (error.status === 404) {
+        setStatus(`找不到客户 ${id}，请从列表中选择。`, "error");
+        await loadCustomers();
+      } else if (error.status !== 401) {
+        setStatus(`加载失败：${error.message}`, "error");
+      }
+    }
+  }
+
+  function renderCustomer(profile) {
+    $("customer-card").hidden = false;
+    const name = profile.salutation && profile.salutation !== profile.name
+      ? `${profile.name}（${profile.salutation}）` : profile.name;
+    $("customer-name").textContent = name;
+    $("customer-segment").textContent = profile.segment || "default";
+
+    const tags = Object.values(profile.tags || {}).flat().slice(0, 8);
+    $("customer-tags").replaceChildren(...tags.map((tag) => h("li", {}, tag)));
+
+    const orders = [...(profile.orders || [])].sort((a, b) => String(b.date).localeCompare(String(a.date)));
+    $("customer-orders").replaceChildren(
+      ...(orders.length ? orders.slice(0, 3).map((order) => {
+        const items = order.items.map((line) => `${line.name}×${line.qty}`).join("、");
+        const amount = order.items.reduce((sum, line) => sum + line.price * line.qty, 0);
+        return h("li", {}, h("span", { class: "muted" }, `${order.date} `), items, ` · ${money(amount)}`);
+      }) : [h("li", { class: "muted" }, "暂无订单")]),
+    );
+
+    const trail = [...(profile.behaviours || [])].sort((a, b) => String(b.ts).localeCompare(String(a.ts)));
+    $("customer-trail").replaceChildren(
+      ...(trail.length ? trail.slice(0, 4).map((event) => h(
+        "li", {}, h("span", { class: "muted" }, `${fmtTime(event.ts)} `),
+        BEHAVIOUR_NAMES[event.type] || event.type, event.detail || event.target ? ` · ${event.detail || event.target}` : "",
+      )) : [h("li", { class: "muted" }, "暂无行为记录")]),
+    );
+    $("customer-trail-box").open = trail.length > 0;
+  }
+
+  // ---- suggestions ----------------------------------------------------------------------------------
+  function requestMessages(messages) {
+    return (messages.turns || []).slice(-50).filter((turn) => turn.text && turn.text.trim()).map((turn) => {
+      const out = { role: turn.role, text: turn.text.slice(0, 4000) };
+      if (turn.ts) out.ts = turn.ts;
+      return out;
+    });
+  }
+
+  async function suggest(messages) {
+    const seq = ++state.seq;
+    const customerId = state.customerId;
+    state.loading = true;
+    $("drafts").setAttribute("aria-busy", "true");
+    const body = { customer_id: customerId, messages: requestMessages(messages) };
+    if (state.profile && state.profile.staff_id) body.staff_id = state.profile.staff_id;
+    try {
+      const out = await api("/v1/suggestions", { method: "POST", body });
+      if (seq !== state.seq || customerId !== state.customerId) return;
+      const last = messages.last_customer_message;
+      state.suggestion = out;
+      state.basisKey = last ? last.key : null;
+      state.editing.clear();
+      state.used.clear();
+      rememberIntent(customerId, out);
+      renderAnalysis(out);
+      renderDrafts(out);
+      setStatus("");
+    } catch (error) {
+      if (seq === state.seq && error.status !== 401) setStatus(`生成建议失败：${error.message}`, "error");
+    } finally {
+      if (seq === state.seq) {
+        state.loading = false;
+        $("drafts").setAttribute("aria-busy", "false");
+      }
+    }
+  }
+
+  async function refresh(manual) {
+    if (!state.customerId) return;
+    try {
+      const messages = await api(`/v1/customers/${enc(state.customerId)}/last-message`);
+      if (manual) setStatus("正在刷新建议…");
+      await suggest(messages);
+    } catch (error) {
+      if (error.status !== 401) setStatus(`刷新失败：${error.message}`, "error");
+    }
+  }
+
+  // ---- polling for new customer messages -------------------------------------------------------------
+  function stopPolling() {
+    clearTimeout(state.pollTimer);
+    state.pollTimer = 0;
+  }
+
+  function schedulePoll() {
+    stopPolling();
+    state.pollTimer = setTimeout(pollOnce, state.pollMs);
+  }
+
+  async function pollOnce() {
+    if (!state.key) return;
+    try {
+      if (state.customerId && state.suggestion && !state.loading) {
+        const customerId = state.customerId;
+        const messages = await api(`/v1/customers/${enc(customerId)}/last-message`);
+        const last = messages.last_customer_message;
+        const key = last ? last.key : null;
+        if (customerId === state.customerId && state.suggestion && key !== state.basisKey) {
+          markStale(last);
+          // Never throw away a draft the staff member is editing; they refresh when done.
+          if (state.editing.size === 0) await suggest(messages);
+        }
+      }
+    } catch (_) {
+      // a missed poll is retried on the next tick
+    }
+    if (state.key) schedulePoll();
+  }
+
+  function markStale(last) {
+    $("stale-note").hidden = false;
+    $("stale-note").textContent = last
+      ? `客户有新消息（${fmtTime(last.ts)}）：“${last.text.slice(0, 40)}”，以下建议已过期。`
+      : "客户消息有变化，以下建议已过期。";
+    for (const node of document.querySelectorAll("#drafts > li")) {
+      if (node.dataset.stale === "true") continue;
+      node.dataset.stale = "true";
+      node.classList.add("stale");
+      node.querySelector(".draft-head").append(h("span", { class: "badge stale", "data-testid": "stale" }, "已过期"));
+    }
+  }
+
+  // ---- stage and intent ---------------------------------------------------------------------------
+  function rememberIntent(customerId, out) {
+    const storeKey = TREND_STORE + customerId;
+    let trend = [];
+    try {
+      trend = JSON.parse(sessionStorage.getItem(storeKey) || "[]");
+    } catch (_) {
+      trend = [];
+    }
+    if (!Array.isArray(trend)) trend = [];
+    if (!trend.some((point) => point.id === out.suggestion_id)) {
+      trend.push({ id: out.suggestion_id, score: out.intent.score });
+    }
+    trend = trend.slice(-TREND_LENGTH);
+    sessionStorage.setItem(storeKey, JSON.stringify(trend));
+    return trend;
+  }
+
+  function readTrend(customerId) {
+    try {
+      const trend = JSON.parse(sessionStorage.getItem(TREND_STORE + customerId) || "[]");
+      return Array.isArray(trend) ? trend : [];
+    } catch (_) {
+      return [];
+    }
+  }
+
+  function sparkline(scores) {
+    const width = 96;
+    const height = 24;
+    const step = scores.length > 1 ? width / (scores.length - 1) : 0;
+    const points = scores.map((score, i) => [
+      scores.length > 1 ? i * step : width / 2, height - 2 - (score / 100) * (height - 4),
+    ]);
+    const node = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-hidden": "true" });
+    if (points.length > 1) node.append(svg("polyline", { points: points.map((p) => p.join(",")).join(" ") }));
+    const [x, y] = points[points.length - 1];
+    node.append(svg("circle", { cx: x, cy: y, r: 2.5 }));
+    return node;
+  }
+
+  function renderAnalysis(out) {
+    $("analysis").hidden = false;
+    const stage = out.stage;
+    const confidence = Math.round(stage.confidence * 100);
+    const bar = h("div", { class: "bar", role: "presentation" }, h("span"));
+    bar.firstChild.style.width = `${confidence}%`;
+    $("stage").replaceChildren(
+      h("h3", {}, "阶段"),
+      h("div", { class: "metric", "data-testid": "stage-name", "data-stage": stage.name },
+        STAGE_NAMES[stage.name] || stage.name),
+      h("div", { class: "muted" }, `置信度 ${confidence}%`),
+      bar,
+      h("ul", { class: "reasons", "aria-label": "判断依据" }, stage.reasons.map((reason) => h("li", {}, reason))),
+    );
+
+    const intent = out.intent;
+    const scores = readTrend(state.customerId).map((point) => point.score);
+    $("intent").replaceChildren(
+      h("h3", {}, "购买意向"),
+      h("div", { class: "metric" },
+        h("span", { "data-testid": "intent-value" }, String(intent.score)),
+        h("span", { class: "muted" }, ` / 100 · ${LEVEL_NAMES[intent.level] || intent.level}`)),
+      h("div", { class: "trend", "data-testid": "intent-trend", "data-scores": scores.join(",") },
+        sparkline(scores), h("span", {}, `近${scores.length}次：${scores.join(" → ")}`)),
+      h("ul", { class: "factors", "aria-label": "意向因素" }, intent.factors.map((factor) => h(
+        "li", { title: factor.evidence || "" },
+        `${factor.label} ${factor.points >= 0 ? "+" : ""}${Math.round(factor.points)}`,
+        factor.evidence ? h("span", { class: "muted" }, `（${factor.evidence}）`) : null,
+      ))),
+    );
+
+    const flags = out.customer_message_flags || [];
+    const note = $("customer-flags");
+    note.hidden = flags.length === 0;
+    note.textContent = flags.length
+      ? `客户消息提示：${flags.map((flag) => flag.message).join("；")}` : "";
+  }
+
+  // ---- drafts -------------------------------------------------------------------------------------
+  // Spans index code points of the text, [start, end); JS strings index UTF-16 units, so split first.
+  function markedText(text, flags, idPrefix) {
+    const chars = Array.from(text);
+    const owner = new Array(chars.length).fill(-1);
+    flags.forEach((flag, index) => {
+      const [start, end] = flag.span;
+      for (let i = Math.max(0, start); i < Math.min(end, chars.length); i += 1) {
+        if (owner[i] === -1) owner[i] = index;
+      }
+    });
+    const nodes = [];
+    let i = 0;
+    while (i < chars.length) {
+      let j = i;
+      while (j < chars.length && owner[j] === owner[i]) j += 1;
+      const piece = chars.slice(i, j).join("");
+      if (owner[i] === -1) {
+        nodes.push(document.createTextNode(piece));
+      } else {
+        const flag = flags[owner[i]];
+        nodes.push(h("mark", {
+          class: `sev-${flag.severity}`, "data-testid": "flag", "data-rule": flag.rule_id,
+          title: flag.message, "aria-describedby": `${idPrefix}-flag-${owner[i]}`,
+        }, piece));
+      }
+      i = j;
+    }
+    return nodes;
+  }
+
+  function flagList(flags, idPrefix) {
+    return h("ul", { class: "flags", "aria-label": "合规提示" }, flags.map((flag, index) => h(
+      "li", { id: `${idPrefix}-flag-${index}`, class: `sev-${flag.severity}`, "data-testid": "flag-message" },
+      h("strong", {}, `${SEVERITY_NAMES[flag.severity] || flag.severity}：`), flag.message,
+      flag.suggestion ? h("div", { class: "rewrite" }, `建议改写：${flag.suggestion}`) : null,
+    )));
+  }
+
+  function renderDrafts(out) {
+    $("drafts-panel").hidden = false;
+    $("stale-note").hidden = true;
+    $("drafts").dataset.suggestionId = out.suggestion_id;
+    $("drafts").replaceChildren(...out.candidates.map((candidate, index) => renderDraft(candidate, index)));
+  }
+
+  function citationLabel(citation) {
+    if (citation.kind === "script") return `话术 ${citation.id}`;
+    if (citation.kind === "content") return `内容 ${citation.id}`;
+    return `画像 · ${citation.field || citation.id}`;
+  }
+
+  function renderDraft(candidate, index) {
+    const idPrefix = `d${index}`;
+    const held = candidate.requires_approval;
+    const flags = candidate.compliance.flags || [];
+    const stateLine = h("p", { class: "draft-state", "data-testid": "draft-state", "aria-live": "polite" });
+    const detail = h("div", { class: "citation-detail", "data-testid": "citation-detail", hidden: true });
+
+    const head = h("div", { class: "draft-head" }, h("h3", {}, `建议 ${index + 1}`));
+    if (held) head.append(h("span", { class: "badge held", "data-testid": "held" }, "待审批"));
+    if (candidate.drafter === "llm") head.append(h("span", { class: "badge" }, "AI 生成"));
+
+    let why = "";
+    if (held) why = "含需审批的合规风险，不能直接发送；可按提示修改后再发。";
+    else if (!state.inWeCom) why = "不在企业微信内：请用“复制”后粘贴到聊天框。";
+    const insert = h("button", {
+      type: "button", class: `btn primary${held ? " held" : ""}`, "data-testid": "insert",
+      disabled: held || !state.inWeCom, "aria-describedby": why ? `${idPrefix}-why` : null,
+    }, held ? "待审批" : "插入");
+    const copy = h("button", { type: "button", class: "btn", "data-testid": "copy", disabled: held }, "复制");
+    const edit = h("button", { type: "button", class: "btn", "data-testid": "edit", "aria-expanded": "false" },
+      "修改后插入");
+    const reject = h("button", { type: "button", class: "btn danger", "data-testid": "reject",
+      "aria-expanded": "false" }, "不用");
+
+    const node = h("li", {
+      class: `draft${held ? " held" : ""}`, "data-testid": "draft", "data-candidate-id": candidate.id,
+      "data-held": String(held), "data-stale": "false",
+    },
+    head,
+    h("p", { class: "draft-text", "data-testid": "draft-text" }, markedText(candidate.text, flags, idPrefix)),
+    flags.length ? flagList(flags, idPrefix) : null,
+    candidate.citations.length ? h("div", { class: "citations" }, h("span", { class: "muted" }, "依据："),
+      candidate.citations.map((citation) => h("button", {
+        type: "button", class: "citation", "data-testid": "citation", "data-kind": citation.kind,
+        "data-id": citation.id, "aria-expanded": "false",
+        onclick: (event) => toggleCitation(event.currentTarget, citation, detail),
+      }, citationLabel(citation)))) : null,
+    detail,
+    h("div", { class: "actions" }, insert, copy, edit, reject),
+    why ? h("p", { id: `${idPrefix}-why`, class: "hint" }, why) : null,
+    stateLine);
+
+    const done = (message) => {
+      stateLine.textContent = message;
+      stateLine.className = "draft-state badge done";
+    };
+
+    insert.addEventListener("click", async () => {
+      if (candidate.requires_approval || !state.inWeCom) return;
+      try {
+        await sendChatMessage(candidate.text);
+        done("已插入聊天框");
+        if (!state.used.has(candidate.id)) {
+          state.used.add(candidate.id);
+          await sendFeedback(candidate, "used");
+        }
+      } catch (error) {
+        setStatus(`插入失败：${error.message}`, "error");
+      }
+    });
+
+    copy.addEventListener("click", async () => {
+      if (candidate.requires_approval) return;
+      try {
+        await copyText(candidate.text);
+        done("已复制，可粘贴到聊天框");
+        if (!state.used.has(candidate.id)) {
+          state.used.add(candidate.id);
+          await sendFeedback(candidate, "used");
+        }
+      } catch (error) {
+        setStatus(`复制失败：${error.message}`, "error");
+      }
+    });
+
+    edit.addEventListener("click", () => openEditor(node, candidate, edit, done, idPrefix));
+    reject.addEventListener("click", () => openRejector(node, candidate, reject, done, idPrefix));
+    return node;
+  }
+
+  async function toggleCitation(button, citation, detail) {
+    const open = button.getAttribute("aria-expanded") === "true";
+    for (const other of button.parentElement.querySelectorAll(".citation")) {
+      other.setAttribute("aria-expanded", "false");
+    }
+    if (open) {
+      detail.hidden = true;
+      return;
+    }
+    button.setAttribute("aria-expanded", "true");
+    detail.hidden = false;
+    detail.replaceChildren(h("p", { class: "muted" }, "加载中…"));
+    try {
+      detail.replaceChildren(...(await citationView(citation)));
+    } catch (error) {
+      detail.replaceChildren(h("p", { class: "note error" }, `引用加载失败：${error.message}`));
+    }
+  }
+
+  async function citationView(citation) {
+    if (citation.kind === "profile") {
+      const path = (citation.field || "").split(".").filter(Boolean);
+      let value = state.profile;
+      for (const part of path) value = value && typeof value === "object" ? value[part] : undefined;
+      const shown = value === undefined ? "（画像中无此字段）"
+        : typeof value === "object" ? JSON.stringify(value) : String(value);
+      return [h("h3", {}, `客户画像 · ${citation.field || ""}`), h("p", {}, shown)];
+    }
+    const cacheKey = `${citation.kind}/${citation.id}`;
+    let item = state.citationCache.get(cacheKey);
+    if (!item) {
+      item = await api(`/v1/knowledge/items/${enc(citation.kind)}/${enc(citation.id)}`);
+      state.citationCache.set(cacheKey, item);
+    }
+    if (item.kind === "script") {
+      return [
+        h("h3", {}, `话术 ${item.id} · ${STAGE_NAMES[item.stage] || item.stage} · ${item.scenario}`),
+        h("p", { "data-testid": "citation-text" }, item.text),
+      ];
+    }
+    const lines = [h("h3", {}, item.title || item.id), h("p", { "data-testid": "citation-text" }, item.summary || "")];
+    if (item.price !== undefined && item.price !== null) lines.push(h("p", { class: "muted" }, `售价 ${money(item.price)}`));
+    if (item.valid_to) lines.push(h("p", { class: "muted" }, `有效期至 ${item.valid_to}`));
+    if (item.url) lines.push(h("p", { class: "muted" }, item.url));
+    return lines;
+  }
+
+  function closePanels(node) {
+    for (const panel of node.querySelectorAll(".editor, .rejector")) panel.remove();
+    for (const button of node.querySelectorAll('[data-testid="edit"], [data-testid="reject"]')) {
+      button.setAttribute("aria-expanded", "false");
+    }
+  }
+
+  function openEditor(node, candidate, button, done, idPrefix) {
+    const wasOpen = node.querySelector(".editor");
+    closePanels(node);
+    if (wasOpen) {
+      state.editing.delete(candidate.id);
+      return;
+    }
+    state.editing.add(candidate.id);
+    button.setAttribute("aria-expanded", "true");
+    const area = h("textarea", { id: `${idPrefix}-edit`, "data-testid": "edit-text" });
+    area.value = candidate.text;
+    const check = h("div", { "data-testid": "edit-check", "aria-live": "polite" });
+    const confirm = h("button", { type: "button", class: "btn primary", "data-testid": "edit-confirm" },
+      state.inWeCom ? "插入修改后的内容" : "复制修改后的内容");
+    const cancel = h("button", { type: "button", class: "btn", "data-testid": "edit-cancel" }, "取消");
+    const panel = h("div", { class: "editor" },
+      h("label", { for: `${idPrefix}-edit` }, "修改草稿（发送前会重新做合规检查）"), area, check,
+      h("div", { class: "actions" }, confirm, cancel));
+    node.querySelector(".actions").after(panel);
+    area.focus();
+
+    cancel.addEventListener("click", () => {
+      closePanels(node);
+      state.editing.delete(candidate.id);
+      button.focus();
+    });
+    confirm.addEventListener("click", async () => {
+      const text = area.value.trim();
+      if (!text) {
+        check.replaceChildren(h("p", { class: "note error" }, "内容不能为空。"));
+        return;
+      }
+      const unchanged = text === candidate.text;
+      if (unchanged && candidate.requires_approval) {
+        check.replaceChildren(h("p", { class: "note error" }, "内容未修改，仍需审批，不能直接发送。"));
+        return;
+      }
+      confirm.disabled = true;
+      try {
+        if (!unchanged) {
+          const result = await api("/v1/compliance/check", { method: "POST", body: { text } });
+          if (result.risk === "review" || result.risk === "block") {
+            check.replaceChildren(
+              h("p", { class: "note error", "data-testid": "edit-refused" }, "修改后的内容仍有合规风险，需审批，不能直接发送："),
+              h("p", { class: "draft-text" }, markedText(text, result.flags, `${idPrefix}-e`)),
+              flagList(result.flags, `${idPrefix}-e`),
+            );
+            return;
+          }
+        }
+        const how = await deliver(text);
+        closePanels(node);
+        state.editing.delete(candidate.id);
+        done(how === "inserted" ? "已插入修改后的内容" : "已复制修改后的内容");
+        if (unchanged) {
+          if (!state.used.has(candidate.id)) {
+            state.used.add(candidate.id);
+            await sendFeedback(candidate, "used");
+          }
+        } else {
+          await sendFeedback(candidate, "edited", { final_text: text });
+        }
+        button.focus();
+      } catch (error) {
+        check.replaceChildren(h("p", { class: "note error" }, `发送失败：${error.message}`));
+      } finally {
+        confirm.disabled = false;
+      }
+    });
+  }
+
+  function openRejector(node, candidate, button, done, idPrefix) {
+    const wasOpen = node.querySelector(".rejector");
+    closePanels(node);
+    state.editing.delete(candidate.id);
+    if (wasOpen) return;
+    button.setAttribute("aria-expanded", "true");
+    const select = h("select", { id: `${idPrefix}-reason`, "data-testid": "reject-reason" },
+      REJECT_REASONS.map((reason) => h("option", { value: reason }, reason)));
+    const note = h("input", { id: `${idPrefix}-note`, type: "text", placeholder: "补充说明（可选）",
+      "data-testid": "reject-note", maxlength: 200 });
+    const confirm = h("button", { type: "button", class: "btn danger", "data-testid": "reject-confirm" }, "确认不用");
+    const cancel = h("button", { type: "button", class: "btn" }, "取消");
+    const panel = h("div", { class: "rejector" },
+      h("div", { class: "row" }, h("label", { for: `${idPrefix}-reason` }, "原因"), select),
+      h("label", { for: `${idPrefix}-note`, class: "sr-only" }, "补充说明"), note,
+      h("div", { class: "actions" }, confirm, cancel));
+    node.querySelector(".actions").after(panel);
+    select.focus();
+
+    cancel.addEventListener("click", () => {
+      closePanels(node);
+      button.focus();
+    });
+    confirm.addEventListener("click", async () => {
+      const reason = note.value.trim() ? `${select.value}：${note.value.trim()}` : select.value;
+      confirm.disabled = true;
+      await sendFeedback(candidate, "rejected", { reason });
+      closePanels(node);
+      node.classList.add("rejected");
+      done(`已标记不用（${reason}）`);
+      button.focus();
+    });
+  }
+
+  // ---- search -------------------------------------------------------------------------------------
+  async function search() {
+    const q = $("search-q").value.trim();
+    const results = $("search-results");
+    if (!q) {
+      results.replaceChildren(h("li", { class: "muted" }, "请输入关键词。"));
+      return;
+    }
+    const params = new URLSearchParams({ q, k: "8" });
+    for (const [name, id] of [["stage", "search-stage"], ["kind", "search-kind"], ["scenario", "search-scenario"]]) {
+      const value = $(id).value.trim();
+      if (value) params.set(name, value);
+    }
+    results.setAttribute("aria-busy", "true");
+    try {
+      const out = await api(`/v1/knowledge/search?${params}`);
+      for (const hit of out.results) for (const scenario of hit.scenarios) state.scenarios.add(scenario);
+      $("scenario-options").replaceChildren(...[...state.scenarios].sort().map((s) => h("option", { value: s })));
+      results.replaceChildren(...(out.results.length ? out.results.map(searchResult)
+        : [h("li", { class: "muted" }, "没有找到相关话术或内容。")]));
+    } catch (error) {
+      if (error.status !== 401) results.replaceChildren(h("li", { class: "note error" }, `搜索失败：${error.message}`));
+    } finally {
+      results.setAttribute("aria-busy", "false");
+    }
+  }
+
+  function searchResult(hit) {
+    const message = h("span", { class: "hint", "aria-live": "polite" });
+    const copy = h("button", { type: "button", class: "btn", "data-testid": "result-copy" }, "复制");
+    copy.addEventListener("click", async () => {
+      try {
+        await copyText(hit.text);
+        message.textContent = "已复制";
+      } catch (error) {
+        message.textContent = error.message;
+      }
+    });
+    const actions = h("div", { class: "actions" }, copy);
+    if (state.inWeCom) {
+      const insert = h("button", { type: "button", class: "btn primary", "data-testid": "result-insert" }, "插入");
+      insert.addEventListener("click", async () => {
+        try {
+          await sendChatMessage(hit.text);
+          message.textContent = "已插入聊天框（发送前请替换 {变量}）";
+        } catch (error) {
+          message.textContent = `插入失败：${error.message}`;
+        }
+      });
+      actions.prepend(insert);
+    }
+    const kind = hit.kind === "script" ? "话术" : "内容";
+    const stages = hit.stages.map((stage) => STAGE_NAMES[stage] || stage).join("/");
+    return h("li", { "data-testid": "search-result", "data-kind": hit.kind, "data-id": hit.id },
+      h("p", {}, h("span", { class: "badge" }, kind), " ", h("strong", {}, hit.title || hit.id)),
+      h("p", {}, hit.text),
+      h("p", { class: "muted" }, [stages, hit.scenarios.join("、")].filter(Boolean).join(" · ")),
+      actions, message);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    boot().catch((error) => setStatus(`启动失败：${error.message}`, "error"));
+  });
+})();

@@ -1,0 +1,88 @@
+"""What staff did with each drafted reply in the sidebar: used as is, edited, or rejected with a reason.
+
+This is the sidebar's own record until the approval workflow's feedback lands; it keys on the stored
+suggestion and candidate, so the rows can be carried over to that table unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal, get_args
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from copilot.db import session_scope
+from copilot.errors import NotFoundError, ValidationError
+from copilot.models import CandidateRow, utcnow
+
+__all__ = ["FEEDBACK_ACTIONS", "FeedbackAction", "SidebarFeedback", "list_feedback", "record_feedback"]
+
+FeedbackAction = Literal["used", "edited", "rejected"]
+FEEDBACK_ACTIONS: tuple[str, ...] = get_args(FeedbackAction)
+
+MAX_TEXT = 4000
+MAX_REASON = 500
+
+
+class SidebarFeedback(SQLModel, table=True):
+    __tablename__ = "sidebar_feedback"
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(index=True)
+    suggestion_id: str = Field(index=True)
+    candidate_id: str
+    action: str
+    final_text: str | None = None
+    reason: str | None = None
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+def record_feedback(
+    engine: Engine,
+    *,
+    tenant: str,
+    suggestion_id: str,
+    candidate_id: str,
+    action: str,
+    final_text: str | None = None,
+    reason: str | None = None,
+) -> SidebarFeedback:
+    """Store one action on one candidate; the candidate must belong to the suggestion and the tenant."""
+    if action not in FEEDBACK_ACTIONS:
+        raise ValidationError(f"action must be one of {', '.join(FEEDBACK_ACTIONS)}, not {action!r}")
+    final_text = (final_text or "").strip() or None
+    reason = (reason or "").strip() or None
+    if action == "edited" and final_text is None:
+        raise ValidationError("final_text is required when action is 'edited': send the text that was sent")
+    if final_text is not None and len(final_text) > MAX_TEXT:
+        raise ValidationError(f"final_text is longer than {MAX_TEXT} characters")
+    if reason is not None and len(reason) > MAX_REASON:
+        raise ValidationError(f"reason is longer than {MAX_REASON} characters")
+    with session_scope(engine) as session:
+        candidate = session.get(CandidateRow, candidate_id)
+        if candidate is None or candidate.tenant_id != tenant or candidate.suggestion_id != suggestion_id:
+            raise NotFoundError(f"candidate {candidate_id!r} of suggestion {suggestion_id!r} not found")
+        row = SidebarFeedback(
+            tenant_id=tenant,
+            suggestion_id=suggestion_id,
+            candidate_id=candidate_id,
+            action=action,
+            final_text=final_text,
+            reason=reason,
+        )
+        session.add(row)
+        session.flush()
+        session.refresh(row)
+    return row
+
+
+def list_feedback(
+    engine: Engine, tenant: str, suggestion_id: str | None = None, *, limit: int = 200
+) -> list[SidebarFeedback]:
+    """The tenant's feedback, oldest first; only one suggestion's when `suggestion_id` is given."""
+    query = select(SidebarFeedback).where(SidebarFeedback.tenant_id == tenant)
+    if suggestion_id is not None:
+        query = query.where(SidebarFeedback.suggestion_id == suggestion_id)
+    with Session(engine) as session:
+        rows = session.exec(query.order_by(col(SidebarFeedback.id).desc()).limit(limit)).all()
+    return list(reversed(rows))
