@@ -1,0 +1,76 @@
+"""The CI gate: the committed thresholds pass on this commit, and a raised threshold fails it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from eval.gate import DEFAULT_THRESHOLDS, check, format_outcome, load_thresholds, measure, run_gate
+from eval.harness import build_copilot
+
+
+@pytest.fixture(scope="module")
+def gate_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str, Any], Any]:
+    from copilot.embeddings import HashingEmbedder
+
+    config = load_thresholds(DEFAULT_THRESHOLDS)
+    harness = build_copilot(HashingEmbedder(), Path(__file__).resolve().parent.parent / "knowledge",
+                            tmp_path_factory.mktemp("gate"))
+    return harness, config, measure(harness, config)
+
+
+def test_committed_thresholds_pass(gate_run: tuple[Any, dict[str, Any], Any]) -> None:
+    _, config, measured = gate_run
+    outcome = check(measured, config)
+    assert not outcome.failures, format_outcome(outcome)
+    assert {c.suite for c in outcome.checks} == {"stage", "intent", "compliance", "retrieval", "response",
+                                                 "classify", "drafts"}
+
+
+def test_a_raised_threshold_fails_the_gate(gate_run: tuple[Any, dict[str, Any], Any], tmp_path: Path) -> None:
+    harness, config, measured = gate_run
+    raised = {**config, "suites": {**config["suites"]}}
+    stage = dict(raised["suites"]["stage"])
+    stage["min"] = {**stage["min"], "macro_f1": round(measured["stage"]["macro_f1"] + 0.01, 4)}
+    raised["suites"]["stage"] = stage
+    path = tmp_path / "thresholds.yaml"
+    path.write_text(yaml.safe_dump(raised, allow_unicode=True), encoding="utf-8")
+    outcome = check(measured, load_thresholds(path))
+    assert [(c.suite, c.metric) for c in outcome.failures] == [("stage", "macro_f1")]
+    assert "FAIL stage.macro_f1" in format_outcome(outcome)
+
+
+def test_a_max_bound_fails_when_the_metric_rises(gate_run: tuple[Any, dict[str, Any], Any]) -> None:
+    _, config, measured = gate_run
+    tight = {"suites": {"intent": {"data": "x", "max": {"brier": measured["intent"]["brier"] - 0.01}}}}
+    assert [c.metric for c in check(measured, tight).failures] == ["brier"]
+
+
+def test_a_missing_metric_fails_rather_than_passes(gate_run: tuple[Any, dict[str, Any], Any]) -> None:
+    _, _, measured = gate_run
+    config = {"suites": {"stage": {"data": "x", "min": {"no_such_metric": 0.0}}}}
+    assert len(check(measured, config).failures) == 1
+
+
+def test_run_gate_uses_the_file_it_is_given(gate_run: tuple[Any, dict[str, Any], Any], tmp_path: Path) -> None:
+    harness, config, _ = gate_run
+    small = {"suites": {"classify": {**config["suites"]["classify"], "min": {"macro_f1": 1.01}}}}
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(small), encoding="utf-8")
+    outcome = run_gate(path, harness=harness)
+    assert [c.metric for c in outcome.failures] == ["macro_f1"]
+
+
+def test_thresholds_file_errors_say_what_to_fix(tmp_path: Path) -> None:
+    from copilot.errors import ValidationError
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("suites:\n  stage:\n    data: x.jsonl\n", encoding="utf-8")
+    with pytest.raises(ValidationError, match="'min' or 'max'"):
+        load_thresholds(path)
+    path.write_text("suites:\n  nope:\n    data: x\n    min: {a: 1}\n", encoding="utf-8")
+    with pytest.raises(ValidationError, match="unknown suite"):
+        load_thresholds(path)
