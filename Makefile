@@ -36,5 +36,9 @@ lint: $(DEVSTAMP)
 	$(VENV)/bin/ruff check copilot api eval tests bench
 	$(VENV)/bin/ruff format --check copilot api eval tests bench
 
+## make screenshot: regenerate docs/sidebar.png from the demo data (needs Debian's chromium).
+screenshot: $(DEVSTAMP)
+	$(PY) bench/sidebar_screenshot.py
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
