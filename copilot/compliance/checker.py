@@ -154,7 +154,7 @@ class ComplianceChecker:
                         continue
                     elif index == _ALLOW:
                         allowed.append((start, stop))
-                    elif not rules[index].has_exceptions or not _excepted(rules[index], nt, start, stop):
+                    elif not rules[index].has_exceptions or not _excepted(rules[index], norm, start, stop):
                         hits.append((start, stop, index))
         if snap.untriggered:
             triggered.update(snap.untriggered)
@@ -162,7 +162,7 @@ class ComplianceChecker:
             rule = rules[index]
             assert rule.pattern is not None
             for m in rule.pattern.finditer(nt):
-                if m.end() > m.start() and not (rule.has_exceptions and _excepted(rule, nt, *m.span())):
+                if m.end() > m.start() and not (rule.has_exceptions and _excepted(rule, norm, *m.span())):
                     hits.append((m.start(), m.end(), index))
         flags = self._lexical_flags(snap, norm, hits, allowed)
         flags.extend(self._pii_flags(text, norm, allowed))
@@ -238,7 +238,8 @@ def _glued(norm: Normalized, start: int, stop: int, left: int, right: int) -> bo
     return False
 
 
-def _excepted(rule: Rule, nt: str, start: int, stop: int) -> bool:
+def _excepted(rule: Rule, norm: Normalized, start: int, stop: int) -> bool:
+    nt = norm.text
     if rule.unless_followed_by and nt.startswith(rule.unless_followed_by, stop):
         return True
     if rule.unless_preceded_by and nt.endswith(rule.unless_preceded_by, 0, start):
@@ -249,7 +250,40 @@ def _excepted(rule: Rule, nt: str, start: int, stop: int) -> bool:
             return True
         if rule.only_near and not any(w in window for w in rule.only_near):
             return True
+    if rule.has_only_neighbours:
+        return not (
+            (rule.only_followed_by and nt.startswith(rule.only_followed_by, stop))
+            or (rule.only_preceded_by and nt.endswith(rule.only_preceded_by, 0, start))
+            or (rule.clause_end and _clause_edge(norm, stop, forward=True))
+            or (rule.clause_start and _clause_edge(norm, start, forward=False))
+        )
     return False
+
+
+_CLAUSE_MARKS = frozenset("。！？!?；;，,…~～\n")
+
+
+def _clause_edge(norm: Normalized, pos: int, *, forward: bool) -> bool:
+    """Whether a clause ends right after (or starts right before) normalised offset `pos` in the original.
+
+    Punctuation is deleted by normalisation, so this looks at the original text: skipping emoji and spaces,
+    the next character must be sentence punctuation or the end of the text.
+    """
+    original = norm.original
+    if forward:
+        i = norm.span(pos - 1, pos)[1]
+        step, stop = 1, len(original)
+    else:
+        i = norm.span(pos, pos + 1)[0] - 1
+        step, stop = -1, -1
+    while i != stop:
+        ch = original[i]
+        if ch in _CLAUSE_MARKS:
+            return True
+        if fold_char(ch):
+            return False
+        i += step
+    return True
 
 
 def _resolve_overlaps(flags: list[Flag]) -> list[Flag]:

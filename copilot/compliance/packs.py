@@ -17,6 +17,8 @@ the shipped packs under `packs/` plus any tenant files. A pack is
         pattern: '(销量|全网)第一'         # ... or a regex over the normalised text (never both)
         unless_followed_by: [的朋友]      # exceptions, checked on the normalised text
         unless_preceded_by: [不]
+        only_followed_by: [的, $]       # keep a hit only if one of these follows ($ = end of clause) ...
+        only_preceded_by: [效果, ^]     # ... or one of these precedes (^ = start of clause)
         context: {window: 8, unless_near: [医院], only_near: []}
 
 Terms, exceptions and list entries are normalised exactly like the checked text; patterns are written against
@@ -79,6 +81,8 @@ class RuleSpec(BaseModel):
     pattern: str | None = None
     unless_followed_by: list[str] = Field(default_factory=list)
     unless_preceded_by: list[str] = Field(default_factory=list)
+    only_followed_by: list[str] = Field(default_factory=list)
+    only_preceded_by: list[str] = Field(default_factory=list)
     context: ContextSpec | None = None
 
     @field_validator("category")
@@ -122,13 +126,27 @@ class Rule:
     pattern: re.Pattern[str] | None = None
     unless_followed_by: tuple[str, ...] = ()
     unless_preceded_by: tuple[str, ...] = ()
+    only_followed_by: tuple[str, ...] = ()
+    only_preceded_by: tuple[str, ...] = ()
+    clause_end: bool = False
+    clause_start: bool = False
     window: int = 10
     unless_near: tuple[str, ...] = ()
     only_near: tuple[str, ...] = ()
 
     @property
     def has_exceptions(self) -> bool:
-        return bool(self.unless_followed_by or self.unless_preceded_by or self.unless_near or self.only_near)
+        return bool(
+            self.unless_followed_by
+            or self.unless_preceded_by
+            or self.unless_near
+            or self.only_near
+            or self.has_only_neighbours
+        )
+
+    @property
+    def has_only_neighbours(self) -> bool:
+        return bool(self.only_followed_by or self.only_preceded_by or self.clause_end or self.clause_start)
 
 
 @dataclass(frozen=True)
@@ -313,6 +331,26 @@ def _compile_rule(
         unless_preceded_by=tuple(
             _normalised(spec.unless_preceded_by, f"{field}.unless_preceded_by", label, line, problems)
         ),
+        only_followed_by=tuple(
+            _normalised(
+                [w for w in spec.only_followed_by if w != "$"],
+                f"{field}.only_followed_by",
+                label,
+                line,
+                problems,
+            )
+        ),
+        only_preceded_by=tuple(
+            _normalised(
+                [w for w in spec.only_preceded_by if w != "^"],
+                f"{field}.only_preceded_by",
+                label,
+                line,
+                problems,
+            )
+        ),
+        clause_end="$" in spec.only_followed_by,
+        clause_start="^" in spec.only_preceded_by,
         window=context.window,
         unless_near=tuple(_normalised(context.unless_near, f"{field}.context", label, line, problems)),
         only_near=tuple(_normalised(context.only_near, f"{field}.context", label, line, problems)),
