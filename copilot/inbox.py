@@ -10,6 +10,7 @@ enqueued in the same transaction that completes the event, so a reprocessed even
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +26,12 @@ from copilot.models import new_id, utcnow
 __all__ = [
     "EVENT_STATUSES",
     "OUTBOX_STATUSES",
+    "Enqueued",
     "InboxEvent",
     "LeaseLostError",
     "OutboxMessage",
     "WebhookSecret",
+    "add_event",
     "claim_events",
     "complete_event",
     "enqueue_outbox",
@@ -154,6 +157,7 @@ def _claimable(now: dt.datetime, max_attempts: int) -> Any:
 
 def claim_events(
     engine: Engine, *, owner: str, now: dt.datetime, lease_s: float, limit: int, max_attempts: int,
+    tenants: Collection[str] | None = None,
 ) -> list[InboxEvent]:
     """Lease up to `limit` events: pending ones and ones whose lease expired (their worker died).
 
@@ -169,10 +173,10 @@ def claim_events(
                        and_(col(InboxEvent.status) == "processing", col(InboxEvent.lease_until) < now)))
             .values(status="dead", lease_owner=None, lease_until=None)
         )
-        ids = session.exec(
-            select(InboxEvent.id).where(_claimable(now, max_attempts))
-            .order_by(col(InboxEvent.priority), col(InboxEvent.id)).limit(limit)
-        ).all()
+        query = select(InboxEvent.id).where(_claimable(now, max_attempts))
+        if tenants is not None:
+            query = query.where(col(InboxEvent.tenant_id).in_(list(tenants)))
+        ids = session.exec(query.order_by(col(InboxEvent.priority), col(InboxEvent.id)).limit(limit)).all()
         taken: list[int] = []
         for event_id in ids:
             result = session.execute(

@@ -310,12 +310,13 @@ def webhook_app(copilot: Any, config: Any, data_dir: Any) -> FastAPI:
 
 
 class Clock:
-    """A settable UTC clock for workers (naive UTC, like the tables)."""
+    """A settable clock for workers; naive starts are taken as UTC."""
 
     def __init__(self, start: Any = None) -> None:
         import datetime as dt
 
-        self.now = start or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        start = start or dt.datetime.now(dt.UTC)
+        self.now = start if start.tzinfo else start.replace(tzinfo=dt.UTC)
 
     def __call__(self) -> Any:
         return self.now

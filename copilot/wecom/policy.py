@@ -71,7 +71,8 @@ class Schedule(_Strict):
         return value
 
     def is_open(self, now_utc: dt.datetime) -> bool:
-        local = now_utc.replace(tzinfo=dt.UTC).astimezone(ZoneInfo(self.timezone))
+        aware = now_utc if now_utc.tzinfo else now_utc.replace(tzinfo=dt.UTC)
+        local = aware.astimezone(ZoneInfo(self.timezone))
         if local.date() in self.holidays or _DAYS[local.weekday()] not in self.days:
             return False
         minute = local.hour * 60 + local.minute

@@ -1,0 +1,176 @@
+"""The outbox sender: the only code that sends messages to customers.
+
+A row is taken with a lease (`ready → sending`), checked (approved if it needs approval, still inside the
+welcome code's 20 seconds or the Customer Service 48-hour / 5-message window), sent, then marked `sent`
+with an audit row. A row left in `sending` by a dead sender is re-sent only on channels where WeCom itself
+deduplicates (kf messages carry our msgid; a welcome code works once); anything else is marked failed
+rather than risk a second message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Collection
+
+from sqlalchemy import and_, or_, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from copilot.approvals import ApprovalItem, add_audit
+from copilot.db import session_scope
+from copilot.errors import UpstreamError
+from copilot.inbox import OutboxMessage
+from copilot.models import utcnow
+from copilot.wecom.apps import ClientPool
+from copilot.wecom.client import WeComApiError
+from copilot.wecom.tables import KfWindow
+
+__all__ = ["KF_MAX_REPLIES", "KF_WINDOW", "OutboxSender"]
+
+log = logging.getLogger(__name__)
+
+KF_WINDOW = dt.timedelta(hours=48)
+KF_MAX_REPLIES = 5
+WELCOME_USED = 41051
+_SAFE_TO_RESEND = ("kf", "welcome")
+_APPROVED = ("approved", "edited_approved")
+
+
+class _Refused(Exception):
+    """The row must not be sent; the message says why (recorded as its last error)."""
+
+
+class OutboxSender:
+    def __init__(self, engine: Engine, clients: ClientPool, *, clock: Callable[[], dt.datetime] = utcnow,
+                 lease_s: float = 30.0, max_attempts: int = 5, retry_base_s: float = 2.0,
+                 tenants: Collection[str] | None = None) -> None:
+        self._tenants = list(tenants) if tenants is not None else None
+        self._engine = engine
+        self._clients = clients
+        self._clock = clock
+        self._lease_s = lease_s
+        self._max_attempts = max_attempts
+        self._retry_base_s = retry_base_s
+
+    async def drain(self, limit: int = 50) -> int:
+        """Send what is due; returns how many rows were attempted."""
+        rows = self._claim(limit)
+        for row in rows:
+            await self._send(row)
+        return len(rows)
+
+    def _claim(self, limit: int) -> list[OutboxMessage]:
+        now = self._clock()
+        stale = and_(col(OutboxMessage.status) == "sending", col(OutboxMessage.lease_until) < now)
+        due = or_(and_(col(OutboxMessage.status) == "ready", col(OutboxMessage.available_at) <= now),
+                  and_(stale, col(OutboxMessage.channel).in_(_SAFE_TO_RESEND)))
+        taken: list[str] = []
+        with session_scope(self._engine) as session:
+            session.execute(
+                update(OutboxMessage).where(stale, col(OutboxMessage.channel).not_in(_SAFE_TO_RESEND))
+                .values(status="failed", last_error="sender died mid-send; not repeated to avoid a double send")
+            )
+            query = select(OutboxMessage.id).where(due)
+            if self._tenants is not None:
+                query = query.where(col(OutboxMessage.tenant_id).in_(self._tenants))
+            ids = session.exec(query.order_by(col(OutboxMessage.priority), col(OutboxMessage.created_at))
+                               .limit(limit)).all()
+            for row_id in ids:
+                won = session.execute(
+                    update(OutboxMessage).where(col(OutboxMessage.id) == row_id, due)
+                    .values(status="sending", lease_until=now + dt.timedelta(seconds=self._lease_s),
+                            attempts=col(OutboxMessage.attempts) + 1)
+                ).rowcount == 1  # type: ignore[attr-defined]
+                if won:
+                    taken.append(row_id)
+        if not taken:
+            return []
+        with Session(self._engine) as session:
+            found = session.exec(select(OutboxMessage).where(col(OutboxMessage.id).in_(taken))).all()
+        return sorted(found, key=lambda r: (r.priority, r.created_at))
+
+    async def _send(self, row: OutboxMessage) -> None:
+        try:
+            self._check(row)
+            remote_id = await self._deliver(row)
+        except _Refused as exc:
+            self._finish(row, "failed", error=str(exc))
+        except WeComApiError as exc:
+            note = " (the customer already started chatting)" if exc.errcode == WELCOME_USED else ""
+            self._finish(row, "failed", error=f"{exc}{note}", errcode=exc.errcode)
+        except UpstreamError as exc:
+            if row.attempts >= self._max_attempts:
+                self._finish(row, "failed", error=str(exc))
+            else:
+                self._retry_later(row, str(exc))
+        else:
+            self._finish(row, "sent", remote_id=remote_id)
+
+    def _check(self, row: OutboxMessage) -> None:
+        now = self._clock()
+        with Session(self._engine) as session:
+            if row.approval_id is not None:
+                item = session.get(ApprovalItem, row.approval_id)
+                if item is None or item.status not in _APPROVED or item.final_text != row.text:
+                    raise _Refused("refused: the text was not approved")
+            elif row.risk not in ("none", "low"):
+                raise _Refused(f"refused: {row.risk}-risk text needs an approval")
+            if row.not_after is not None and now > row.not_after:
+                raise _Refused(f"too late: the {row.channel} deadline passed at {row.not_after:%H:%M:%S}")
+            if row.channel == "kf":
+                window = session.get(KfWindow, (row.tenant_id, row.target.get("open_kfid", ""),
+                                                row.target.get("touser", "")))
+                if window is None or now > window.last_customer_at + KF_WINDOW:
+                    raise _Refused("outside the 48-hour reply window of WeChat Customer Service")
+                if window.sent_in_window >= KF_MAX_REPLIES:
+                    raise _Refused("5 replies already sent since the customer's last message")
+
+    async def _deliver(self, row: OutboxMessage) -> str:
+        client = self._clients.get(row.tenant_id)
+        target = row.target
+        if row.channel == "welcome":
+            await client.send_welcome_msg(str(target["welcome_code"]), row.text)
+            return ""
+        if row.channel == "kf":
+            return await client.kf_send_msg(str(target["touser"]), str(target["open_kfid"]), row.text,
+                                            msgid=row.id)
+        if row.channel == "external":
+            return await client.add_msg_template(str(target["sender"]), [str(target["external_userid"])],
+                                                 row.text)
+        raise _Refused(f"unknown channel {row.channel!r}")
+
+    def _finish(self, row: OutboxMessage, status: str, *, error: str | None = None,
+                errcode: int | None = None, remote_id: str | None = None) -> None:
+        now = self._clock()
+        with session_scope(self._engine) as session:
+            changed = session.execute(
+                update(OutboxMessage).where(col(OutboxMessage.id) == row.id,
+                                            col(OutboxMessage.status) == "sending")
+                .values(status=status, last_error=error, errcode=errcode, remote_id=remote_id or None,
+                        sent_at=now if status == "sent" else None, lease_until=None)
+            ).rowcount == 1  # type: ignore[attr-defined]
+            if not changed:
+                return
+            if status == "sent" and row.channel == "kf":
+                key = (row.tenant_id, row.target.get("open_kfid", ""), row.target.get("touser", ""))
+                window = session.get(KfWindow, key)
+                if window is not None:
+                    window.sent_in_window += 1
+                    session.add(window)
+            add_audit(session, tenant=row.tenant_id, action="sent" if status == "sent" else "send_failed",
+                      actor="outbox", now=now, approval_id=row.approval_id, outbox_id=row.id,
+                      customer_id=row.customer_id, staff_id=row.staff_id,
+                      detail={"channel": row.channel, "kind": row.kind, "text": row.text, "error": error,
+                              "errcode": errcode})
+        log.info("outbox %s %s channel=%s errcode=%s", row.id, status, row.channel, errcode)
+
+    def _retry_later(self, row: OutboxMessage, error: str) -> None:
+        delay = self._retry_base_s * 2 ** max(row.attempts - 1, 0)
+        with session_scope(self._engine) as session:
+            session.execute(
+                update(OutboxMessage).where(col(OutboxMessage.id) == row.id,
+                                            col(OutboxMessage.status) == "sending")
+                .values(status="ready", last_error=error[:500], lease_until=None,
+                        available_at=self._clock() + dt.timedelta(seconds=delay))
+            )

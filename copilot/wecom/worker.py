@@ -1,0 +1,130 @@
+"""The webhook worker: leases inbox events, applies them once, and drains the outbox.
+
+Run it beside the API (`run_forever` in the app's lifespan, or `python -m copilot.wecom.worker`). Any
+number may run against one database: leases keep them off each other's events, and a worker killed
+mid-event (even with SIGKILL) only leaves a lease that runs out, after which another worker redoes the
+event; the transaction that applies an event is the one that marks it done, and outbound messages are
+keyed outbox rows, so the redo neither loses nor doubles anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any
+
+from copilot.approvals import expire_stale
+from copilot.db import session_scope
+from copilot.errors import AuthError, ConfigurationError, UpstreamError, ValidationError
+from copilot.inbox import InboxEvent, LeaseLostError, claim_events, complete_event, fail_event
+from copilot.models import new_id, utcnow
+from copilot.wecom.apps import ClientPool, WebhookConfig
+from copilot.wecom.handlers import Handlers
+from copilot.wecom.outbox import OutboxSender
+from copilot.wecom.policy import PolicyBook
+
+if TYPE_CHECKING:
+    from copilot.service import Copilot
+
+__all__ = ["Worker"]
+
+log = logging.getLogger(__name__)
+_PERMANENT = (ValidationError, AuthError, ConfigurationError)
+
+
+class Worker:
+    def __init__(
+        self, copilot: Copilot, config: WebhookConfig, *, clock: Callable[[], dt.datetime] = utcnow,
+        owner: str | None = None, client_options: dict[str, Any] | None = None, batch: int = 20,
+        tenants: Collection[str] | None = None,
+    ) -> None:
+        self.tenants = list(tenants) if tenants is not None else None  # None: every tenant
+        self.engine = copilot.engine
+        self.config = config
+        self.clock = clock
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{new_id()[:6]}"
+        self.batch = batch
+        self.clients = ClientPool(self.engine, config, **(client_options or {}))
+        self.policies = PolicyBook(self.engine, default_tenant=config.default_tenant, path=config.autoreply_path)
+        self.handlers = Handlers(copilot, self.clients, self.policies)
+        self.sender = OutboxSender(self.engine, self.clients, clock=clock, lease_s=config.lease_s,
+                                   max_attempts=config.max_attempts, tenants=self.tenants)
+        self._last_expiry = 0.0
+
+    async def run_once(self) -> int:
+        """Process one batch of due events and send what is due; returns how many events were handled."""
+        self._expire_approvals()
+        events = claim_events(self.engine, owner=self.owner, now=self.clock(), lease_s=self.config.lease_s,
+                              limit=self.batch, max_attempts=self.config.max_attempts, tenants=self.tenants)
+        for event in events:
+            await self.process(event)
+            await self.sender.drain()  # at once: a welcome code lives 20 seconds
+        if not events:
+            await self.sender.drain()
+        return len(events)
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    handled = await self.run_once()
+                except Exception:  # a broken batch must not stop the worker; the leases will expire
+                    log.exception("webhook worker batch failed")
+                    handled = 0
+                if not handled:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=self.config.poll_s)
+        finally:
+            await self.clients.aclose()
+
+    async def process(self, event: InboxEvent) -> None:
+        try:
+            effects = await self.handlers.prepare(event, self.clock())
+            policy = self.policies.for_tenant(event.tenant_id)
+            await asyncio.to_thread(self._apply, event, effects, policy.approval_ttl_s)
+        except LeaseLostError:
+            log.warning("event %s: lease lost to another worker; its result is theirs", event.id)
+        except _PERMANENT as exc:
+            self._fail(event, exc, permanent=True)
+        except UpstreamError as exc:
+            self._fail(event, exc, permanent=False)
+        except Exception as exc:
+            log.exception("event %s (%s) failed", event.id, event.kind)
+            self._fail(event, exc, permanent=False)
+
+    def _apply(self, event: InboxEvent, effects: Any, ttl_s: float) -> None:
+        now = self.clock()
+        with session_scope(self.engine) as session:
+            result = self.handlers.apply(session, event, effects, now, ttl_s)
+            complete_event(session, event, self.owner, now, result)
+
+    def _fail(self, event: InboxEvent, exc: BaseException, *, permanent: bool) -> None:
+        retry_in = min(2.0 ** event.attempts, 300.0)
+        status = fail_event(self.engine, event, self.owner, now=self.clock(), error=f"{type(exc).__name__}: {exc}",
+                            retry_in_s=retry_in, max_attempts=self.config.max_attempts, permanent=permanent)
+        log.warning("event %s (%s) %s: %s", event.id, event.kind, status, exc)
+
+    def _expire_approvals(self) -> None:
+        if time.monotonic() - self._last_expiry >= 30:
+            self._last_expiry = time.monotonic()
+            expire_stale(self.engine, now=self.clock())
+
+
+def _main() -> None:  # pragma: no cover - process entry point
+    from copilot.config import get_settings
+    from copilot.service import Copilot
+
+    logging.basicConfig(level=logging.INFO)
+    settings = get_settings()
+    worker = Worker(Copilot.from_settings(settings), WebhookConfig.from_settings(settings))
+    asyncio.run(worker.run_forever(asyncio.Event()))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _main()
