@@ -31,7 +31,7 @@ def test_committed_thresholds_pass(gate_run: tuple[Any, dict[str, Any], Any]) ->
 
 
 def test_a_raised_threshold_fails_the_gate(gate_run: tuple[Any, dict[str, Any], Any], tmp_path: Path) -> None:
-    harness, config, measured = gate_run
+    _, config, measured = gate_run
     raised = {**config, "suites": {**config["suites"]}}
     stage = dict(raised["suites"]["stage"])
     stage["min"] = {**stage["min"], "macro_f1": round(measured["stage"]["macro_f1"] + 0.01, 4)}
@@ -44,7 +44,7 @@ def test_a_raised_threshold_fails_the_gate(gate_run: tuple[Any, dict[str, Any], 
 
 
 def test_a_max_bound_fails_when_the_metric_rises(gate_run: tuple[Any, dict[str, Any], Any]) -> None:
-    _, config, measured = gate_run
+    _, _, measured = gate_run
     tight = {"suites": {"intent": {"data": "x", "max": {"brier": measured["intent"]["brier"] - 0.01}}}}
     assert [c.metric for c in check(measured, tight).failures] == ["brier"]
 
