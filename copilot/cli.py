@@ -12,7 +12,6 @@ import typer
 from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from copilot.config import Settings, apply_offline_defaults, get_settings
 from copilot.errors import CopilotError, LibraryError
@@ -104,16 +103,15 @@ def suggest(
                   + "；".join(f"{f.label} {f.points:+.0f}" for f in out.intent.factors[:4]))
     if out.customer_message_flags:
         console.print("[yellow]客户消息风险:[/] " + "；".join(f.message for f in out.customer_message_flags))
-    table = Table(show_lines=True)
-    table.add_column("#")
-    table.add_column("候选回复")
-    table.add_column("引用")
-    table.add_column("合规")
     for i, cand in enumerate(out.candidates, 1):
+        risk = cand.compliance.risk + ("，需审批" if cand.requires_approval else "")
+        console.print(f"\n[bold]候选 {i}[/] [dim]({cand.drafter}，合规：{risk})[/]")
+        console.print(cand.text, markup=False)
         cites = ", ".join(f"{c.kind}:{c.id}" + (f".{c.field}" if c.field else "") for c in cand.citations)
-        risk = cand.compliance.risk + (" ⚠需审批" if cand.requires_approval else "")
-        table.add_row(str(i), cand.text, cites, risk)
-    console.print(table)
+        console.print(f"[dim]引用：{cites}[/]")
+        for flag in cand.compliance.flags:
+            start, end = flag.span
+            console.print(f"[yellow]  ⚠ {cand.text[start:end]!r} {flag.category}: {flag.message}[/]")
     if out.drafter_note:
         console.print(f"[dim]{out.drafter_note}[/]")
 
