@@ -42,6 +42,8 @@ def _flag(result: ComplianceResult, category: str) -> Flag:
     [
         ("亲，这款是全网销量第一的纸尿裤", "ad_absolute", "全网销量第一"),
         ("我们的益生菌用的是国家级实验室的菌株", "ad_absolute", "国家级"),
+        ("这几款里面效果最好😊。", "ad_absolute", "最好"),
+        ("这是最好的奶粉", "ad_absolute", "最好"),
         ("这款护臀膏可以根治红屁屁", "ad_medical", "根治"),
         ("我们的羊奶粉能增强免疫力", "ad_medical", "增强免疫力"),
         ("这款理财产品保本保息，年化6%", "ad_finance", "保本保息"),
@@ -128,6 +130,10 @@ def test_evasions_are_caught_and_spans_cover_the_evasive_spelling(
         "订单号2023112212345678，麻烦查一下",
         "满299减50，第二件半价",
         "销量第一次突破十万",
+        "酒店的评分最好在4.5分以上",
+        "最好评分高一点的",
+        "",
+        "😊😊",
     ],
 )
 def test_ordinary_speech_is_not_flagged(checker: ComplianceChecker, text: str) -> None:

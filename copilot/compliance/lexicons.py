@@ -28,8 +28,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import jieba
-
 from copilot.compliance.normalize import normalize_term
 from copilot.compliance.packs import Rule
 from copilot.compliance.result import Severity
@@ -78,6 +76,8 @@ def _find(root: Path, name: str) -> Path | None:
 
 def _ordinary(words: set[str]) -> set[str]:
     """The subset of `words` that is everyday vocabulary or a phrase built only from everyday words."""
+    import jieba  # loading its dictionary takes a second; only lexicon users pay for it
+
     logging.getLogger("jieba").setLevel(logging.WARNING)
     jieba.initialize()
     freq = jieba.dt.FREQ
