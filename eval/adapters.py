@@ -193,13 +193,20 @@ def _crosswoz(source: Path) -> list[list[tuple[str, str, list[list[str]]]]]:
 
 
 def crosswoz_stage_records(source: Path, args: dict[str, Any]) -> tuple[Records, Records]:
-    out: Records = []
+    """Labelled user turns, at most `per_stage` per stage (seeded sample, dialogue order kept)."""
+    by_stage: dict[str, Records] = defaultdict(list)
     for d in _crosswoz(source):
         for t, (role, _, acts) in enumerate(d):
             stage = crosswoz_stage(acts) if role == "customer" else None
             if stage:
                 turns = [(r, text) for r, text, _ in d[max(0, t - 7) : t + 1]]
-                out.append({"messages": _messages(turns), "stage": stage})
+                by_stage[stage].append({"messages": _messages(turns), "stage": stage})
+    rng = random.Random(args["seed"])
+    out: Records = []
+    for stage in sorted(by_stage):
+        rows = by_stage[stage]
+        keep = sorted(rng.sample(range(len(rows)), min(args["per_stage"], len(rows))))
+        out.extend(rows[i] for i in keep)
     return out, []
 
 

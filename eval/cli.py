@@ -73,6 +73,7 @@ def convert_command(
     negatives: Annotated[int, typer.Option(help="sampled wrong replies per record (response)")] = 9,
     per_dialogue: Annotated[int, typer.Option(help="records per dialogue (response)")] = 2,
     max_turns: Annotated[int | None, typer.Option(help="keep only the first N turns (persuasion-intent)")] = None,
+    per_stage: Annotated[int, typer.Option(help="records per stage at most (crosswoz-stage)")] = 300,
     limit: Annotated[int | None, typer.Option(help="keep a seeded sample of N records")] = None,
     seed: Annotated[int, typer.Option()] = 13,
 ) -> None:
@@ -82,7 +83,8 @@ def convert_command(
     try:
         n, n_train = convert(
             source, source_dir or DEFAULT_SOURCE_DIR, out, train_out, limit, shots=shots, oos_shots=oos_shots,
-            per_class=per_class, negatives=negatives, per_dialogue=per_dialogue, max_turns=max_turns, seed=seed,
+            per_class=per_class, negatives=negatives, per_dialogue=per_dialogue, max_turns=max_turns, per_stage=per_stage,
+            seed=seed,
         )
     except CopilotError as exc:
         err.print(f"[bold red]error:[/] {exc}")

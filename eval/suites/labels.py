@@ -21,9 +21,11 @@ STAGES = ("icebreak", "discovery", "recommend", "revisit")
 
 
 def _label_metrics(truth: Sequence[str], pred: Sequence[str], labels: Sequence[str] | None = None) -> dict[str, Any]:
+    """`labels` fixes the table order; macro-F1 averages only labels that occur on either side."""
+    seen = set(truth) | set(pred)
     return {
         "accuracy": m.accuracy(truth, pred),
-        "macro_f1": m.macro_f1(truth, pred, labels),
+        "macro_f1": m.macro_f1(truth, pred, [lab for lab in labels if lab in seen] if labels else None),
         "confusion": m.confusion(truth, pred, labels),
         "per_category": m.label_report(truth, pred, labels),
     }
