@@ -73,7 +73,7 @@ class SentenceTransformerEmbedder:
         self.device = device
         try:
             self._model = SentenceTransformer(self.model_ref, device=device)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise ConfigurationError(
                 f"cannot load the embedding model {self.model_ref!r}: it is not a usable local folder, and a "
                 f"hub name only loads when it is cached or HF_HUB_OFFLINE is turned off ({exc})"
