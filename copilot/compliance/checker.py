@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import ahocorasick
@@ -98,7 +98,9 @@ class ComplianceChecker:
         digest = hashlib.sha256(ruleset.digest.encode())
         if self._lexicon_dir is not None:
             lexicon = load_lexicons(self._lexicon_dir)
-            rules.extend(lexicon.rules)
+            # A word the packs already categorise keeps the packs' category (houbb tags are noisy).
+            known = {term for rule in rules for term in rule.terms}
+            rules.extend(replace(r, terms=tuple(t for t in r.terms if t not in known)) for r in lexicon.rules)
             allow.extend(lexicon.allow)
             digest.update(lexicon.digest.encode())
         entries: dict[str, list[int]] = {}
