@@ -107,3 +107,33 @@ def gate_command(
     console.print(format_outcome(outcome))
     if outcome.failures:
         raise typer.Exit(code=1)
+
+
+@eval_app.command("full")
+def full_command(
+    out: Annotated[Path, typer.Option("--out", help="output folder")] = Path("eval/out/full"),
+    source_dir: Annotated[Path | None, typer.Option("--source-dir", help="public data folder")] = None,
+    embedder: Annotated[str | None, typer.Option(help="'hashing' or a model; default: the configured one")] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="run only these plan entries")] = None,
+) -> None:
+    """Every project suite and every public proxy with the configured model (slow; `make eval-full`)."""
+    import tempfile
+
+    from copilot.compliance import ComplianceChecker
+    from copilot.config import get_settings
+    from eval.adapters import DEFAULT_SOURCE_DIR
+    from eval.full import run_full
+    from eval.harness import build_copilot, choose_embedder
+
+    settings = get_settings()
+    try:
+        with tempfile.TemporaryDirectory(prefix="copilot-eval-") as scratch:
+            harness = build_copilot(
+                choose_embedder(embedder, settings), settings.knowledge_dir, Path(scratch),
+                compliance=ComplianceChecker(packs=settings.compliance_packs, lexicon_dir=settings.lexicon_dir),
+            )
+            run_full(harness, out, source_dir or DEFAULT_SOURCE_DIR, set(only) if only else None, log=console.print)
+    except CopilotError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(code=2) from None
+    console.print(f"wrote {out / 'index.html'}")
