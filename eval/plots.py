@@ -47,7 +47,7 @@ def confusion_svg(labels: Sequence[str], matrix: Sequence[Sequence[int]], cell: 
 def reliability_svg(series: Mapping[str, Sequence[Mapping[str, Any]]], size: int = 300) -> str:
     """Observed positive rate against mean predicted probability per bin; the diagonal is perfect
     calibration, and each point's area grows with the number of examples in its bin."""
-    pad = 40
+    pad = 52
     full = size + 2 * pad
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{full + 120}" height="{full}" role="img" '
              f'aria-label="reliability plot">']

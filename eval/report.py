@@ -23,7 +23,7 @@ _CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1000px;color:#0f172a;line-height:1.45}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #cbd5e1;padding:.25rem .6rem;
 text-align:right;font-variant-numeric:tabular-nums}th:first-child,td:first-child{text-align:left}
-th{background:#f1f5f9}.ours{background:#eff6ff;font-weight:600}.verdict{padding:.6rem 1rem;border-radius:6px;
+th{background:#f1f5f9;text-align:left}.ours{background:#eff6ff;font-weight:600}.verdict{padding:.6rem 1rem;border-radius:6px;
 background:#f1f5f9}.good{background:#dcfce7}.bad{background:#fee2e2}code{background:#f1f5f9;padding:0 .2rem}
 .small{font-size:.85rem;color:#475569}td.text{text-align:left;max-width:520px}
 """
@@ -122,10 +122,10 @@ def _plots(result: SuiteResult) -> str:
     if per:
         shown = sorted(per, key=lambda c: -per[c]["support"])[:30]
         values = {"copilot": {c: per[c]["f1"] for c in shown}}
-        for name, base in result.baselines.items():
-            if base.get("per_category") and any(base["per_category"].get(c, {}).get("support") for c in shown):
-                values[name] = {c: base["per_category"][c]["f1"] for c in shown if c in base["per_category"]}
-                break
+        best = (comparison(result) or {}).get("best_baseline")
+        base = result.baselines.get(best or "", {}).get("per_category")
+        if best and base:
+            values[best] = {c: base[c]["f1"] for c in shown if c in base}
         parts.append("<h2>F1 per category</h2>" + bars_svg(values, title="F1 by category (largest support first)"))
     recall = result.metrics.get("recall_at_k")
     if recall:
