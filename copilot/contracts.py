@@ -37,6 +37,8 @@ class SuggestRequest(BaseModel):
     staff_id: str | None = Field(default=None, min_length=1, max_length=128)
     messages: list[MessageIn] = Field(default_factory=list, max_length=200)
     n: int | None = Field(default=None, ge=1, le=10)
+    # Draft for this stage instead of detecting it (e.g. a revisit rule that knows why it reaches out).
+    stage: Literal["icebreak", "discovery", "recommend", "revisit"] | None = None
 
 
 class FlagOut(BaseModel):

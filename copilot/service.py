@@ -184,6 +184,11 @@ class Copilot:
         vote = self._library_vote(tenant, turns) if turns else None
         now = self.clock()
         stage = detect_stage(turns, profile, today=now.date(), last_stage=last_stage, library_vote=vote)
+        if request.stage is not None and request.stage != stage.name.value:
+            stage = StageResult(
+                name=Stage(request.stage), confidence=1.0,
+                reasons=(f"调用方指定阶段 {request.stage}（检测结果为 {stage.name.value}）",), scores=stage.scores,
+            )
         intent = score_intent(history, profile, now=now)
         customer_text = next((t.text for t in reversed(turns) if t.role == "customer"), "")
         check = self.compliance.check(customer_text) if customer_text else ComplianceResult(risk="none", flags=())

@@ -188,3 +188,10 @@ def test_a_failed_suggestion_writes_nothing(hashing_copilot: Any, library) -> No
     finally:
         hashing_copilot.drafter = original
     assert count() == before
+
+
+def test_a_requested_stage_overrides_detection(client: TestClient, library) -> None:
+    customer = _customer(library, orders=True, chat=True)
+    out = _suggest(client, {"customer_id": customer.id, "staff_id": "s-stage", "messages": [], "stage": "recommend"})
+    assert out["stage"]["name"] == "recommend" and out["stage"]["confidence"] == 1.0
+    assert all(c["stage"] == "recommend" for c in out["candidates"])
