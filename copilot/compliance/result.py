@@ -10,7 +10,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
-__all__ = ["CATEGORIES", "PII_CATEGORIES", "ComplianceResult", "Flag", "Risk", "Severity", "overall_risk"]
+__all__ = [
+    "CATEGORIES",
+    "PII_CATEGORIES",
+    "ComplianceResult",
+    "Flag",
+    "Risk",
+    "Severity",
+    "combine",
+    "overall_risk",
+]
 
 
 class Severity(StrEnum):
@@ -92,3 +101,20 @@ def overall_risk(flags: Iterable[Flag]) -> Risk:
     if top == 1:
         return "low"
     return "review" if top == 2 else "block"
+
+
+def combine(result: ComplianceResult, extra: Iterable[Flag]) -> ComplianceResult:
+    """`result` plus flags from another check (the LLM pass, the frequency guard), re-judged as a whole.
+
+    An extra flag that repeats a finding of the same category over an overlapping span adds nothing and is
+    dropped, so the UI does not underline one phrase twice.
+    """
+    flags = list(result.flags)
+    for flag in extra:
+        if not any(
+            f.category == flag.category and flag.span[0] < f.span[1] and f.span[0] < flag.span[1]
+            for f in flags
+        ):
+            flags.append(flag)
+    flags.sort(key=lambda f: (f.span[0], f.span[1], f.category))
+    return ComplianceResult(overall_risk(flags), tuple(flags), result.rules_version)
