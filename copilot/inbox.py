@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, UniqueConstraint, and_, or_, update
+from sqlalchemy.dialects import postgresql as postgresql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
@@ -125,6 +127,14 @@ def record_event(
     now = now or utcnow()
     row = InboxEvent(tenant_id=tenant, source=source, dedupe_key=dedupe_key, kind=kind, payload=payload,
                      priority=priority, received_at=now, available_at=now)
+    dialect = engine.dialect.name
+    if dialect in ("sqlite", "postgresql"):  # one statement, no exception on the retry path
+        module = sqlite_dialect if dialect == "sqlite" else postgresql_dialect
+        values = row.model_dump(exclude={"id"})
+        statement = module.insert(InboxEvent).values(**values).on_conflict_do_nothing(
+            index_elements=["tenant_id", "source", "dedupe_key"])
+        with engine.begin() as connection:
+            return bool(connection.execute(statement).rowcount == 1)
     try:
         with session_scope(engine) as session:
             session.add(row)

@@ -6,6 +6,7 @@ tests share one shape; it reads `Settings` attributes and never the environment.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,8 +106,25 @@ def _crypto(token: str, aes_key: str, receive_id: str) -> WeComCrypto:
     return found
 
 
+_APPS: dict[tuple[int, str], tuple[float, AppCredentials]] = {}
+_APP_TTL_S = 5.0  # credential edits apply within seconds; callbacks skip a query each
+
+
 def app_for(engine: Engine, config: WebhookConfig, tenant: str) -> AppCredentials:
     """The tenant's app; NotFoundError (404) when neither the table nor the settings configure one."""
+    key = (id(engine), tenant)
+    cached = _APPS.get(key)
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < _APP_TTL_S:
+        return cached[1]
+    found = _load_app(engine, config, tenant)
+    if len(_APPS) > 1024:
+        _APPS.clear()
+    _APPS[key] = (now, found)
+    return found
+
+
+def _load_app(engine: Engine, config: WebhookConfig, tenant: str) -> AppCredentials:
     with Session(engine) as session:
         row = session.get(WeComApp, tenant)
     if row is not None:

@@ -25,7 +25,7 @@ from copilot.errors import AuthError, ConfigurationError, UpstreamError, Validat
 from copilot.inbox import InboxEvent, LeaseLostError, claim_events, complete_event, fail_event
 from copilot.models import new_id, utcnow
 from copilot.wecom.apps import ClientPool, WebhookConfig
-from copilot.wecom.handlers import Handlers
+from copilot.wecom.handlers import Effects, Handlers
 from copilot.wecom.outbox import OutboxSender
 from copilot.wecom.policy import PolicyBook
 
@@ -42,8 +42,9 @@ class Worker:
     def __init__(
         self, copilot: Copilot, config: WebhookConfig, *, clock: Callable[[], dt.datetime] = utcnow,
         owner: str | None = None, client_options: dict[str, Any] | None = None, batch: int = 20,
-        tenants: Collection[str] | None = None,
+        tenants: Collection[str] | None = None, concurrency: int = 4,
     ) -> None:
+        self.concurrency = max(1, concurrency)
         self.tenants = list(tenants) if tenants is not None else None  # None: every tenant
         self.engine = copilot.engine
         self.config = config
@@ -62,11 +63,21 @@ class Worker:
         self._expire_approvals()
         events = claim_events(self.engine, owner=self.owner, now=self.clock(), lease_s=self.config.lease_s,
                               limit=self.batch, max_attempts=self.config.max_attempts, tenants=self.tenants)
-        for event in events:
-            await self.process(event)
-            await self.sender.drain()  # at once: a welcome code lives 20 seconds
         if not events:
             await self.sender.drain()
+            return 0
+        lanes: dict[tuple[str, str], list[InboxEvent]] = {}
+        for event in events:  # one lane per customer keeps their messages in order
+            lanes.setdefault(_lane(event), []).append(event)
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def run_lane(lane: list[InboxEvent]) -> None:
+            async with gate:
+                for event in lane:
+                    if await self.process(event):
+                        await self.sender.drain()  # at once: a welcome code lives 20 seconds
+
+        await asyncio.gather(*(run_lane(lane) for lane in lanes.values()))
         return len(events)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
@@ -83,11 +94,13 @@ class Worker:
         finally:
             await self.clients.aclose()
 
-    async def process(self, event: InboxEvent) -> None:
+    async def process(self, event: InboxEvent) -> bool:
+        """Apply one event; True when it queued an outbound message."""
         try:
             effects = await self.handlers.prepare(event, self.clock())
             policy = self.policies.for_tenant(event.tenant_id)
             await asyncio.to_thread(self._apply, event, effects, policy.approval_ttl_s)
+            return effects.outbox is not None
         except LeaseLostError:
             log.warning("event %s: lease lost to another worker; its result is theirs", event.id)
         except _PERMANENT as exc:
@@ -97,8 +110,9 @@ class Worker:
         except Exception as exc:
             log.exception("event %s (%s) failed", event.id, event.kind)
             self._fail(event, exc, permanent=False)
+        return False
 
-    def _apply(self, event: InboxEvent, effects: Any, ttl_s: float) -> None:
+    def _apply(self, event: InboxEvent, effects: Effects, ttl_s: float) -> None:
         now = self.clock()
         with session_scope(self.engine) as session:
             result = self.handlers.apply(session, event, effects, now, ttl_s)
@@ -114,6 +128,13 @@ class Worker:
         if time.monotonic() - self._last_expiry >= 30:
             self._last_expiry = time.monotonic()
             expire_stale(self.engine, now=self.clock())
+
+
+def _lane(event: InboxEvent) -> tuple[str, str]:
+    p = event.payload
+    who = (p.get("customer_id") or p.get("external_userid") or p.get("ExternalUserID") or p.get("OpenKfId")
+           or p.get("open_kfid") or f"event-{event.id}")
+    return event.tenant_id, str(who)
 
 
 def _main() -> None:  # pragma: no cover - process entry point

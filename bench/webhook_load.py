@@ -1,0 +1,242 @@
+"""Load the WeCom callback endpoint and report ack latency and worker throughput.
+
+Starts the app with uvicorn on 127.0.0.1 (hashing embedder, throwaway database), a stub WeCom server and
+one worker; sends encrypted `add_external_contact` callbacks (each with a WelcomeCode, some delivered
+twice as WeCom retries do) at a fixed rate, open loop, then waits for the worker to finish. Prints p50/p99
+ack latency, events processed per second and the callback-to-welcome latency against the 20 s limit.
+
+    .venv/bin/python bench/webhook_load.py --rate 200 --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from api.routes import approvals, webhooks
+from copilot.models import utcnow
+from tests.wecom_stub import CORP_ID, encrypted_callback, event_xml, running_stub, webhook_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def build_copilot(root: Path) -> Any:
+    from copilot.compliance import ComplianceChecker
+    from copilot.db import make_engine
+    from copilot.embeddings import HashingEmbedder
+    from copilot.service import Copilot
+    from copilot.vectorstore import ChromaStore
+    from tests.wecom_stub import prepare_schema
+
+    embedder = HashingEmbedder()
+    copilot = Copilot(engine=make_engine(f"sqlite:///{root / 'bench.db'}"), embedder=embedder,
+                      store=ChromaStore(embedder, root / "chroma"), compliance=ComplianceChecker())
+    prepare_schema(copilot.engine)
+    copilot.ingest(REPO / "knowledge", tenant="default")
+    return copilot
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def child_copilot(root: Path, role: str) -> Any:
+    """A Copilot over the bench database; each process gets its own (empty) vector store directory."""
+    from copilot.compliance import ComplianceChecker
+    from copilot.db import make_engine
+    from copilot.embeddings import HashingEmbedder
+    from copilot.service import Copilot
+    from copilot.vectorstore import ChromaStore
+
+    embedder = HashingEmbedder()
+    return Copilot(engine=make_engine(f"sqlite:///{root / 'bench.db'}"), embedder=embedder,
+                   store=ChromaStore(embedder, root / f"chroma-{role}"), compliance=ComplianceChecker())
+
+
+def run_server(root: Path, port: int, stub_url: str) -> None:
+    from api.app import create_app
+    from copilot.config import Settings
+
+    app = create_app(Settings(data_dir=root), copilot=child_copilot(root, "server"))
+    app.include_router(webhooks.router)
+    app.include_router(approvals.router)
+    app.state.webhook_config = webhook_config(stub_url)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def run_worker(root: Path, stub_url: str) -> None:
+    from copilot.wecom.worker import Worker
+
+    config = webhook_config(stub_url, autoreply_path=REPO / "knowledge" / "autoreply.yaml")
+    worker = Worker(child_copilot(root, "worker"), config, batch=50)
+    asyncio.run(worker.run_forever(asyncio.Event()))  # ended by the parent's SIGTERM
+
+
+def spawn(role: str, root: Path, stub_url: str, port: int = 0) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, __file__, "--role", role, "--root", str(root), "--stub", stub_url,
+                             "--port", str(port)], cwd=REPO)
+
+
+def wait_ready(base_url: str, child: subprocess.Popen[bytes], limit_s: float = 180.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise SystemExit("the app process exited during start-up")
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("the app did not start in time")
+
+
+def callbacks(count: int, duplicates: float, rate: float, start: float) -> list[tuple[dict[str, str], str]]:
+    """Pre-encrypted requests, so the load generator spends no time on crypto; CreateTime is the planned
+    send time, as WeCom stamps an event when it happens."""
+    out: list[tuple[dict[str, str], str]] = []
+    for i in range(count):
+        if out and random.random() < duplicates:
+            out.append(random.choice(out[-20:]))  # a WeCom retry of a recent callback
+            continue
+        plain = event_xml(ToUserName=CORP_ID, FromUserName="sys", CreateTime=int(start + i / rate),
+                          MsgType="event", Event="change_external_contact", ChangeType="add_external_contact",
+                          UserID="LinXiaoYa", ExternalUserID=f"wmBench{i:06d}", State="spring-campaign",
+                          WelcomeCode=f"BENCH-{i:06d}")
+        out.append(encrypted_callback(plain, nonce=f"n{i}"))
+    return out
+
+
+async def load(base_url: str, requests: list[tuple[dict[str, str], str]], rate: float) -> tuple[list[float], int]:
+    latencies: list[float] = []
+    failures = 0
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    timeout = httpx.Timeout(30.0, pool=None)
+    async with httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits) as client:
+
+        async def one(params: dict[str, str], body: str) -> None:
+            nonlocal failures
+            started = time.perf_counter()
+            try:
+                response = await client.post("/webhooks/wecom/default", params=params, content=body)
+            except httpx.HTTPError:
+                failures += 1
+                return
+            latencies.append(time.perf_counter() - started)
+            if response.status_code != 200:
+                failures += 1
+
+        t0 = time.perf_counter()
+        tasks = []
+        for i, (params, body) in enumerate(requests):
+            delay = t0 + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(params, body)))
+        await asyncio.gather(*tasks)
+    return latencies, failures
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=200.0, help="callbacks per second")
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long to send (at most 30)")
+    parser.add_argument("--duplicates", type=float, default=0.1, help="share of requests that are retries")
+    parser.add_argument("--drain-timeout", type=float, default=120.0)
+    parser.add_argument("--role", choices=["bench", "server", "worker"], default="bench", help=argparse.SUPPRESS)
+    parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--stub", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role == "server":
+        run_server(args.root, args.port, args.stub)
+        return
+    if args.role == "worker":
+        run_worker(args.root, args.stub)
+        return
+    bench(args.rate, min(args.seconds, 30.0), args.duplicates, args.drain_timeout)
+
+
+def bench(rate: float, seconds: float, duplicates: float, drain_timeout: float) -> None:
+    from sqlmodel import Session, col, func, select
+
+    from copilot.inbox import InboxEvent, OutboxMessage
+
+    with tempfile.TemporaryDirectory() as tmp, running_stub() as stub:
+        root = Path(tmp)
+        print("building the bench database (hashing embedder) ...", flush=True)
+        engine = build_copilot(root).engine
+        port = free_port()
+        server = spawn("server", root, stub.base_url, port)
+        worker = spawn("worker", root, stub.base_url)
+        try:
+            base_url = f"http://127.0.0.1:{port}"
+            wait_ready(base_url, server)
+            requests = callbacks(int(rate * seconds), duplicates, rate, time.time() + 1.0)
+            unique = len({body for _, body in requests})
+            print(f"sending {len(requests)} callbacks ({unique} distinct) at {rate:.0f}/s ...", flush=True)
+            started = utcnow()
+            latencies, failures = asyncio.run(load(base_url, requests, rate))
+            sending_s = (utcnow() - started).total_seconds()
+            deadline = time.monotonic() + drain_timeout
+            done = 0
+            while time.monotonic() < deadline:
+                with Session(engine) as session:
+                    done = session.exec(select(func.count()).select_from(InboxEvent)
+                                        .where(col(InboxEvent.status).in_(["done", "failed", "dead"]))).one()
+                if done >= unique:
+                    break
+                time.sleep(0.2)
+        finally:
+            for child in (server, worker):
+                child.terminate()
+            for child in (server, worker):
+                try:
+                    child.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+        with Session(engine) as session:
+            events = session.exec(select(InboxEvent)).all()
+            sent = session.exec(select(OutboxMessage).where(OutboxMessage.status == "sent")).all()
+        received = {e.id: e.received_at for e in events}
+        welcome = [(m.sent_at - received[m.event_id]).total_seconds() for m in sent
+                   if m.sent_at is not None and m.event_id in received]
+        first = min((e.received_at for e in events), default=started)
+        last = max((e.processed_at for e in events if e.processed_at), default=first)
+        span = max((last - first).total_seconds(), 1e-6)
+        print(f"sent for         {sending_s:.1f} s; non-200 or failed requests: {failures}")
+        if latencies:
+            print(f"ack latency      p50 {percentile(latencies, 0.5) * 1000:.1f} ms   "
+                  f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms   max {max(latencies) * 1000:.1f} ms")
+        print(f"stored events    {len(events)} (distinct callbacks {unique})")
+        print(f"worker           {done} events in {span:.1f} s = {done / span:.1f} events/s")
+        print(f"welcomes sent    {len(sent)}   stub send_welcome_msg calls "
+              f"{len(stub.calls_to('/cgi-bin/externalcontact/send_welcome_msg'))}")
+        if welcome:
+            print(f"callback→welcome p50 {statistics.median(welcome):.2f} s   p99 {percentile(welcome, 0.99):.2f} s"
+                  f"   over 20 s: {sum(1 for w in welcome if w > 20)}")
+
+
+if __name__ == "__main__":
+    main()
