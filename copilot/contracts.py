@@ -7,6 +7,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from copilot.compliance import ComplianceResult
+from copilot.intent import IntentResult
+from copilot.stages import StageResult
+
 __all__ = [
     "AnalysisOut",
     "CandidateOut",
@@ -19,6 +23,7 @@ __all__ = [
     "StageOut",
     "SuggestRequest",
     "SuggestionOut",
+    "flags_out",
 ]
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
@@ -54,6 +59,18 @@ class ComplianceOut(BaseModel):
     risk: Literal["none", "low", "review", "block"]
     flags: list[FlagOut]
 
+    @classmethod
+    def of(cls, result: ComplianceResult) -> ComplianceOut:
+        return cls(risk=result.risk, flags=flags_out(result))
+
+
+def flags_out(result: ComplianceResult) -> list[FlagOut]:
+    return [
+        FlagOut(category=f.category, rule_id=f.rule_id, severity=f.severity.value, span=f.span,
+                message=f.message, suggestion=f.suggestion)
+        for f in result.flags
+    ]
+
 
 class CitationOut(BaseModel):
     kind: Literal["script", "content", "profile"]
@@ -82,6 +99,10 @@ class StageOut(BaseModel):
     confidence: float
     reasons: list[str]
 
+    @classmethod
+    def of(cls, stage: StageResult) -> StageOut:
+        return cls(name=stage.name.value, confidence=stage.confidence, reasons=list(stage.reasons))
+
 
 class IntentFactorOut(BaseModel):
     name: str
@@ -94,6 +115,14 @@ class IntentOut(BaseModel):
     score: int = Field(ge=0, le=100)
     level: Literal["low", "medium", "high"]
     factors: list[IntentFactorOut]
+
+    @classmethod
+    def of(cls, intent: IntentResult) -> IntentOut:
+        return cls(
+            score=intent.score, level=intent.level,
+            factors=[IntentFactorOut(name=f.name, label=f.label, points=f.points, evidence=f.evidence)
+                     for f in intent.factors],
+        )
 
 
 class AnalysisOut(BaseModel):

@@ -15,20 +15,19 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from copilot.compliance import ComplianceChecker, ComplianceResult
+from copilot.compliance import ComplianceChecker, ComplianceResult, Flag
 from copilot.config import DEFAULT_EMBEDDING_MODEL, Settings, apply_offline_defaults
 from copilot.contracts import (
     AnalysisOut,
     CandidateOut,
     CitationOut,
     ComplianceOut,
-    FlagOut,
-    IntentFactorOut,
     IntentOut,
     PromptRef,
     StageOut,
     SuggestionOut,
     SuggestRequest,
+    flags_out,
 )
 from copilot.db import create_schema, make_engine
 from copilot.dialogue import Turn
@@ -148,9 +147,9 @@ class Copilot:
     def analyze(self, tenant: str, request: SuggestRequest) -> AnalysisOut:
         analysis = self._analyze(tenant, request)
         return AnalysisOut(
-            stage=_stage_out(analysis.stage),
-            intent=_intent_out(analysis.intent),
-            customer_message_flags=_flags_out(analysis.customer_check),
+            stage=StageOut.of(analysis.stage),
+            intent=IntentOut.of(analysis.intent),
+            customer_message_flags=flags_out(analysis.customer_check),
             customer_message_risk=analysis.customer_check.risk,
         )
 
@@ -293,42 +292,21 @@ class Copilot:
                 out.append(CandidateOut(
                     id=cand.id, text=candidate.text, stage=candidate.stage.value,
                     citations=[CitationOut(kind=c.kind, id=c.id, field=c.field) for c in candidate.citations],
-                    compliance=ComplianceOut(risk=check.risk, flags=_flags_out(check)),
+                    compliance=ComplianceOut.of(check),
                     requires_approval=check.requires_approval, drafter=candidate.drafter, prompt=prompt,
                 ))
             for flag in analysis.customer_check.flags:
                 session.add(_flag_row(tenant, row.id, None, flag))
         return SuggestionOut(
-            suggestion_id=row.id, stage=_stage_out(analysis.stage), intent=_intent_out(analysis.intent),
-            candidates=out, customer_message_flags=_flags_out(analysis.customer_check),
+            suggestion_id=row.id, stage=StageOut.of(analysis.stage), intent=IntentOut.of(analysis.intent),
+            candidates=out, customer_message_flags=flags_out(analysis.customer_check),
             customer_message_risk=analysis.customer_check.risk, drafter_note=outcome.fallback_reason,
         )
 
 
-def _flag_row(tenant: str, suggestion_id: str, candidate_id: str | None, flag: object) -> FlagRow:
-    f = flag  # a copilot.compliance.Flag
+def _flag_row(tenant: str, suggestion_id: str, candidate_id: str | None, flag: Flag) -> FlagRow:
     return FlagRow(
         tenant_id=tenant, suggestion_id=suggestion_id, candidate_id=candidate_id,
-        category=f.category, rule_id=f.rule_id, severity=str(f.severity),  # type: ignore[attr-defined]
-        span_start=f.span[0], span_end=f.span[1], message=f.message, suggestion=f.suggestion,  # type: ignore[attr-defined]
-    )
-
-
-def _flags_out(result: ComplianceResult) -> list[FlagOut]:
-    return [
-        FlagOut(category=f.category, rule_id=f.rule_id, severity=f.severity.value, span=f.span,
-                message=f.message, suggestion=f.suggestion)
-        for f in result.flags
-    ]
-
-
-def _stage_out(stage: StageResult) -> StageOut:
-    return StageOut(name=stage.name.value, confidence=stage.confidence, reasons=list(stage.reasons))
-
-
-def _intent_out(intent: IntentResult) -> IntentOut:
-    return IntentOut(
-        score=intent.score, level=intent.level,
-        factors=[IntentFactorOut(name=f.name, label=f.label, points=f.points, evidence=f.evidence)
-                 for f in intent.factors],
+        category=flag.category, rule_id=flag.rule_id, severity=flag.severity.value,
+        span_start=flag.span[0], span_end=flag.span[1], message=flag.message, suggestion=flag.suggestion,
     )

@@ -9,7 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import CallerDep, CopilotDep
 from copilot.contracts import AnalysisOut, ComplianceOut, SuggestionOut, SuggestRequest
 from copilot.errors import ValidationError
-from copilot.service import _flags_out
 
 router = APIRouter(prefix="/v1", tags=["suggestions"])
 
@@ -33,5 +32,4 @@ class CheckIn(BaseModel):
 
 @router.post("/compliance/check", response_model=ComplianceOut)
 async def check_compliance(body: CheckIn, copilot: CopilotDep, caller: CallerDep) -> ComplianceOut:
-    result = copilot.compliance.check(body.text)
-    return ComplianceOut(risk=result.risk, flags=_flags_out(result))
+    return ComplianceOut.of(copilot.compliance.check(body.text))
