@@ -5,9 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
+from api.errors import install_error_handlers
+from api.routes import compliance_admin
 from copilot.compliance import ComplianceChecker
 from copilot.compliance.frequency import FrequencyGuard
 from copilot.compliance.tenants import TenantCompliance, load_config
@@ -120,3 +125,32 @@ def test_tenant_cap_feeds_the_frequency_guard(library: Path, tmp_path: Path) -> 
     guard.record_send("other", "s", "c", "wecom", "proactive")
     assert guard.check("t", "s", "c", "wecom", "proactive") is not None
     assert guard.check("other", "s", "c", "wecom", "proactive") is None  # default cap 3
+
+
+def _admin_client(copilot: object) -> TestClient:
+    app = FastAPI()
+    install_error_handlers(app)
+    app.state.api_keys = {"k-baby": "baby"}
+    app.state.copilot = copilot
+    app.include_router(compliance_admin.router)
+    return TestClient(app)
+
+
+def test_reload_route_applies_the_callers_file_and_refuses_a_broken_one(library: Path) -> None:
+    registry = TenantCompliance(ComplianceChecker(), libraries={"baby": library})
+    client = _admin_client(SimpleNamespace(tenant_compliance=registry))
+    headers = {"X-API-Key": "k-baby"}
+    assert client.post("/v1/compliance/reload").status_code == 401
+    ok = client.post("/v1/compliance/reload", headers=headers)
+    assert ok.status_code == 200
+    assert ok.json()["source"] == "tenant" and ok.json()["packs"] == ["general", "mother_baby"]
+    before = registry.for_tenant("baby")
+    (library / "compliance.yaml").write_text("packs: [nope]\n", encoding="utf-8")
+    broken = client.post("/v1/compliance/reload", headers=headers)
+    assert broken.status_code == 422 and "nope" in broken.text
+    assert registry.for_tenant("baby") is before
+
+
+def test_reload_route_without_a_registry_is_a_configuration_error() -> None:
+    response = _admin_client(SimpleNamespace()).post("/v1/compliance/reload", headers={"X-API-Key": "k-baby"})
+    assert response.status_code == 500
