@@ -1,0 +1,289 @@
+"""The generation job: evaluate every customer of a tenant against its rules and queue the day's items.
+
+Fast by construction: rules only, no drafting (openers are drafted when a queue is read). Customers are
+streamed in id order; message facts come from one grouped query; intent is scored only for customers a
+rule already selected. Idempotent: the (tenant, customer, day) key means a second run inserts nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from copilot.dialogue import Turn
+from copilot.intent import score_intent
+from copilot.knowledge.schema import CustomerProfile
+from copilot.models import Conversation, CustomerRow, MessageRow, StaffRow, new_id
+from copilot.repository import Repository
+from copilot.revisits.evaluate import CustomerFacts, Hit, evaluate
+from copilot.revisits.rules import Ranking, RuleSet
+from copilot.revisits.store import RevisitItem, ensure_table, record_outcome
+
+__all__ = ["FrequencyCheck", "GenerationReport", "generate", "local_now", "refresh_outcomes", "score"]
+
+PROACTIVE_CHANNEL = "external"  # a WeCom 1v1 message to an external contact
+_BATCH = 1000
+
+
+class FrequencyCheck(Protocol):
+    """What generation needs of `copilot.compliance.frequency.FrequencyGuard`."""
+
+    def check(self, tenant: str, staff_id: str, customer_id: str, channel: str, kind: Any) -> object | None: ...
+
+
+@dataclass(frozen=True)
+class GenerationReport:
+    tenant: str
+    day: dt.date
+    customers: int
+    matched: int
+    created: int
+    already_queued: int
+    contacted_today: int
+    blocked_by_frequency: int
+    snoozed: int
+    unassigned_skipped: int
+    outcomes_updated: int
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["day"] = self.day.isoformat()
+        return out
+
+
+def local_now(day: dt.date, rules: RuleSet, clock_now: dt.datetime) -> dt.datetime:
+    """The moment the job runs "for" `day`: now if today is that day, else the scheduled hour of it."""
+    zone = ZoneInfo(rules.schedule.timezone)
+    now = clock_now.astimezone(zone)
+    if now.date() == day:
+        return now
+    return dt.datetime.combine(day, dt.time(rules.schedule.hour), tzinfo=zone)
+
+
+def score(priority: float, intent: int, profile: CustomerProfile, ranking: Ranking) -> float:
+    """Rule priority × intent × value (RFM monetary and frequency, each capped), as in the rule file."""
+    rfm = profile.rfm
+    value = 0.5 * min(1.0, rfm.monetary / ranking.monetary_cap) + 0.5 * min(1.0, rfm.frequency / ranking.frequency_cap)
+    return round(priority * (ranking.intent_floor + intent / 100) * (1 + ranking.value_weight * value), 3)
+
+
+def generate(
+    engine: Engine, tenant: str, day: dt.date, rules: RuleSet, *, now: dt.datetime,
+    guard: FrequencyCheck | None = None,
+) -> GenerationReport:
+    """Queue `day`'s items for `tenant`. `now` is the run's moment (see `local_now`), used for intent."""
+    started = time.perf_counter()
+    ensure_table(engine)
+    zone = ZoneInfo(rules.schedule.timezone)
+    start_utc = dt.datetime.combine(day, dt.time(), tzinfo=zone).astimezone(dt.UTC)
+    end_utc = start_utc + dt.timedelta(days=1)
+    active = rules.active()
+    repo = Repository(engine)
+    counts = dict.fromkeys(("customers", "matched", "already_queued", "contacted_today", "blocked_by_frequency",
+                            "snoozed", "unassigned_skipped"), 0)
+    with Session(engine) as session:
+        queued = set(session.exec(select(RevisitItem.customer_id).where(
+            col(RevisitItem.tenant_id) == tenant, col(RevisitItem.day) == day)))
+        snoozed = set(session.exec(select(RevisitItem.customer_id).where(
+            col(RevisitItem.tenant_id) == tenant, col(RevisitItem.status) == "snoozed",
+            col(RevisitItem.snoozed_until) > day)))
+        last_seen, contacted = _message_facts(session, tenant, start_utc, end_utc)
+        staff = sorted(session.exec(select(StaffRow.id).where(col(StaffRow.tenant_id) == tenant)))
+        before = _count(session, tenant, day)
+    pending: list[dict[str, Any]] = []
+    unassigned_index = 0
+    with Session(engine) as session:
+        rows = session.execute(
+            select(CustomerRow.id, CustomerRow.name, CustomerRow.staff_id, CustomerRow.profile)
+            .where(col(CustomerRow.tenant_id) == tenant).order_by(col(CustomerRow.id))
+            .execution_options(yield_per=_BATCH)
+        )
+        for customer_id, name, staff_id, raw in rows:
+            counts["customers"] += 1
+            staff_id = staff_id or raw.get("staff_id")
+            if not staff_id:
+                if rules.unassigned == "skip" or not staff:
+                    counts["unassigned_skipped"] += 1
+                    continue
+                staff_id = staff[unassigned_index % len(staff)]
+                unassigned_index += 1
+            if customer_id in queued:
+                counts["already_queued"] += 1
+                continue
+            if customer_id in snoozed:
+                counts["snoozed"] += 1
+                continue
+            profile = CustomerProfile.model_validate(raw)
+            facts = _facts(repo, tenant, profile, day, now, zone, last_seen.get(customer_id))
+            hits = evaluate(active, facts)
+            if not hits:
+                continue
+            counts["matched"] += 1
+            if customer_id in contacted:
+                counts["contacted_today"] += 1
+                continue
+            if guard is not None and guard.check(tenant, staff_id, customer_id, PROACTIVE_CHANNEL, "proactive"):
+                counts["blocked_by_frequency"] += 1
+                continue
+            pending.append(_item(tenant, day, staff_id, customer_id, name, hits, facts, rules.ranking))
+            if len(pending) >= _BATCH:
+                _insert(engine, pending)
+                pending = []
+    _insert(engine, pending)
+    with Session(engine) as session:
+        created = _count(session, tenant, day) - before
+    updated = refresh_outcomes(engine, tenant, day, rules.outcome_days)
+    return GenerationReport(tenant=tenant, day=day, created=created, outcomes_updated=updated,
+                            seconds=round(time.perf_counter() - started, 3), **counts)
+
+
+def _facts(
+    repo: Repository, tenant: str, profile: CustomerProfile, day: dt.date, now: dt.datetime, zone: ZoneInfo,
+    stored: dict[str, dt.datetime] | None,
+) -> CustomerFacts:
+    last: dict[str, dt.datetime] = dict(stored or {})
+    for turn in profile.chat:
+        ts = _aware(turn.ts)
+        if turn.role not in last or ts > last[turn.role]:
+            last[turn.role] = ts
+
+    def intent() -> int:
+        turns: Iterable[Turn]
+        turns = repo.recent_turns(tenant, profile.id) if stored else ()
+        turns = tuple(turns) or tuple(Turn(t.role, t.text, t.ts) for t in profile.chat[-10:])
+        return score_intent(turns, profile, now=now).score
+
+    customer_at, staff_at = last.get("customer"), last.get("staff")
+    return CustomerFacts(
+        profile=profile, today=day, intent_of=intent,
+        last_customer_at=customer_at.astimezone(zone) if customer_at else None,
+        last_staff_at=staff_at.astimezone(zone) if staff_at else None,
+    )
+
+
+def _item(
+    tenant: str, day: dt.date, staff_id: str, customer_id: str, name: str, hits: list[Hit], facts: CustomerFacts,
+    ranking: Ranking,
+) -> dict[str, Any]:
+    top = hits[0]
+    intent = facts.intent
+    return {
+        "id": new_id(), "tenant_id": tenant, "day": day, "staff_id": staff_id,
+        "customer_id": customer_id, "customer_name": facts.name or name, "rule_id": top.rule_id, "kind": top.kind,
+        "stage": top.stage, "priority": top.priority, "intent": intent,
+        "score": score(top.priority, intent, facts.profile, ranking),
+        "reasons": [h.reason for h in hits], "evidence": [h.evidence for h in hits], "status": "open",
+        "draft": {}, "created_at": dt.datetime.now(dt.UTC),
+    }
+
+
+def _message_facts(
+    session: Session, tenant: str, start: dt.datetime, end: dt.datetime
+) -> tuple[dict[str, dict[str, dt.datetime]], set[str]]:
+    """Latest stored message per customer and role, and the customers a staff member wrote to in [start, end)."""
+    last: dict[str, dict[str, dt.datetime]] = {}
+    joined = col(MessageRow.conversation_id) == col(Conversation.id)
+    rows = session.execute(
+        select(Conversation.customer_id, MessageRow.role, func.max(MessageRow.ts))
+        .join(Conversation, joined).where(col(MessageRow.tenant_id) == tenant)
+        .group_by(col(Conversation.customer_id), col(MessageRow.role))
+    )
+    for customer_id, role, ts in rows:
+        last.setdefault(customer_id, {})[role] = _aware(ts)
+    contacted = set(session.exec(
+        select(Conversation.customer_id).join(MessageRow, joined).where(
+            col(MessageRow.tenant_id) == tenant, col(MessageRow.role) == "staff",
+            col(MessageRow.ts) >= start, col(MessageRow.ts) < end,
+        ).distinct()
+    ))
+    return last, contacted
+
+
+def _insert(engine: Engine, rows: list[dict[str, Any]]) -> None:
+    """Insert, skipping rows another run already wrote (the unique key decides)."""
+    if not rows:
+        return
+    table = RevisitItem.__table__  # type: ignore[attr-defined]
+    name = engine.dialect.name
+    if name == "sqlite":
+        statement: Any = sqlite.insert(table).on_conflict_do_nothing()
+    elif name == "postgresql":
+        statement = postgresql.insert(table).on_conflict_do_nothing()
+    else:
+        statement = insert(table)
+    with engine.begin() as conn:
+        conn.execute(statement, rows)
+
+
+def _count(session: Session, tenant: str, day: dt.date) -> int:
+    return int(session.exec(select(func.count()).select_from(RevisitItem).where(
+        col(RevisitItem.tenant_id) == tenant, col(RevisitItem.day) == day)).one())
+
+
+def refresh_outcomes(engine: Engine, tenant: str, day: dt.date, window_days: int) -> int:
+    """Compute outcomes of recent items from later messages and orders; returns how many changed.
+
+    replied: the customer wrote after the item was queued; bought: an order dated within `window_days` of
+    the item's day; no_response: the window passed with neither. Staff-recorded outcomes are kept.
+    """
+    changed = 0
+    oldest = day - dt.timedelta(days=window_days + 1)
+    with Session(engine) as session:
+        items = list(session.exec(select(RevisitItem).where(
+            col(RevisitItem.tenant_id) == tenant, col(RevisitItem.day) >= oldest, col(RevisitItem.day) < day,
+            col(RevisitItem.outcome_source).is_(None) | (col(RevisitItem.outcome) != "bought")
+            & (col(RevisitItem.outcome_source) == "computed"),
+        )))
+        if not items:
+            return 0
+        ids = sorted({i.customer_id for i in items})
+        profiles: dict[str, dict[str, Any]] = {}
+        replies: dict[str, list[dt.datetime]] = {}
+        for chunk in (ids[i:i + 500] for i in range(0, len(ids), 500)):
+            for cid, raw in session.execute(select(CustomerRow.id, CustomerRow.profile).where(
+                    col(CustomerRow.tenant_id) == tenant, col(CustomerRow.id).in_(chunk))):
+                profiles[cid] = raw
+            for cid, ts in session.execute(
+                select(Conversation.customer_id, MessageRow.ts)
+                .join(MessageRow, col(MessageRow.conversation_id) == col(Conversation.id))
+                .where(col(Conversation.tenant_id) == tenant, col(Conversation.customer_id).in_(chunk),
+                       col(MessageRow.role) == "customer", col(MessageRow.ts) >= oldest)
+            ):
+                replies.setdefault(cid, []).append(_aware(ts))
+    for item in items:
+        outcome = _outcome(item, profiles.get(item.customer_id) or {}, replies.get(item.customer_id, []),
+                           day, window_days)
+        if outcome is not None and outcome != item.outcome:
+            record_outcome(engine, tenant, item.id, outcome, source="computed")
+            changed += 1
+    return changed
+
+
+def _outcome(
+    item: RevisitItem, profile: dict[str, Any], replies: list[dt.datetime], today: dt.date, window_days: int
+) -> str | None:
+    last_day = item.day + dt.timedelta(days=window_days)
+    for order in profile.get("orders") or ():
+        placed = dt.date.fromisoformat(str(order.get("date"))[:10])
+        if order.get("status") not in ("refunded", "cancelled") and item.day <= placed <= last_day:
+            return "bought"
+    queued = _aware(item.created_at)
+    chat = [_aware(dt.datetime.fromisoformat(str(t["ts"]))) for t in profile.get("chat") or ()
+            if t.get("role") == "customer"]
+    if any(ts > queued for ts in [*replies, *chat]):
+        return "replied"
+    return "no_response" if today > last_day else None
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
