@@ -135,7 +135,7 @@ def generate(
             if guard is not None and guard.check(tenant, staff_id, customer_id, PROACTIVE_CHANNEL, "proactive"):
                 counts["blocked_by_frequency"] += 1
                 continue
-            pending.append(_item(tenant, day, staff_id, customer_id, name, hits, facts, rules.ranking))
+            pending.append(_item(tenant, day, staff_id, customer_id, name, hits, facts, rules.ranking, now))
             if len(pending) >= _BATCH:
                 _insert(engine, pending)
                 pending = []
@@ -173,7 +173,7 @@ def _facts(
 
 def _item(
     tenant: str, day: dt.date, staff_id: str, customer_id: str, name: str, hits: list[Hit], facts: CustomerFacts,
-    ranking: Ranking,
+    ranking: Ranking, now: dt.datetime,
 ) -> dict[str, Any]:
     top = hits[0]
     intent = facts.intent
@@ -183,7 +183,7 @@ def _item(
         "stage": top.stage, "priority": top.priority, "intent": intent,
         "score": score(top.priority, intent, facts.profile, ranking),
         "reasons": [h.reason for h in hits], "evidence": [h.evidence for h in hits], "status": "open",
-        "draft": {}, "created_at": dt.datetime.now(dt.UTC),
+        "draft": {}, "created_at": now.astimezone(dt.UTC),
     }
 
 
