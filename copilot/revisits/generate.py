@@ -257,7 +257,8 @@ def refresh_outcomes(engine: Engine, tenant: str, day: dt.date, window_days: int
                 select(Conversation.customer_id, MessageRow.ts)
                 .join(MessageRow, col(MessageRow.conversation_id) == col(Conversation.id))
                 .where(col(Conversation.tenant_id) == tenant, col(Conversation.customer_id).in_(chunk),
-                       col(MessageRow.role) == "customer", col(MessageRow.ts) >= oldest)
+                       col(MessageRow.role) == "customer",
+                       col(MessageRow.ts) >= dt.datetime.combine(oldest, dt.time(), tzinfo=dt.UTC))
             ):
                 replies.setdefault(cid, []).append(_aware(ts))
     for item in items:
