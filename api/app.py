@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from api.deps import parse_api_keys
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
-from api.routes import knowledge, sidebar, suggestions
+from api.routes import compliance_admin, knowledge, sidebar, suggestions
 from copilot.config import Settings, get_settings
 from copilot.service import Copilot
 
@@ -44,4 +44,5 @@ def create_app(settings: Settings | None = None, *, copilot: Copilot | None = No
     app.include_router(suggestions.router)
     app.include_router(knowledge.router)
     app.include_router(sidebar.router)
+    app.include_router(compliance_admin.router)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func
@@ -51,6 +52,20 @@ class Repository:
             content = session.exec(select(ContentRow).where(ContentRow.tenant_id == tenant).order_by(ContentRow.id))
             docs.extend(doc_for_content(ContentItem.model_validate(r.data)) for r in content)
         return docs
+
+    def library_path(self, tenant: str) -> Path | None:
+        """The folder the tenant's library was last ingested from."""
+        with Session(self.engine) as session:
+            doc = session.get(LibraryDoc, (tenant, "source"))
+        return Path(doc.data["path"]) if doc is not None and doc.data.get("path") else None
+
+    def set_library_path(self, tenant: str, path: Path) -> None:
+        with session_scope(self.engine) as session:
+            doc = session.get(LibraryDoc, (tenant, "source"))
+            if doc is None:
+                doc = LibraryDoc(tenant_id=tenant, key="source")
+            doc.data = {"path": str(path.resolve())}
+            session.add(doc)
 
     def persona(self, tenant: str) -> Persona:
         with Session(self.engine) as session:

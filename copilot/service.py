@@ -15,7 +15,10 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from copilot.compliance import ComplianceChecker, ComplianceResult, Flag
+from copilot.compliance import ComplianceChecker, ComplianceResult, Flag, combine
+from copilot.compliance.frequency import FrequencyGuard, SendKind
+from copilot.compliance.llm_check import LLMComplianceCheck
+from copilot.compliance.tenants import TenantCompliance
 from copilot.config import DEFAULT_EMBEDDING_MODEL, Settings, apply_offline_defaults
 from copilot.contracts import (
     AnalysisOut,
@@ -88,6 +91,7 @@ class Copilot:
         embedder: Embedder,
         store: ChromaStore,
         compliance: ComplianceChecker,
+        tenant_compliance: TenantCompliance | None = None,
         drafter: Drafter | None = None,
         clock: Clock = utcnow,
         default_candidates: int = 3,
@@ -97,6 +101,9 @@ class Copilot:
         self.embedder = embedder
         self.store = store
         self.compliance = compliance
+        self.tenant_compliance = tenant_compliance or TenantCompliance(compliance)
+        self.llm_check: LLMComplianceCheck | None = None
+        self.frequency = FrequencyGuard(engine, clock=clock, cap_for=self.tenant_compliance.proactive_daily_cap)
         self.repo = Repository(engine)
         self.retriever = HybridRetriever(store=store)
         self.reranker = Reranker(embedder)
@@ -109,6 +116,9 @@ class Copilot:
         warm_up()
         for tenant in self.repo.tenants():
             self.retriever.load(tenant, self.repo.knowledge_docs(tenant))
+            library = self.repo.library_path(tenant)
+            if library is not None and library.is_dir():
+                self.tenant_compliance.register(tenant, library)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, embedder: Embedder | None = None) -> Copilot:
@@ -122,6 +132,7 @@ class Copilot:
             embedder=embedder,
             store=store,
             compliance=compliance,
+            tenant_compliance=TenantCompliance(compliance, lexicon_dir=settings.lexicon_dir),
             default_candidates=settings.candidates,
             max_messages=settings.max_messages,
         )
@@ -131,6 +142,7 @@ class Copilot:
                 model=model, prompt=load_prompt("draft_replies"), fallback=copilot.script_drafter,
                 token_counter=TokenCounter(), mask_pii=settings.llm_mask_pii,
             )
+            copilot.llm_check = LLMComplianceCheck(model, load_prompt("compliance_check"))
         return copilot
 
     # ---- library -----------------------------------------------------------------------------
@@ -138,7 +150,17 @@ class Copilot:
         library = load_library(path)  # raises LibraryError before anything is written
         report = ingest_library(library, tenant=tenant, engine=self.engine, store=self.store, progress=progress)
         self.retriever.load(tenant, self.repo.knowledge_docs(tenant))
+        self.repo.set_library_path(tenant, path)
+        self.tenant_compliance.register(tenant, path)
         return report
+
+    def check(self, tenant: str, text: str) -> ComplianceResult:
+        """The tenant's rules, then (when the tenant asks for it and an LLM is configured) the LLM review."""
+        result = self.tenant_compliance.for_tenant(tenant).check(text)
+        config = self.tenant_compliance.config(tenant)
+        if self.llm_check is not None and config is not None and config.llm_check:
+            result = self.llm_check.review(text, result)
+        return result
 
     def search(self, tenant: str, query: str, *, filters: Filters, k: int = 10) -> list[Hit]:
         return self.retriever.search(tenant, query, filters=filters, k=k)
@@ -167,8 +189,18 @@ class Copilot:
         outcome = self.drafter.draft(context)
         if len(outcome.candidates) < n:
             outcome = self._top_up(outcome, context, tenant, analysis)
-        checks = [self.compliance.check(c.text) for c in outcome.candidates]
+        checks = [self.check(tenant, c.text) for c in outcome.candidates]
+        limit = self._frequency_flag(tenant, request, analysis)
+        if limit is not None:
+            checks = [combine(check, [limit]) for check in checks]
         return self._persist(tenant, request, analysis, outcome, checks, time.perf_counter() - started)
+
+    def _frequency_flag(self, tenant: str, request: SuggestRequest, analysis: _Analysis) -> Flag | None:
+        """Would sending one more message now break a platform limit or the tenant's daily cap?"""
+        if analysis.profile is None or not request.staff_id:
+            return None
+        kind: SendKind = "reply" if any(t.role == "customer" for t in analysis.turns) else "proactive"
+        return self.frequency.check(tenant, request.staff_id, analysis.profile.id, "external", kind)
 
     def _analyze(self, tenant: str, request: SuggestRequest) -> _Analysis:
         profile = self.repo.customer(tenant, request.customer_id) if request.customer_id else None
@@ -190,7 +222,8 @@ class Copilot:
             )
         intent = score_intent(history, profile, now=now)
         customer_text = next((t.text for t in reversed(turns) if t.role == "customer"), "")
-        check = self.compliance.check(customer_text) if customer_text else ComplianceResult(risk="none", flags=())
+        checker = self.tenant_compliance.for_tenant(tenant)
+        check = checker.check(customer_text) if customer_text else ComplianceResult(risk="none", flags=())
         return _Analysis(turns, profile, stage, intent, check)
 
     def _library_vote(self, tenant: str, turns: tuple[Turn, ...]) -> dict[str, float]:
@@ -268,7 +301,8 @@ class Copilot:
                 intent_level=analysis.intent.level,
                 intent_factors=[f.__dict__ for f in analysis.intent.factors], drafter=outcome.drafter,
                 prompt_name=outcome.prompt_name, prompt_version=outcome.prompt_version,
-                fallback_reason=outcome.fallback_reason, rules_version=self.compliance.version,
+                fallback_reason=outcome.fallback_reason,
+                rules_version=self.tenant_compliance.for_tenant(tenant).version,
                 latency_ms=round(elapsed * 1000, 2),
             )
             session.add(row)

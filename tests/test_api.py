@@ -195,3 +195,23 @@ def test_a_requested_stage_overrides_detection(client: TestClient, library) -> N
     out = _suggest(client, {"customer_id": customer.id, "staff_id": "s-stage", "messages": [], "stage": "recommend"})
     assert out["stage"]["name"] == "recommend" and out["stage"]["confidence"] == 1.0
     assert all(c["stage"] == "recommend" for c in out["candidates"])
+
+
+def test_a_suggestion_past_the_daily_proactive_cap_is_flagged_frequency(hashing_copilot: Any, library) -> None:
+    from copilot.contracts import SuggestRequest
+
+    customer = _customer(library, orders=True, chat=True)
+    for _ in range(5):
+        hashing_copilot.frequency.record_send("default", "s-freq", customer.id, "external", "proactive")
+    out = hashing_copilot.suggest("default", SuggestRequest(customer_id=customer.id, staff_id="s-freq", messages=[]))
+    for candidate in out.candidates:
+        assert "frequency" in {f.category for f in candidate.compliance.flags}
+        assert candidate.requires_approval
+
+
+def test_tenant_compliance_file_applies_its_packs(client: TestClient) -> None:
+    # knowledge/compliance.yaml enables the mother_baby pack for the demo tenant.
+    out = client.post("/v1/compliance/check", json={"text": "这款奶粉最接近母乳"}, headers=HEADERS).json()
+    assert "ad_medical" in {f["category"] for f in out["flags"]}
+    reloaded = client.post("/v1/compliance/reload", headers=HEADERS)
+    assert reloaded.status_code == 200 and reloaded.json()["source"] == "tenant"

@@ -60,9 +60,9 @@ CASES = [
 
 
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One conversion per test session, shared by every module through the same path."""
-    return prepare_default_model(tmp_path_factory.getbasetemp() / "default-embedding-model")
+def model_dir(e5_model_dir: Path) -> Path:
+    """The suite's one conversion (tests/conftest.py), shared with the end-to-end tests."""
+    return e5_model_dir
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,6 @@ import pytest
 from chromadb.api.types import DefaultEmbeddingFunction
 from chromadb.config import Settings
 
-from copilot.embedding_model import prepare_default_model
 from copilot.embeddings import (
     ChromaEmbeddingFunction,
     Embedder,
@@ -196,9 +195,9 @@ def test_adapter_refuses_a_config_update_that_changes_the_embedder() -> None:
 
 
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same folder the model tests convert into, so a session converts once."""
-    return prepare_default_model(tmp_path_factory.getbasetemp() / "default-embedding-model")
+def model_dir(e5_model_dir: Path) -> Path:
+    """The suite's one conversion (tests/conftest.py)."""
+    return e5_model_dir
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,6 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import CallerDep, CopilotDep
-from copilot.compliance.tenants import TenantCompliance
-from copilot.errors import ConfigurationError
 
 __all__ = ["router"]
 
@@ -19,9 +17,7 @@ router = APIRouter(prefix="/v1", tags=["compliance"])
 @router.post("/compliance/reload")
 async def reload_compliance(copilot: CopilotDep, caller: CallerDep) -> dict[str, Any]:
     """Apply an edited `compliance.yaml` (or rule pack) now; a broken file answers 422 and changes nothing."""
-    registry = getattr(copilot, "tenant_compliance", None)
-    if not isinstance(registry, TenantCompliance):
-        raise ConfigurationError("per-tenant compliance is not configured on this server")
+    registry = copilot.tenant_compliance
     checker = await run_in_threadpool(registry.reload, caller.tenant)
     config = registry.config(caller.tenant)
     return {

@@ -32,4 +32,4 @@ class CheckIn(BaseModel):
 
 @router.post("/compliance/check", response_model=ComplianceOut)
 async def check_compliance(body: CheckIn, copilot: CopilotDep, caller: CallerDep) -> ComplianceOut:
-    return ComplianceOut.of(copilot.compliance.check(body.text))
+    return ComplianceOut.of(copilot.check(caller.tenant, body.text))
