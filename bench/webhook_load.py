@@ -123,7 +123,10 @@ def callbacks(count: int, duplicates: float, rate: float, start: float) -> list[
     return out
 
 
-async def load(base_url: str, requests: list[tuple[dict[str, str], str]], rate: float) -> tuple[list[float], int]:
+async def load(base_url: str, requests: list[tuple[dict[str, str], str]], rate: float,
+               bound_s: float) -> tuple[list[float], int]:
+    """Open loop: request i leaves at i/rate whatever happened to the others; answers later than
+    `bound_s` after the start are abandoned and counted as failures, so the bench always ends."""
     latencies: list[float] = []
     failures = 0
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
@@ -149,7 +152,13 @@ async def load(base_url: str, requests: list[tuple[dict[str, str], str]], rate: 
             if delay > 0:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(one(params, body)))
-        await asyncio.gather(*tasks)
+        remaining = max(bound_s - (time.perf_counter() - t0), 1.0)
+        _, late = await asyncio.wait(tasks, timeout=remaining)
+        for task in late:
+            task.cancel()
+        failures += len(late)
+        if late:
+            await asyncio.wait(late)
     return latencies, failures
 
 
@@ -197,7 +206,7 @@ def bench(rate: float, seconds: float, duplicates: float, drain_timeout: float) 
             unique = len({body for _, body in requests})
             print(f"sending {len(requests)} callbacks ({unique} distinct) at {rate:.0f}/s ...", flush=True)
             started = utcnow()
-            latencies, failures = asyncio.run(load(base_url, requests, rate))
+            latencies, failures = asyncio.run(load(base_url, requests, rate, bound_s=seconds * 2 + 30))
             sending_s = (utcnow() - started).total_seconds()
             deadline = time.monotonic() + drain_timeout
             done = 0

@@ -9,6 +9,7 @@ rather than risk a second message.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable, Collection
@@ -55,7 +56,7 @@ class OutboxSender:
 
     async def drain(self, limit: int = 50) -> int:
         """Send what is due; returns how many rows were attempted."""
-        rows = self._claim(limit)
+        rows = await asyncio.to_thread(self._claim, limit)  # DB work off the event loop (it may serve the API)
         for row in rows:
             await self._send(row)
         return len(rows)
@@ -91,21 +92,22 @@ class OutboxSender:
         return sorted(found, key=lambda r: (r.priority, r.created_at))
 
     async def _send(self, row: OutboxMessage) -> None:
+        status, error, errcode, remote_id = "sent", None, None, ""
         try:
-            self._check(row)
+            await asyncio.to_thread(self._check, row)
             remote_id = await self._deliver(row)
         except _Refused as exc:
-            self._finish(row, "failed", error=str(exc))
+            status, error = "failed", str(exc)
         except WeComApiError as exc:
             note = " (the customer already started chatting)" if exc.errcode == WELCOME_USED else ""
-            self._finish(row, "failed", error=f"{exc}{note}", errcode=exc.errcode)
+            status, error, errcode = "failed", f"{exc}{note}", exc.errcode
         except UpstreamError as exc:
-            if row.attempts >= self._max_attempts:
-                self._finish(row, "failed", error=str(exc))
-            else:
-                self._retry_later(row, str(exc))
-        else:
-            self._finish(row, "sent", remote_id=remote_id)
+            if row.attempts < self._max_attempts:
+                await asyncio.to_thread(self._retry_later, row, str(exc))
+                return
+            status, error = "failed", str(exc)
+        await asyncio.to_thread(
+            lambda: self._finish(row, status, error=error, errcode=errcode, remote_id=remote_id))
 
     def _check(self, row: OutboxMessage) -> None:
         now = self._clock()

@@ -137,6 +137,9 @@ class KeywordRule(_Strict):
 
 
 class AiReply(_Strict):
+    """AI drafts go out unreviewed only when enabled, compliance finds nothing and the copilot's stage
+    confidence for the conversation is at least `min_confidence`; otherwise they wait for approval."""
+
     enabled: bool = False
     min_confidence: float = Field(default=0.7, ge=0.0, le=1.0)
 

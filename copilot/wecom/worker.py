@@ -60,9 +60,10 @@ class Worker:
 
     async def run_once(self) -> int:
         """Process one batch of due events and send what is due; returns how many events were handled."""
-        self._expire_approvals()
-        events = claim_events(self.engine, owner=self.owner, now=self.clock(), lease_s=self.config.lease_s,
-                              limit=self.batch, max_attempts=self.config.max_attempts, tenants=self.tenants)
+        await self._expire_approvals()
+        events = await asyncio.to_thread(
+            lambda: claim_events(self.engine, owner=self.owner, now=self.clock(), lease_s=self.config.lease_s,
+                                 limit=self.batch, max_attempts=self.config.max_attempts, tenants=self.tenants))
         if not events:
             await self.sender.drain()
             return 0
@@ -104,12 +105,12 @@ class Worker:
         except LeaseLostError:
             log.warning("event %s: lease lost to another worker; its result is theirs", event.id)
         except _PERMANENT as exc:
-            self._fail(event, exc, permanent=True)
+            await asyncio.to_thread(self._fail, event, exc, permanent=True)
         except UpstreamError as exc:
-            self._fail(event, exc, permanent=False)
+            await asyncio.to_thread(self._fail, event, exc, permanent=False)
         except Exception as exc:
             log.exception("event %s (%s) failed", event.id, event.kind)
-            self._fail(event, exc, permanent=False)
+            await asyncio.to_thread(self._fail, event, exc, permanent=False)
         return False
 
     def _apply(self, event: InboxEvent, effects: Effects, ttl_s: float) -> None:
@@ -124,10 +125,10 @@ class Worker:
                             retry_in_s=retry_in, max_attempts=self.config.max_attempts, permanent=permanent)
         log.warning("event %s (%s) %s: %s", event.id, event.kind, status, exc)
 
-    def _expire_approvals(self) -> None:
+    async def _expire_approvals(self) -> None:
         if time.monotonic() - self._last_expiry >= 30:
             self._last_expiry = time.monotonic()
-            expire_stale(self.engine, now=self.clock())
+            await asyncio.to_thread(expire_stale, self.engine, now=self.clock())
 
 
 def _lane(event: InboxEvent) -> tuple[str, str]:
