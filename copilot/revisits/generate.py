@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert
+from sqlalchemy import exists, func, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from copilot.compliance.frequency import FrequencyGuard, FrequencySlot
 from copilot.dialogue import Turn
 from copilot.intent import score_intent
 from copilot.knowledge.schema import CustomerProfile
 from copilot.models import Conversation, CustomerRow, MessageRow, StaffRow, new_id
-from copilot.repository import Repository
 from copilot.revisits.evaluate import CustomerFacts, Hit, evaluate
 from copilot.revisits.rules import Ranking, RuleSet
 from copilot.revisits.store import RevisitItem, ensure_table, record_outcome
@@ -32,6 +31,8 @@ __all__ = ["FrequencyCheck", "GenerationReport", "generate", "local_now", "refre
 
 PROACTIVE_CHANNEL = "external"  # a WeCom 1v1 message to an external contact
 _BATCH = 1000
+_TURNS = 10  # stored messages intent is scored over, as the suggestion pipeline reads
+_TURN_DAYS = 90
 
 
 class FrequencyCheck(Protocol):
@@ -88,57 +89,55 @@ def generate(
     start_utc = dt.datetime.combine(day, dt.time(), tzinfo=zone).astimezone(dt.UTC)
     end_utc = start_utc + dt.timedelta(days=1)
     active = rules.active()
-    repo = Repository(engine)
     counts = dict.fromkeys(("customers", "matched", "already_queued", "contacted_today", "blocked_by_frequency",
                             "snoozed", "unassigned_skipped"), 0)
     with Session(engine) as session:
-        queued = set(session.exec(select(RevisitItem.customer_id).where(
-            col(RevisitItem.tenant_id) == tenant, col(RevisitItem.day) == day)))
         snoozed = set(session.exec(select(RevisitItem.customer_id).where(
             col(RevisitItem.tenant_id) == tenant, col(RevisitItem.status) == "snoozed",
             col(RevisitItem.snoozed_until) > day)))
         last_seen, contacted = _message_facts(session, tenant, start_utc, end_utc)
         staff = sorted(session.exec(select(StaffRow.id).where(col(StaffRow.tenant_id) == tenant)))
         before = _count(session, tenant, day)
+    counts["already_queued"] = counts["customers"] = before
+    must_ask = _guard_candidates(engine, tenant, day, guard)
     pending: list[dict[str, Any]] = []
     unassigned_index = 0
     with Session(engine) as session:
-        rows = session.execute(
+        result = session.execute(
             select(CustomerRow.id, CustomerRow.name, CustomerRow.staff_id, CustomerRow.profile)
-            .where(col(CustomerRow.tenant_id) == tenant).order_by(col(CustomerRow.id))
-            .execution_options(yield_per=_BATCH)
+            .where(col(CustomerRow.tenant_id) == tenant, ~exists().where(  # already queued: not even read
+                col(RevisitItem.tenant_id) == tenant, col(RevisitItem.customer_id) == col(CustomerRow.id),
+                col(RevisitItem.day) == day))
+            .order_by(col(CustomerRow.id)).execution_options(yield_per=_BATCH)
         )
-        for customer_id, name, staff_id, raw in rows:
-            counts["customers"] += 1
-            staff_id = staff_id or raw.get("staff_id")
-            if not staff_id:
-                if rules.unassigned == "skip" or not staff:
-                    counts["unassigned_skipped"] += 1
+        for chunk in result.partitions(_BATCH):
+            turns = _recent_turns(engine, tenant, [r[0] for r in chunk if r[0] in last_seen], day)
+            for customer_id, name, staff_id, raw in chunk:
+                counts["customers"] += 1
+                staff_id = staff_id or raw.get("staff_id")
+                if not staff_id:
+                    if rules.unassigned == "skip" or not staff:
+                        counts["unassigned_skipped"] += 1
+                        continue
+                    staff_id = staff[unassigned_index % len(staff)]
+                    unassigned_index += 1
+                skip = "snoozed" if customer_id in snoozed else "contacted_today" if customer_id in contacted else None
+                if skip:
+                    counts[skip] += 1
                     continue
-                staff_id = staff[unassigned_index % len(staff)]
-                unassigned_index += 1
-            if customer_id in queued:
-                counts["already_queued"] += 1
-                continue
-            if customer_id in snoozed:
-                counts["snoozed"] += 1
-                continue
-            profile = CustomerProfile.model_validate(raw)
-            facts = _facts(repo, tenant, profile, day, now, zone, last_seen.get(customer_id))
-            hits = evaluate(active, facts)
-            if not hits:
-                continue
-            counts["matched"] += 1
-            if customer_id in contacted:
-                counts["contacted_today"] += 1
-                continue
-            if guard is not None and guard.check(tenant, staff_id, customer_id, PROACTIVE_CHANNEL, "proactive"):
-                counts["blocked_by_frequency"] += 1
-                continue
-            pending.append(_item(tenant, day, staff_id, customer_id, name, hits, facts, rules.ranking, now))
-            if len(pending) >= _BATCH:
-                _insert(engine, pending)
-                pending = []
+                profile = CustomerProfile.model_validate(raw)
+                facts = _facts(profile, day, now, zone, last_seen.get(customer_id), turns.get(customer_id))
+                hits = evaluate(active, facts)
+                if not hits:
+                    continue
+                counts["matched"] += 1
+                if (guard is not None and (must_ask is None or customer_id in must_ask)
+                        and guard.check(tenant, staff_id, customer_id, PROACTIVE_CHANNEL, "proactive")):
+                    counts["blocked_by_frequency"] += 1
+                    continue
+                pending.append(_item(tenant, day, staff_id, customer_id, name, hits, facts, rules.ranking, now))
+            _insert(engine, pending)
+            pending = []
     _insert(engine, pending)
     with Session(engine) as session:
         created = _count(session, tenant, day) - before
@@ -148,8 +147,8 @@ def generate(
 
 
 def _facts(
-    repo: Repository, tenant: str, profile: CustomerProfile, day: dt.date, now: dt.datetime, zone: ZoneInfo,
-    stored: dict[str, dt.datetime] | None,
+    profile: CustomerProfile, day: dt.date, now: dt.datetime, zone: ZoneInfo,
+    stored: dict[str, dt.datetime] | None, stored_turns: list[Turn] | None,
 ) -> CustomerFacts:
     last: dict[str, dt.datetime] = dict(stored or {})
     for turn in profile.chat:
@@ -158,9 +157,8 @@ def _facts(
             last[turn.role] = ts
 
     def intent() -> int:
-        turns: Iterable[Turn]
-        turns = repo.recent_turns(tenant, profile.id) if stored else ()
-        turns = tuple(turns) or tuple(Turn(t.role, t.text, t.ts) for t in profile.chat[-10:])
+        # As the suggestion pipeline does: stored messages when there are any, else the profile's chat.
+        turns = tuple(stored_turns or ()) or tuple(Turn(t.role, t.text, t.ts) for t in profile.chat[-_TURNS:])
         return score_intent(turns, profile, now=now).score
 
     customer_at, staff_at = last.get("customer"), last.get("staff")
@@ -169,6 +167,39 @@ def _facts(
         last_customer_at=customer_at.astimezone(zone) if customer_at else None,
         last_staff_at=staff_at.astimezone(zone) if staff_at else None,
     )
+
+
+def _recent_turns(engine: Engine, tenant: str, customer_ids: list[str], day: dt.date) -> dict[str, list[Turn]]:
+    """The last few stored messages of each customer (within `_TURN_DAYS`), oldest first, in one query."""
+    if not customer_ids:
+        return {}
+    since = dt.datetime.combine(day - dt.timedelta(days=_TURN_DAYS), dt.time(), tzinfo=dt.UTC)
+    out: dict[str, list[Turn]] = {}
+    with Session(engine) as session:
+        rows = session.execute(
+            select(Conversation.customer_id, MessageRow.role, MessageRow.text, MessageRow.ts)
+            .join(MessageRow, col(MessageRow.conversation_id) == col(Conversation.id))
+            .where(col(Conversation.tenant_id) == tenant, col(Conversation.customer_id).in_(customer_ids),
+                   col(MessageRow.ts) >= since)
+            .order_by(col(MessageRow.ts))
+        )
+        for customer_id, role, text, ts in rows:
+            out.setdefault(customer_id, []).append(Turn(role, text, ts))
+    return {cid: turns[-_TURNS:] for cid, turns in out.items()}
+
+
+def _guard_candidates(engine: Engine, tenant: str, day: dt.date, guard: FrequencyCheck | None) -> set[str] | None:
+    """Customers the frequency guard must be asked about; None means ask about everyone.
+
+    For 1v1 proactive sends `FrequencyGuard` only counts today's recorded sends, so a customer with no
+    counted send today cannot be at a daily cap: one query here replaces a query per customer.
+    """
+    if not isinstance(guard, FrequencyGuard):
+        return None
+    with Session(engine) as session:
+        keys = session.exec(select(FrequencySlot.key).where(
+            col(FrequencySlot.tenant_id) == tenant, col(FrequencySlot.period) == day.isoformat()).distinct())
+        return {key.rsplit("\x1f", 1)[-1] for key in keys}
 
 
 def _item(
