@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from copilot.config import get_settings
 from copilot.errors import CopilotError
@@ -33,7 +32,10 @@ def generate_command(
     tenant: Annotated[list[str] | None, typer.Option(help="tenant id; repeat for several (default: all)")] = None,
     rules: Annotated[Path | None, typer.Option(help="rule file (default: <knowledge>/revisit_rules.yaml)")] = None,
 ) -> None:
-    """Evaluate every customer against the rules and queue today's items (rules only; openers come later)."""
+    """Evaluate every customer against the rules and queue today's items (rules only; openers come later).
+
+    Runs without loading models; the frequency guard here applies the default daily proactive cap.
+    """
     from copilot.compliance.frequency import FrequencyGuard
     from copilot.db import create_schema, make_engine
     from copilot.models import utcnow
@@ -52,20 +54,21 @@ def generate_command(
         create_schema(engine)
         store = RuleStore(_rules_path(rules))
         guard = FrequencyGuard(engine)
-        table = Table("tenant", "day", "customers", "matched", "created", "already queued", "contacted today",
-                      "blocked", "snoozed", "unassigned", "seconds")
         for name in tenant or Repository(engine).tenants():
             rule_set = store.for_tenant(name)
             now = utcnow()
             run_day = day or now.astimezone(ZoneInfo(rule_set.schedule.timezone)).date()
             report = generate(engine, name, run_day, rule_set, now=local_now(run_day, rule_set, now), guard=guard)
-            table.add_row(name, run_day.isoformat(), *(str(v) for v in (
-                report.customers, report.matched, report.created, report.already_queued, report.contacted_today,
-                report.blocked_by_frequency, report.snoozed, report.unassigned_skipped, report.seconds)))
+            console.print(
+                f"{name} {run_day.isoformat()}: created {report.created} of {report.customers} customers "
+                f"(matched {report.matched}, already queued {report.already_queued}, contacted today "
+                f"{report.contacted_today}, blocked by frequency {report.blocked_by_frequency}, snoozed "
+                f"{report.snoozed}, unassigned skipped {report.unassigned_skipped}) in {report.seconds:.1f} s",
+                soft_wrap=True,
+            )
     except CopilotError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(code=2) from exc
-    console.print(table)
 
 
 @revisits_app.command("queue")
@@ -77,7 +80,6 @@ def queue_command(
     rules: Annotated[Path | None, typer.Option(help="rule file (default: <knowledge>/revisit_rules.yaml)")] = None,
 ) -> None:
     """Print a staff member's queue for the day, drafting openers for the top items."""
-    from copilot.compliance.frequency import FrequencyGuard
     from copilot.revisits import Revisits, RuleStore
     from copilot.service import Copilot
 
@@ -85,7 +87,7 @@ def queue_command(
     try:
         day = dt.date.fromisoformat(date) if date else None
         copilot = Copilot.from_settings(settings)
-        revisits = Revisits(copilot, RuleStore(_rules_path(rules)), guard=FrequencyGuard(copilot.engine))
+        revisits = Revisits(copilot, RuleStore(_rules_path(rules)), guard=copilot.frequency)
         queue = revisits.queue(tenant or settings.default_tenant, staff, day, limit=limit)
     except (CopilotError, ValueError) as exc:
         err.print(f"[bold red]error:[/] {exc}")

@@ -23,14 +23,14 @@ RULES_FILE = "revisit_rules.yaml"
 def revisits_for(request: Request) -> Revisits:
     """The app's `Revisits`, built on first use from the library folder's rule file unless the app set one.
 
-    The frequency guard is used when the app has one on `state.frequency_guard`.
+    The frequency guard is the app's `state.frequency_guard` if set, else the Copilot's own (tenant caps).
     """
     state = request.app.state
     found: Revisits | None = getattr(state, "revisits", None)
     if found is None:
         settings: Settings = state.settings
-        found = Revisits(state.copilot, RuleStore(settings.knowledge_dir / RULES_FILE),
-                         guard=getattr(state, "frequency_guard", None))
+        guard = getattr(state, "frequency_guard", None) or getattr(state.copilot, "frequency", None)
+        found = Revisits(state.copilot, RuleStore(settings.knowledge_dir / RULES_FILE), guard=guard)
         state.revisits = found
     return found
 
