@@ -215,3 +215,25 @@ def test_the_schedule_runs_each_tenant_once_a_day_after_its_hour(engine: Engine,
     assert asyncio.run(scheduler.run_once()) == []
     clock[0] = NOW + dt.timedelta(days=1)
     assert [r.day for r in asyncio.run(scheduler.run_once())] == [DAY + dt.timedelta(days=1)]
+
+
+def test_the_scheduler_task_runs_in_the_background_and_stops_cleanly(engine: Engine, tmp_path: Path) -> None:
+    from copilot.revisits import RuleStore
+
+    _customer(engine, "c1", orders=DUE_ORDER)
+    path = tmp_path / "rules.yaml"
+    path.write_text('rules:\n  - {id: rep, kind: repurchase_due, priority: 80, reason: "due"}\n', encoding="utf-8")
+    fake = SimpleNamespace(engine=engine, clock=lambda: NOW, repo=Repository(engine))
+    scheduler = RevisitScheduler(Revisits(cast(Any, fake), RuleStore(path)), poll_seconds=3600)
+
+    async def lifespan() -> bool:
+        task = scheduler.start()
+        for _ in range(2000):  # wait for the first run (in a worker thread) to land
+            if _items(engine):
+                break
+            await asyncio.sleep(0.01)
+        await scheduler.stop()
+        return task.cancelled() or task.done()
+
+    assert asyncio.run(lifespan())
+    assert [i.customer_id for i in _items(engine)] == ["c1"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,19 +13,19 @@ from api.deps import CallerDep
 from copilot.config import Settings
 from copilot.revisits import QueueOut, RevisitOut, Revisits, RuleStore, StaffOut
 
-__all__ = ["RULES_FILE", "revisits_for", "router"]
+__all__ = ["RULES_FILE", "revisits_for", "revisits_for_app", "router"]
 
 router = APIRouter(prefix="/v1", tags=["revisits"])
 
 RULES_FILE = "revisit_rules.yaml"
 
 
-def revisits_for(request: Request) -> Revisits:
+def revisits_for_app(app: FastAPI) -> Revisits:
     """The app's `Revisits`, built on first use from the library folder's rule file unless the app set one.
 
     The frequency guard is the app's `state.frequency_guard` if set, else the Copilot's own (tenant caps).
     """
-    state = request.app.state
+    state = app.state
     found: Revisits | None = getattr(state, "revisits", None)
     if found is None:
         settings: Settings = state.settings
@@ -33,6 +33,10 @@ def revisits_for(request: Request) -> Revisits:
         found = Revisits(state.copilot, RuleStore(settings.knowledge_dir / RULES_FILE), guard=guard)
         state.revisits = found
     return found
+
+
+def revisits_for(request: Request) -> Revisits:
+    return revisits_for_app(request.app)
 
 
 class GenerateIn(BaseModel):
