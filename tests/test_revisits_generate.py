@@ -90,6 +90,15 @@ def test_generating_twice_on_the_same_day_changes_nothing(engine: Engine) -> Non
     assert {(i.customer_id, i.rule_id, i.staff_id) for i in _items(engine)} == {("c1", "rep", "s1"), ("c2", "cpn", "s1")}
 
 
+def test_a_malformed_profile_is_counted_and_skipped_without_stopping_the_run(engine: Engine) -> None:
+    _customer(engine, "c1", orders=DUE_ORDER)
+    with session_scope(engine) as session:
+        session.add(CustomerRow(tenant_id=T, id="broken", name="x", staff_id="s1", source="test",
+                                profile={"id": "broken", "orders": "not a list"}))
+    report = _run(engine)
+    assert (report.created, report.invalid_profiles) == (1, 1)
+
+
 def test_a_customer_gets_one_item_a_day_with_the_top_rule_and_the_other_reasons_merged(engine: Engine) -> None:
     _customer(engine, "c1", orders=DUE_ORDER, coupons=SOON_COUPON)
     _run(engine)

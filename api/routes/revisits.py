@@ -55,6 +55,7 @@ class GenerateOut(BaseModel):
     blocked_by_frequency: int
     snoozed: int
     unassigned_skipped: int
+    invalid_profiles: int
     outcomes_updated: int
     seconds: float
 

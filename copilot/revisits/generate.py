@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import exists, func, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -53,6 +54,7 @@ class GenerationReport:
     blocked_by_frequency: int
     snoozed: int
     unassigned_skipped: int
+    invalid_profiles: int
     outcomes_updated: int
     seconds: float
 
@@ -90,7 +92,7 @@ def generate(
     end_utc = start_utc + dt.timedelta(days=1)
     active = rules.active()
     counts = dict.fromkeys(("customers", "matched", "already_queued", "contacted_today", "blocked_by_frequency",
-                            "snoozed", "unassigned_skipped"), 0)
+                            "snoozed", "unassigned_skipped", "invalid_profiles"), 0)
     with Session(engine) as session:
         snoozed = set(session.exec(select(RevisitItem.customer_id).where(
             col(RevisitItem.tenant_id) == tenant, col(RevisitItem.status) == "snoozed",
@@ -125,7 +127,11 @@ def generate(
                 if skip:
                     counts[skip] += 1
                     continue
-                profile = CustomerProfile.model_validate(raw)
+                try:
+                    profile = CustomerProfile.model_validate(raw)
+                except PydanticValidationError:
+                    counts["invalid_profiles"] += 1  # a hand-edited row must not stop everyone else's day
+                    continue
                 facts = _facts(profile, day, now, zone, last_seen.get(customer_id), turns.get(customer_id))
                 hits = evaluate(active, facts)
                 if not hits:
