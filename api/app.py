@@ -10,8 +10,9 @@ from fastapi import FastAPI
 from api.deps import parse_api_keys
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
-from api.routes import compliance_admin, knowledge, sidebar, suggestions
+from api.routes import compliance_admin, knowledge, revisits, sidebar, suggestions
 from copilot.config import Settings, get_settings
+from copilot.revisits import RevisitScheduler
 from copilot.service import Copilot
 
 __all__ = ["create_app"]
@@ -24,7 +25,14 @@ def create_app(settings: Settings | None = None, *, copilot: Copilot | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.copilot = copilot or Copilot.from_settings(settings)
+        # The daily revisit run belongs to a real deployment; a caller that hands in its own Copilot
+        # (tests, scripts) runs generation itself.
+        scheduler = RevisitScheduler(revisits.revisits_for_app(app)) if copilot is None else None
+        if scheduler is not None:
+            scheduler.start()
         yield
+        if scheduler is not None:
+            await scheduler.stop()
 
     app = FastAPI(
         title="私域 1v1 sales copilot",
@@ -45,4 +53,5 @@ def create_app(settings: Settings | None = None, *, copilot: Copilot | None = No
     app.include_router(knowledge.router)
     app.include_router(sidebar.router)
     app.include_router(compliance_admin.router)
+    app.include_router(revisits.router)
     return app

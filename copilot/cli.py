@@ -15,11 +15,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from copilot.config import Settings, apply_offline_defaults, get_settings
 from copilot.errors import CopilotError, LibraryError
+from copilot.revisits_cli import revisits_app
 
 if TYPE_CHECKING:
     from copilot.service import Copilot
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="私域 1v1 sales copilot.")
+app.add_typer(revisits_app, name="revisits")
 console = Console()
 err = Console(stderr=True)
 

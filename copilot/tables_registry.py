@@ -7,7 +7,12 @@ import importlib
 __all__ = ["TABLE_MODULES", "load_all"]
 
 # Modules beside models.py that own tables of their own feature.
-TABLE_MODULES: tuple[str, ...] = ("copilot.models", "copilot.feedback", "copilot.compliance.frequency")
+TABLE_MODULES: tuple[str, ...] = (
+    "copilot.models",
+    "copilot.feedback",
+    "copilot.compliance.frequency",
+    "copilot.revisits.store",
+)
 
 
 def load_all() -> None:
