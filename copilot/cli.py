@@ -33,6 +33,24 @@ def _fail(exc: CopilotError) -> None:
     raise typer.Exit(code=2)
 
 
+@app.command(
+    "eval",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+)
+def evaluate(ctx: typer.Context) -> None:
+    """Offline evaluation: `copilot eval SUITE --data FILE.jsonl [--train F] [--out DIR]`, `convert`, `gate`.
+
+    SUITE is stage, intent, compliance, retrieval, response, classify or drafts (see eval/README.md).
+    """
+    from eval.cli import eval_app
+    from eval.records import SUITE_RECORDS
+
+    args = list(ctx.args)
+    if args and args[0] in SUITE_RECORDS:
+        args = ["run", *args]
+    eval_app(args, prog_name="copilot eval")
+
+
 @app.command()
 def prepare() -> None:
     """Prepare the embedding model (converted once, offline) and tiktoken's files."""
