@@ -574,3 +574,27 @@ def test_search_filters_scripts_by_stage(
     ]
     assert {results.nth(i).get_attribute("data-kind") for i in range(len(expected))} == {"script"}
     assert page_errors == []
+
+
+# ---- the day's revisit queue ------------------------------------------------------------------------
+def test_with_no_chat_open_the_panel_lists_the_days_revisits_and_opens_one(
+    server: LiveServer, api: httpx.Client, context: Any, page_errors: list[str]
+) -> None:
+    expect = _expect()
+    day = "2026-11-22"
+    api.post("/v1/revisits/generate", json={"date": day}).raise_for_status()
+    staff = max(api.get("/v1/staff").json(), key=lambda s: s["customers"])
+    queue = api.get(f"/v1/staff/{staff['id']}/revisits", params={"date": day}).json()["items"]
+    assert queue, "the demo library should give this staff member someone to revisit"
+
+    page = _new_page(context, page_errors)
+    _open(page, server, staff_id=staff["id"], date=day)
+    items = page.get_by_test_id("revisit-item")
+    expect(items).to_have_count(min(len(queue), 10))
+    expect(items.first).to_contain_text(queue[0]["customer_name"])
+    expect(items.first).to_contain_text(queue[0]["reasons"][0])
+
+    items.first.get_by_test_id("revisit-open").click()
+    expect(page.get_by_test_id("draft")).to_have_count(3)
+    expect(page.get_by_test_id("revisit-queue")).to_be_hidden()
+    assert page_errors == []

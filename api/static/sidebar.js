@@ -308,8 +308,56 @@
     if (!state.inWeCom || !state.agentConfigured || !id) await loadCustomers();
     if (!state.key) return;
     if (id) await selectCustomer(id);
-    else setStatus("请选择一位客户。");
+    else {
+      setStatus("请选择一位客户。");
+      await loadRevisits(new URLSearchParams(location.search));
+    }
     schedulePoll();
+  }
+
+  // ---- the day's revisit queue, shown while no chat is open -------------------------------------
+  async function loadRevisits(params) {
+    try {
+      const staff = await api("/v1/staff");
+      if (!staff.length) return;
+      const select = $("revisit-staff");
+      select.replaceChildren(...staff.map((s) => h("option", { value: s.id }, `${s.name}（${s.customers}）`)));
+      const wanted = params.get("staff_id");
+      if (wanted && staff.some((s) => s.id === wanted)) select.value = wanted;
+      select.onchange = () => showRevisits(select.value, params.get("date"));
+      $("revisit-panel").hidden = false;
+      await showRevisits(select.value, params.get("date"));
+    } catch (error) {
+      if (error.status !== 401) setStatus(`回访列表加载失败：${error.message}`, "error");
+    }
+  }
+
+  async function showRevisits(staffId, day) {
+    const query = new URLSearchParams({ limit: "10" });
+    if (day) query.set("date", day);
+    const queue = await api(`/v1/staff/${enc(staffId)}/revisits?${query}`);
+    const list = $("revisit-items");
+    list.replaceChildren(...queue.items.map((item) => revisitItem(item)));
+    $("revisit-empty").hidden = queue.items.length > 0;
+  }
+
+  function revisitItem(item) {
+    const open = h("button", { type: "button", class: "btn primary", "data-testid": "revisit-open" }, "打开");
+    open.addEventListener("click", () => {
+      $("revisit-panel").hidden = true;
+      selectCustomer(item.customer_id);
+    });
+    const done = h("button", { type: "button", class: "btn", "data-testid": "revisit-done" }, "已联系");
+    done.addEventListener("click", async () => {
+      await api(`/v1/revisits/${enc(item.id)}/done`, { method: "POST", body: {} });
+      node.remove();
+    });
+    const node = h("li", { class: "revisit", "data-testid": "revisit-item" },
+      h("strong", {}, item.customer_name),
+      h("p", { class: "reasons" }, item.reasons.join("；")),
+      item.opener && item.opener.text ? h("p", { class: "opener" }, item.opener.text) : "",
+      h("div", { class: "actions" }, open, done));
+    return node;
   }
 
   async function loadCustomers() {
@@ -329,6 +377,7 @@
 
   // ---- customer ----------------------------------------------------------------------------------
   async function selectCustomer(id) {
+    $("revisit-panel").hidden = true;
     state.customerId = id;
     state.suggestion = null;
     state.basisKey = null;
