@@ -175,18 +175,23 @@ def claim_events(
     Rows that used up their attempts are buried as `dead` so a poison event cannot loop forever.
     """
     until = now + dt.timedelta(seconds=lease_s)
-    with session_scope(engine) as session:
-        session.execute(
-            update(InboxEvent)
-            .where(col(InboxEvent.attempts) >= max_attempts,
-                   or_(col(InboxEvent.status) == "pending",
-                       and_(col(InboxEvent.status) == "processing", col(InboxEvent.lease_until) < now)))
-            .values(status="dead", lease_owner=None, lease_until=None)
-        )
-        query = select(InboxEvent.id).where(_claimable(now, max_attempts))
-        if tenants is not None:
-            query = query.where(col(InboxEvent.tenant_id).in_(list(tenants)))
+    exhausted = and_(col(InboxEvent.attempts) >= max_attempts,
+                     or_(col(InboxEvent.status) == "pending",
+                         and_(col(InboxEvent.status) == "processing", col(InboxEvent.lease_until) < now)))
+    query = select(InboxEvent.id).where(_claimable(now, max_attempts))
+    if tenants is not None:
+        query = query.where(col(InboxEvent.tenant_id).in_(list(tenants)))
+    # Read first and write only when there is something to take: an idle poll must not hold the write
+    # lock that the webhook's inserts need.
+    with Session(engine) as session:
         ids = session.exec(query.order_by(col(InboxEvent.priority), col(InboxEvent.id)).limit(limit)).all()
+        bury = session.exec(select(InboxEvent.id).where(exhausted).limit(1)).first() is not None
+    if not ids and not bury:
+        return []
+    with session_scope(engine) as session:
+        if bury:
+            session.execute(update(InboxEvent).where(exhausted)
+                            .values(status="dead", lease_owner=None, lease_until=None))
         taken: list[int] = []
         for event_id in ids:
             result = session.execute(

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.engine import Engine
+from starlette.requests import ClientDisconnect
 
 from api.deps import CallerDep
 from copilot.errors import AuthError, PayloadTooLargeError
@@ -55,12 +56,19 @@ async def _body(request: Request, limit: int) -> bytes:
         raise PayloadTooLargeError(f"webhook body is over {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"webhook body is over {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(f"webhook body is over {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise _Gone from None
     return b"".join(chunks)
+
+
+class _Gone(Exception):
+    """The sender hung up before its body arrived; nothing was stored and nobody awaits an answer."""
 
 
 def _check_skew(timestamp: str, max_skew_s: int) -> None:
@@ -113,9 +121,12 @@ async def wecom_callback(
     tenant: str, request: Request, msg_signature: str = "", timestamp: str = "", nonce: str = "",
 ) -> Response:
     config = _config(request)
-    body = await _body(request, config.max_body_bytes)
+    try:
+        body = await _body(request, config.max_body_bytes)
+    except _Gone:
+        return Response(status_code=400)
     engine = _engine(request)
-    app = await run_in_threadpool(app_for, engine, config, tenant)
+    app = app_for(engine, config, tenant)  # cached per tenant for a few seconds; no thread hop
     _check_skew(timestamp, config.max_skew_s)
     try:
         envelope = parse_envelope(body)
@@ -168,7 +179,10 @@ async def message_webhook(
     x_copilot_signature: Annotated[str | None, Header()] = None,
 ) -> Response:
     config = _config(request)
-    body = await _body(request, config.max_body_bytes)
+    try:
+        body = await _body(request, config.max_body_bytes)
+    except _Gone:
+        return Response(status_code=400)
     engine = _engine(request)
     secret = await run_in_threadpool(webhook_secret_for, engine, config, tenant)
     _check_hmac(secret, x_copilot_timestamp, x_copilot_signature, body, config.webhook_skew_s)

@@ -66,17 +66,24 @@ class OutboxSender:
         stale = and_(col(OutboxMessage.status) == "sending", col(OutboxMessage.lease_until) < now)
         due = or_(and_(col(OutboxMessage.status) == "ready", col(OutboxMessage.available_at) <= now),
                   and_(stale, col(OutboxMessage.channel).in_(_SAFE_TO_RESEND)))
-        taken: list[str] = []
-        with session_scope(self._engine) as session:
-            session.execute(
-                update(OutboxMessage).where(stale, col(OutboxMessage.channel).not_in(_SAFE_TO_RESEND))
-                .values(status="failed", last_error="sender died mid-send; not repeated to avoid a double send")
-            )
-            query = select(OutboxMessage.id).where(due)
-            if self._tenants is not None:
-                query = query.where(col(OutboxMessage.tenant_id).in_(self._tenants))
+        unsafe = and_(stale, col(OutboxMessage.channel).not_in(_SAFE_TO_RESEND))
+        query = select(OutboxMessage.id).where(due)
+        if self._tenants is not None:
+            query = query.where(col(OutboxMessage.tenant_id).in_(self._tenants))
+            unsafe = and_(unsafe, col(OutboxMessage.tenant_id).in_(self._tenants))
+        with Session(self._engine) as session:  # read first; write only when there is work
             ids = session.exec(query.order_by(col(OutboxMessage.priority), col(OutboxMessage.created_at))
                                .limit(limit)).all()
+            abandoned = session.exec(select(OutboxMessage.id).where(unsafe).limit(1)).first() is not None
+        if not ids and not abandoned:
+            return []
+        taken: list[str] = []
+        with session_scope(self._engine) as session:
+            if abandoned:
+                session.execute(
+                    update(OutboxMessage).where(unsafe)
+                    .values(status="failed", last_error="sender died mid-send; not repeated to avoid a double send")
+                )
             for row_id in ids:
                 won = session.execute(
                     update(OutboxMessage).where(col(OutboxMessage.id) == row_id, due)
