@@ -246,6 +246,27 @@ def test_kf_event_pulls_with_the_cursor_and_replies_once(
     assert len(wecom_stub.calls_to(KF_SEND)) == 1  # "好的谢谢" matches no rule and AI has no profile
 
 
+def test_kf_messages_pulled_twice_are_stored_and_answered_once(
+    client: TestClient, wecom_stub: StubWeCom, hashing_copilot: Any, tenant: str
+) -> None:
+    clock = Clock(dt.datetime(2026, 11, 23, 3, 0))
+    wecom_stub.kf_messages.append(kf_message("kfp-1", "wmKfCust6", "wkKF", "营业时间"))
+    post(client, tenant, kf_event("wkKF"))
+    drain(make_worker(hashing_copilot, wecom_stub, tenant, clock))
+    with Session(hashing_copilot.engine) as session:  # the cursor is lost, so the next pull repeats
+        cursor = session.get(KfCursor, (tenant, "wkKF"))
+        session.delete(cursor)
+        session.commit()
+    post(client, tenant, kf_event("wkKF", token="KF-TOKEN-again"))
+    drain(make_worker(hashing_copilot, wecom_stub, tenant, clock))
+    assert len(wecom_stub.calls_to(KF_SYNC)) == 2
+    assert len(wecom_stub.calls_to(KF_SEND)) == 1
+    with Session(hashing_copilot.engine) as session:
+        texts = session.exec(select(InboxEvent).where(InboxEvent.tenant_id == tenant,
+                                                      InboxEvent.kind == "text")).all()
+    assert len(texts) == 1
+
+
 def test_kf_replies_stop_at_five_per_window_and_after_48_hours(
     client: TestClient, wecom_stub: StubWeCom, hashing_copilot: Any, tenant: str
 ) -> None:

@@ -94,7 +94,10 @@ class Handlers:
         if not wecom.external_user_id:
             raise ValidationError("add_external_contact without ExternalUserID")
         staff_id, staff_name = self._staff(event.tenant_id, wecom.user_id)
-        name = await self._contact_name(event.tenant_id, wecom.external_user_id)
+        created = _from_unix(wecom.create_time, now) if wecom.create_time else now
+        in_time = now <= created + WELCOME_LIFE
+        # A late welcome will be refused anyway, so a backlog does not spend a lookup on it.
+        name = await self._contact_name(event.tenant_id, wecom.external_user_id) if in_time else ""
         customer = CustomerProfile(
             id=customer_id_for(wecom.external_user_id), name=name or "客户", staff_id=staff_id,
             added_on=now.date(),
@@ -112,7 +115,6 @@ class Handlers:
         persona = self._persona(event.tenant_id)
         text = render(template, {"客户称呼": name or "您", "客户": name or "您", "顾问": staff_name or persona[1],
                                  "品牌": persona[0], "人设": persona[1]})
-        created = _from_unix(wecom.create_time, now) if wecom.create_time else now
         effects.outbox = OutboxMessage(
             tenant_id=event.tenant_id, idempotency_key=f"welcome:{event.dedupe_key}", channel="welcome",
             target={"welcome_code": wecom.welcome_code}, text=text, kind="welcome", priority=0,
