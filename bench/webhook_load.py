@@ -236,7 +236,8 @@ def bench(rate: float, seconds: float, duplicates: float, drain_timeout: float) 
         first = min((e.received_at for e in events), default=started)
         last = max((e.processed_at for e in events if e.processed_at), default=first)
         span = max((last - first).total_seconds(), 1e-6)
-        print(f"sent for         {sending_s:.1f} s; non-200 or failed requests: {failures}")
+        print(f"sent for         {sending_s:.1f} s; acked {len(latencies) / sending_s:.1f}/s; "
+              f"non-200 or abandoned requests: {failures}")
         if latencies:
             print(f"ack latency      p50 {percentile(latencies, 0.5) * 1000:.1f} ms   "
                   f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms   max {max(latencies) * 1000:.1f} ms")
