@@ -115,6 +115,7 @@ class Hit:
     score: float  # fused RRF score
     dense: float | None = None  # cosine similarity, when the dense side found it
     lexical: float | None = None  # BM25 score, when the keyword side found it
+    cosine: float | None = None  # cosine similarity to the query, whichever side found it
 
 
 @dataclass
@@ -128,6 +129,7 @@ class HybridRetriever:
     def __init__(self, *, store: ChromaStore) -> None:
         self.store = store
         self._catalogues: dict[str, _Catalogue] = {}
+        self._vectors: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
 
     def load(self, tenant: str, docs: Sequence[KnowledgeDoc]) -> None:
@@ -164,7 +166,8 @@ class HybridRetriever:
         lexical = np.where(mask, lexical, -1.0)
         lex_order = [int(i) for i in np.argsort(-lexical, kind="stable")[:depth] if lexical[i] > 0]
 
-        dense_hits = self.store.query(tenant, query, k=min(allowed * 2, depth * 3), where=filters.chroma_where())
+        vector = self.query_vector(query)
+        dense_hits = self.store.query(tenant, vector, k=min(allowed * 2, depth * 3), where=filters.chroma_where())
         dense: dict[int, float] = {}
         for hit in dense_hits:
             index = catalogue.by_key.get(hit.key)
@@ -177,13 +180,31 @@ class HybridRetriever:
         for rank, index in enumerate(dense):
             fused[index] = fused.get(index, 0.0) + 1.0 / (RRF_K + rank + 1)
         ranked = sorted(fused.items(), key=lambda item: -item[1])[:k]
+        # Keyword-only hits still get their cosine (from stored vectors) so rankers can compare all hits,
+        # but only dense-side hits count as found by meaning.
+        missing = [catalogue.docs[i].key for i, _ in ranked if i not in dense]
+        cosine = self.store.similarities(tenant, missing, vector)
         return [
             Hit(
-                doc=catalogue.docs[index], score=score, dense=dense.get(index),
+                doc=catalogue.docs[index], score=score,
+                dense=dense.get(index), cosine=dense.get(index, cosine.get(catalogue.docs[index].key)),
                 lexical=float(lexical[index]) if lexical[index] > 0 else None,
             )
             for index, score in ranked
         ]
+
+    def query_vector(self, query: str) -> np.ndarray:
+        """The query's embedding; the last few are kept, since one request searches several times."""
+        with self._lock:
+            cached = self._vectors.get(query)
+        if cached is not None:
+            return cached
+        vector = np.asarray(self.store.embedder.embed_queries([query])[0], dtype=np.float32)
+        with self._lock:
+            self._vectors[query] = vector
+            while len(self._vectors) > 256:
+                self._vectors.pop(next(iter(self._vectors)))
+        return vector
 
 
 def build_query(messages: Sequence[tuple[str, str]], profile: CustomerProfile | None, max_turns: int = 4) -> str:

@@ -212,7 +212,7 @@ class Copilot:
         last_stage = None
         if profile is not None and request.staff_id:
             last_stage = self.repo.last_stage(tenant, profile.id, request.staff_id)
-        vote = self._library_vote(tenant, turns) if turns else None
+        vote = self._library_vote(tenant, build_query([(t.role, t.text) for t in turns], profile)) if turns else None
         now = self.clock()
         stage = detect_stage(turns, profile, today=now.date(), last_stage=last_stage, library_vote=vote)
         if request.stage is not None and request.stage != stage.name.value:
@@ -226,9 +226,9 @@ class Copilot:
         check = checker.check(customer_text) if customer_text else ComplianceResult(risk="none", flags=())
         return _Analysis(turns, profile, stage, intent, check)
 
-    def _library_vote(self, tenant: str, turns: tuple[Turn, ...]) -> dict[str, float]:
-        hits = self.retriever.search(tenant, build_query([(t.role, t.text) for t in turns], None),
-                                     filters=Filters(kinds=("script",)), k=10)
+    def _library_vote(self, tenant: str, query: str) -> dict[str, float]:
+        """How the best-matching scripts spread over stages: the library's own opinion of this turn."""
+        hits = self.retriever.search(tenant, query, filters=Filters(kinds=("script",)), k=10)
         vote: dict[str, float] = {}
         for hit in hits:
             for stage in hit.doc.stages:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import chromadb
+import numpy as np
 from chromadb.config import Settings as ChromaSettings
 
 from copilot.embeddings import ChromaEmbeddingFunction, Embedder
@@ -80,15 +81,15 @@ class ChromaStore:
             self._collection(tenant).delete(ids=list(keys))
 
     def query(
-        self, tenant: str, text: str, k: int, where: Mapping[str, Any] | None = None
+        self, tenant: str, vector: np.ndarray, k: int, where: Mapping[str, Any] | None = None
     ) -> list[DenseHit]:
+        """Nearest documents to a query vector (from `embedder.embed_queries`)."""
         collection = self._collection(tenant)
         total = collection.count()
         if total == 0 or k <= 0:
             return []
-        vector = self.embedder.embed_queries([text])
         result = collection.query(
-            query_embeddings=vector,
+            query_embeddings=vector.reshape(1, -1),
             n_results=min(k, total),
             where=dict(where) if where else None,
             include=["distances"],
@@ -96,3 +97,15 @@ class ChromaStore:
         ids = result["ids"][0]
         distances = (result.get("distances") or [[1.0] * len(ids)])[0]
         return [DenseHit(key, 1.0 - float(dist)) for key, dist in zip(ids, distances, strict=True)]
+
+    def similarities(self, tenant: str, keys: Sequence[str], vector: np.ndarray) -> dict[str, float]:
+        """Cosine between the query vector and stored documents, without embedding them again."""
+        if not keys:
+            return {}
+        got = self._collection(tenant).get(ids=list(keys), include=["embeddings"])
+        embeddings = got.get("embeddings")
+        if embeddings is None or len(embeddings) == 0:
+            return {}
+        matrix = np.asarray(embeddings, dtype=np.float32)
+        scores = matrix @ vector.astype(np.float32)
+        return {key: float(score) for key, score in zip(got["ids"], scores, strict=True)}

@@ -110,7 +110,8 @@ class DenseRetriever:
         self.by_key = {d.key: d for d in docs}
 
     def search(self, query: str, filters: Filters, k: int) -> list[str]:
-        hits = self.copilot.store.query(self.tenant, query, k=len(self.by_key), where=filters.chroma_where())
+        vector = self.copilot.retriever.query_vector(query)
+        hits = self.copilot.store.query(self.tenant, vector, k=len(self.by_key), where=filters.chroma_where())
         out = []
         for hit in hits:
             doc = self.by_key.get(hit.key)

@@ -55,7 +55,7 @@ class ScriptDrafter:
             stage=context.stage.value,
             candidate_stages=[h.doc.stages[0] if h.doc.stages else None for h in hits],
             triggers=[h.doc.triggers for h in hits],
-            dense=[h.dense for h in hits],
+            dense=[h.cosine for h in hits],
         )
         segment = context.profile.segment if context.profile else None
         fused_top = max(h.score for h in hits) or 1.0
