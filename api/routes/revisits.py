@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CallerDep
 from copilot.config import Settings
-from copilot.revisits import QueueOut, RevisitOut, Revisits, RuleStore, StaffOut
+from copilot.revisits import GenerationReport, QueueOut, RevisitOut, Revisits, RuleStore, StaffOut
 
 __all__ = ["RULES_FILE", "revisits_for", "revisits_for_app", "router"]
 
@@ -44,22 +44,6 @@ class GenerateIn(BaseModel):
     date: dt.date | None = None
 
 
-class GenerateOut(BaseModel):
-    tenant: str
-    day: dt.date
-    customers: int
-    matched: int
-    created: int
-    already_queued: int
-    contacted_today: int
-    blocked_by_frequency: int
-    snoozed: int
-    unassigned_skipped: int
-    invalid_profiles: int
-    outcomes_updated: int
-    seconds: float
-
-
 class NoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     note: str | None = Field(default=None, max_length=500)
@@ -87,11 +71,11 @@ async def staff_queue(
     return await run_in_threadpool(revisits_for(request).queue, caller.tenant, staff_id, date, limit=limit)
 
 
-@router.post("/revisits/generate", response_model=GenerateOut)
-async def generate(request: Request, caller: CallerDep, body: GenerateIn | None = None) -> GenerateOut:
+@router.post("/revisits/generate", response_model=GenerationReport)
+async def generate(request: Request, caller: CallerDep, body: GenerateIn | None = None) -> GenerationReport:
     day = body.date if body else None
     report = await run_in_threadpool(revisits_for(request).generate, caller.tenant, day)
-    return GenerateOut.model_validate(report.as_dict())
+    return report
 
 
 @router.get("/revisits/report")

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import exists, func, insert
 from sqlalchemy.dialects import postgresql, sqlite
@@ -42,8 +42,11 @@ class FrequencyCheck(Protocol):
     def check(self, tenant: str, staff_id: str, customer_id: str, channel: str, kind: Any) -> object | None: ...
 
 
-@dataclass(frozen=True)
-class GenerationReport:
+class GenerationReport(BaseModel):
+    """What one generation run did; also the API's answer to `POST /v1/revisits/generate`."""
+
+    model_config = ConfigDict(frozen=True)
+
     tenant: str
     day: dt.date
     customers: int
@@ -59,9 +62,7 @@ class GenerationReport:
     seconds: float
 
     def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["day"] = self.day.isoformat()
-        return out
+        return self.model_dump(mode="json")
 
 
 def local_now(day: dt.date, rules: RuleSet, clock_now: dt.datetime) -> dt.datetime:
