@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,10 +11,12 @@ from fastapi import FastAPI
 from api.deps import parse_api_keys
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
-from api.routes import compliance_admin, knowledge, revisits, sidebar, suggestions
+from api.routes import approvals, compliance_admin, knowledge, revisits, sidebar, suggestions, webhooks
 from copilot.config import Settings, get_settings
 from copilot.revisits import RevisitScheduler
 from copilot.service import Copilot
+from copilot.wecom.apps import WebhookConfig
+from copilot.wecom.worker import Worker
 
 __all__ = ["create_app"]
 
@@ -30,7 +33,16 @@ def create_app(settings: Settings | None = None, *, copilot: Copilot | None = No
         scheduler = RevisitScheduler(revisits.revisits_for_app(app)) if copilot is None else None
         if scheduler is not None:
             scheduler.start()
+        # The webhook worker is opt-in here (it can also run alone: python -m copilot.wecom.worker).
+        stop = asyncio.Event()
+        worker = None
+        if settings.worker_enabled:
+            runner = Worker(app.state.copilot, WebhookConfig.from_settings(settings))
+            worker = asyncio.create_task(runner.run_forever(stop))
         yield
+        stop.set()
+        if worker is not None:
+            await worker
         if scheduler is not None:
             await scheduler.stop()
 
@@ -54,4 +66,6 @@ def create_app(settings: Settings | None = None, *, copilot: Copilot | None = No
     app.include_router(sidebar.router)
     app.include_router(compliance_admin.router)
     app.include_router(revisits.router)
+    app.include_router(approvals.router)
+    app.include_router(webhooks.router)
     return app

@@ -50,6 +50,23 @@ class Settings(BaseSettings):
     compliance_packs: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["general"])
     lexicon_dir: Path | None = None
 
+    # WeCom app of the default tenant (other tenants' apps live in the database).
+    wecom_corp_id: str = ""
+    wecom_secret: SecretStr | None = None
+    wecom_agent_id: str = ""
+    wecom_token: SecretStr | None = None
+    wecom_aes_key: SecretStr | None = None
+    wecom_receive_id: str = Field(default="", description="empty: the corp id")
+    wecom_base_url: str = "https://qyapi.weixin.qq.com"
+    wecom_max_skew_s: int = Field(default=300, ge=0, description="callback replay window; 0 turns it off")
+    webhook_secret: SecretStr | None = Field(default=None, description="HMAC secret of /webhooks/messages")
+    webhook_max_body_bytes: int = Field(default=64_000, ge=1024)
+    autoreply_path: Path | None = Field(default=None, description="default: knowledge_dir/autoreply.yaml")
+    worker_enabled: bool = Field(default=False, description="run the webhook worker inside the API process")
+    worker_lease_s: float = Field(default=60.0, gt=0)
+    worker_poll_s: float = Field(default=0.2, gt=0)
+    worker_max_attempts: int = Field(default=5, ge=1)
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:

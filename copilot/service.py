@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from copilot.approvals import create_for_candidates
 from copilot.compliance import ComplianceChecker, ComplianceResult, Flag, combine
 from copilot.compliance.frequency import FrequencyGuard, SendKind
 from copilot.compliance.llm_check import LLMComplianceCheck
@@ -193,7 +194,9 @@ class Copilot:
         limit = self._frequency_flag(tenant, request, analysis)
         if limit is not None:
             checks = [combine(check, [limit]) for check in checks]
-        return self._persist(tenant, request, analysis, outcome, checks, time.perf_counter() - started)
+        out = self._persist(tenant, request, analysis, outcome, checks, time.perf_counter() - started)
+        create_for_candidates(self.engine, tenant, out)  # risky candidates wait for a reviewer
+        return out
 
     def _frequency_flag(self, tenant: str, request: SuggestRequest, analysis: _Analysis) -> Flag | None:
         """Would sending one more message now break a platform limit or the tenant's daily cap?"""

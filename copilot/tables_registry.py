@@ -12,6 +12,9 @@ TABLE_MODULES: tuple[str, ...] = (
     "copilot.feedback",
     "copilot.compliance.frequency",
     "copilot.revisits.store",
+    "copilot.inbox",
+    "copilot.approvals",
+    "copilot.wecom.tables",
 )
 
 

@@ -389,3 +389,32 @@ def test_transient_wecom_failure_is_retried_later_without_a_double_send(
     [row] = outbox_rows(hashing_copilot, tenant_id=tenant)
     assert row.status == "sent"
     assert len(wecom_stub.calls_to("/cgi-bin/externalcontact/add_msg_template")) == 2
+
+
+def test_two_workers_sending_at_once_never_exceed_five_kf_replies(
+    client: TestClient, wecom_stub: StubWeCom, hashing_copilot: Any, tenant: str
+) -> None:
+    clock = Clock(dt.datetime(2026, 11, 23, 3, 0))
+    target = {"open_kfid": "wkRace", "touser": "wmRace"}
+    with Session(hashing_copilot.engine) as session:
+        session.add(KfWindow(tenant_id=tenant, open_kfid="wkRace", external_userid="wmRace",
+                             last_customer_at=clock.now - dt.timedelta(minutes=5), sent_in_window=4))
+        for i in range(6):
+            session.add(OutboxMessage(tenant_id=tenant, idempotency_key=f"race-{i}", channel="kf", text=f"并发{i}",
+                                      target=target, available_at=clock.now))
+        session.commit()
+    workers = [make_worker(hashing_copilot, wecom_stub, tenant, clock, owner=f"w{i}") for i in range(2)]
+
+    async def both() -> None:
+        try:
+            await asyncio.gather(*(w.run_once() for w in workers))
+        finally:
+            for w in workers:
+                await w.clients.aclose()
+
+    asyncio.run(both())
+    sent = [c for c in wecom_stub.calls_to(KF_SEND) if c.body.get("touser") == "wmRace"]
+    assert len(sent) == 1  # only the fifth slot was free
+    with Session(hashing_copilot.engine) as session:
+        window = session.get(KfWindow, (tenant, "wkRace", "wmRace"))
+        assert window is not None and window.sent_in_window == 5

@@ -115,7 +115,8 @@ async def edit(item_id: str, body: EditIn, request: Request, caller: CallerDep,
     try:
         decision = await run_in_threadpool(
             lambda: decide(_engine(request), caller.tenant, item_id, "edit", reviewer=body.reviewer,
-                           reason=body.reason, text=body.text, check=copilot.compliance.check))
+                           reason=body.reason, text=body.text,
+                           check=lambda text: copilot.check(caller.tenant, text)))
     except RiskyTextError as exc:
         return JSONResponse(status_code=422, content={
             "error": "RiskyTextError", "detail": str(exc), "risk": exc.risk,

@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from copilot.config import Settings
 from copilot.errors import NotFoundError
 from copilot.inbox import WebhookSecret
 from copilot.wecom.client import WeComClient
@@ -52,30 +53,23 @@ class WebhookConfig:
     max_attempts: int = 5
 
     @classmethod
-    def from_settings(cls, settings: Any) -> WebhookConfig:
-        """Read the `wecom_*`/`webhook_*` settings; a missing attribute keeps its default."""
-        def get(name: str, default: Any) -> Any:
-            value = getattr(settings, name, None)
-            return default if value is None else value
-
-        knowledge = getattr(settings, "knowledge_dir", None)
-        default_policy = Path(knowledge) / "autoreply.yaml" if knowledge else None
+    def from_settings(cls, settings: Settings) -> WebhookConfig:
         return cls(
-            default_tenant=str(get("default_tenant", "default")),
-            token=_plain(get("wecom_token", "")),
-            aes_key=_plain(get("wecom_aes_key", "")),
-            receive_id=_plain(get("wecom_receive_id", "")),
-            corp_id=_plain(get("wecom_corp_id", "")),
-            secret=_plain(get("wecom_secret", "")),
-            agent_id=_plain(get("wecom_agent_id", "")),
-            base_url=_plain(get("wecom_base_url", WECOM_API)),
-            max_skew_s=int(get("wecom_max_skew_s", 300)),
-            webhook_secret=_plain(get("webhook_secret", "")),
-            max_body_bytes=int(get("webhook_max_body_bytes", 64_000)),
-            autoreply_path=get("autoreply_path", default_policy),
-            lease_s=float(get("worker_lease_s", 60.0)),
-            poll_s=float(get("worker_poll_s", 0.2)),
-            max_attempts=int(get("worker_max_attempts", 5)),
+            default_tenant=settings.default_tenant,
+            token=_plain(settings.wecom_token),
+            aes_key=_plain(settings.wecom_aes_key),
+            receive_id=settings.wecom_receive_id,
+            corp_id=settings.wecom_corp_id,
+            secret=_plain(settings.wecom_secret),
+            agent_id=settings.wecom_agent_id,
+            base_url=settings.wecom_base_url,
+            max_skew_s=settings.wecom_max_skew_s,
+            webhook_secret=_plain(settings.webhook_secret),
+            max_body_bytes=settings.webhook_max_body_bytes,
+            autoreply_path=settings.autoreply_path or settings.knowledge_dir / "autoreply.yaml",
+            lease_s=settings.worker_lease_s,
+            poll_s=settings.worker_poll_s,
+            max_attempts=settings.worker_max_attempts,
         )
 
 

@@ -224,7 +224,7 @@ class Handlers:
         """Compliance-check outbound text; risky text (and, for AI drafts, any flag or low confidence)
         is held for a human."""
         assert effects.outbox is not None
-        check = self.copilot.compliance.check(text)
+        check = self.copilot.check(effects.outbox.tenant_id, text)
         effects.outbox.risk = check.risk
         risky = check.requires_approval or (strict and (check.risk != "none"
                                                         or confidence < policy.ai.min_confidence))

@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable, Collection
+from typing import Any
 
 from sqlalchemy import and_, or_, update
 from sqlalchemy.engine import Engine
@@ -100,8 +101,9 @@ class OutboxSender:
 
     async def _send(self, row: OutboxMessage) -> None:
         status, error, errcode, remote_id = "sent", None, None, ""
+        reserved = False
         try:
-            await asyncio.to_thread(self._check, row)
+            reserved = await asyncio.to_thread(self._check, row)
             remote_id = await self._deliver(row)
         except _Refused as exc:
             status, error = "failed", str(exc)
@@ -110,15 +112,23 @@ class OutboxSender:
             status, error, errcode = "failed", f"{exc}{note}", exc.errcode
         except UpstreamError as exc:
             if row.attempts < self._max_attempts:
+                if reserved:
+                    await asyncio.to_thread(self._release_kf_slot, row)
                 await asyncio.to_thread(self._retry_later, row, str(exc))
                 return
             status, error = "failed", str(exc)
+        if reserved and status != "sent":
+            await asyncio.to_thread(self._release_kf_slot, row)
         await asyncio.to_thread(
             lambda: self._finish(row, status, error=error, errcode=errcode, remote_id=remote_id))
 
-    def _check(self, row: OutboxMessage) -> None:
+    def _check(self, row: OutboxMessage) -> bool:
+        """Refuse what may not go out; on 微信客服, take one of the window's 5 reply slots (True).
+
+        Taking the slot is one conditional UPDATE, so two workers cannot both send the 5th reply.
+        """
         now = self._clock()
-        with Session(self._engine) as session:
+        with session_scope(self._engine) as session:
             if row.approval_id is not None:
                 item = session.get(ApprovalItem, row.approval_id)
                 if item is None or item.status not in _APPROVED or item.final_text != row.text:
@@ -127,13 +137,28 @@ class OutboxSender:
                 raise _Refused(f"refused: {row.risk}-risk text needs an approval")
             if row.not_after is not None and now > row.not_after:
                 raise _Refused(f"too late: the {row.channel} deadline passed at {row.not_after:%H:%M:%S}")
-            if row.channel == "kf":
-                window = session.get(KfWindow, (row.tenant_id, row.target.get("open_kfid", ""),
-                                                row.target.get("touser", "")))
-                if window is None or now > window.last_customer_at + KF_WINDOW:
-                    raise _Refused("outside the 48-hour reply window of WeChat Customer Service")
-                if window.sent_in_window >= KF_MAX_REPLIES:
-                    raise _Refused("5 replies already sent since the customer's last message")
+            if row.channel != "kf":
+                return False
+            key = (row.tenant_id, row.target.get("open_kfid", ""), row.target.get("touser", ""))
+            window = session.get(KfWindow, key)
+            if window is None or now > window.last_customer_at + KF_WINDOW:
+                raise _Refused("outside the 48-hour reply window of WeChat Customer Service")
+            taken = session.execute(
+                update(KfWindow).where(*_kf_key(key), col(KfWindow.sent_in_window) < KF_MAX_REPLIES)
+                .values(sent_in_window=KfWindow.sent_in_window + 1)
+            ).rowcount == 1  # type: ignore[attr-defined]
+            if not taken:
+                raise _Refused("5 replies already sent since the customer's last message")
+            return True
+
+    def _release_kf_slot(self, row: OutboxMessage) -> None:
+        """A reply that did not go out gives its slot back."""
+        key = (row.tenant_id, row.target.get("open_kfid", ""), row.target.get("touser", ""))
+        with session_scope(self._engine) as session:
+            session.execute(
+                update(KfWindow).where(*_kf_key(key), col(KfWindow.sent_in_window) > 0)
+                .values(sent_in_window=KfWindow.sent_in_window - 1)
+            )
 
     async def _deliver(self, row: OutboxMessage) -> str:
         client = self._clients.get(row.tenant_id)
@@ -161,12 +186,6 @@ class OutboxSender:
             ).rowcount == 1  # type: ignore[attr-defined]
             if not changed:
                 return
-            if status == "sent" and row.channel == "kf":
-                key = (row.tenant_id, row.target.get("open_kfid", ""), row.target.get("touser", ""))
-                window = session.get(KfWindow, key)
-                if window is not None:
-                    window.sent_in_window += 1
-                    session.add(window)
             add_audit(session, tenant=row.tenant_id, action="sent" if status == "sent" else "send_failed",
                       actor="outbox", now=now, approval_id=row.approval_id, outbox_id=row.id,
                       customer_id=row.customer_id, staff_id=row.staff_id,
@@ -183,3 +202,12 @@ class OutboxSender:
                 .values(status="ready", last_error=error[:500], lease_until=None,
                         available_at=self._clock() + dt.timedelta(seconds=delay))
             )
+
+
+def _kf_key(key: tuple[str, str, str]) -> list[Any]:
+    tenant, open_kfid, touser = key
+    return [
+        col(KfWindow.tenant_id) == tenant,
+        col(KfWindow.open_kfid) == open_kfid,
+        col(KfWindow.external_userid) == touser,
+    ]
