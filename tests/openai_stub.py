@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import socket
 import threading
 import time
 from collections import deque
@@ -22,9 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+
+from tests.live_server import serve_in_thread
 
 __all__ = ["OpenAIStub", "StubReply", "json_reply", "openai_stub", "running_openai_stub"]
 
@@ -117,28 +117,12 @@ class OpenAIStub:
 def running_openai_stub() -> Iterator[OpenAIStub]:
     """Serve a fresh stub on a free 127.0.0.1 port in a background thread for the duration."""
     stub = OpenAIStub()
-    config = uvicorn.Config(
-        stub.app(), log_config=None, access_log=False, lifespan="off", log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the OpenAI stub server did not start")
-        time.sleep(0.01)
-    stub.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    try:
-        yield stub
-    finally:
-        stub._closing.set()
-        server.should_exit = True
-        thread.join(timeout=20)
-        sock.close()
+    with serve_in_thread(stub.app(), name="OpenAI stub") as url:
+        stub.base_url = url
+        try:
+            yield stub
+        finally:
+            stub._closing.set()
 
 
 @pytest.fixture
