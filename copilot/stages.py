@@ -22,10 +22,11 @@ _CUES: dict[Stage, list[tuple[Cue, float]]] = {
     Stage.recommend: [
         (Cue.of("price", "问价格", ["多少钱", "价格", "价钱", "几块", "怎么卖", "贵不贵", "什么价", "price", "how much"]), 2.6),
         (Cue.of("buy", "问怎么买", ["怎么买", "怎么下单", "在哪买", "哪里买", "发链接", "链接", "下单", "想买", "要买",
-                                    "拍哪个", "购买", "buy", "order"]), 2.8),
+                                    "拍哪个", "购买", "来一", "来两", "来个", "再来一", "再加一", "试一包", "先买", "买一包", "买一罐",
+                                    "一起买", "两罐", "一箱", "付款", "拍了", "要了", "buy", "order"]), 2.8),
         (Cue.of("stock", "问库存/发货", ["有货", "有没有货", "库存", "现货", "几天到", "包邮", "发货吗"]), 2.2),
         (Cue.of("choose", "请顾问推荐", ["推荐", "哪款", "哪个好", "哪种", "选哪", "买哪", "适合的", "有什么好",
-                                      "recommend", "which one"]), 2.0),
+                                      "什么码", "哪个码", "还是L", "还是M", "还是XL", "穿M", "穿L", "recommend", "which one"]), 2.0),
         (Cue.of("deal", "问优惠", ["优惠", "折扣", "活动", "券", "满减", "便宜点", "能便宜", "赠品", "discount"]), 1.8),
         (Cue.of("objection", "价格异议", ["太贵", "有点贵", "再看看", "考虑一下", "别家便宜", "比较一下", "expensive"]), 1.6),
     ],
@@ -91,7 +92,11 @@ def detect_stage(
 
     latest = last_customer_text(turns)
     earlier = " ".join(t.text for t in said[:-1][-3:])
+    latest_cues = {stage for stage, cues in _CUES.items() if any(find_cue(c, latest) for c, _ in cues)}
     for stage, cues in _CUES.items():
+        # A greeting in front of a real question is politeness, not a first contact.
+        if stage is Stage.icebreak and latest_cues - {Stage.icebreak}:
+            continue
         for cue, weight in cues:
             hit = find_cue(cue, latest)
             if hit:
@@ -99,7 +104,8 @@ def detect_stage(
             elif earlier and (hit := find_cue(cue, earlier)):
                 add(stage, weight * 0.35, f"客户之前{cue.label}：“{hit}”")
 
-    if orders and turns:
+    # Order history speaks for a revisit only when the customer is not asking to buy right now.
+    if orders and turns and Stage.recommend not in latest_cues:
         days = (today - orders[-1].date).days
         delivered = [o for o in orders if o.status == "delivered"]
         if days <= 14 and delivered:

@@ -62,3 +62,14 @@ def test_confidence_is_higher_when_signals_agree() -> None:
     strong = detect_stage(_say("多少钱？有货吗？怎么买"), None, today=TODAY)
     weak = detect_stage(_say("哦"), None, today=TODAY)
     assert strong.confidence > weak.confidence
+
+
+def test_a_greeting_before_a_question_is_not_an_icebreak() -> None:
+    result = detect_stage(_say("你好，这款纸尿裤多少钱？"), CustomerProfile(id="c9", name="新朋友"), today=TODAY)
+    assert result.name is Stage.recommend
+    assert not any("打招呼" in r for r in result.reasons)
+
+
+def test_a_buyer_asking_to_order_again_is_recommend_not_revisit() -> None:
+    result = detect_stage(_say("再来一箱，还是M码"), _buyer(28), today=TODAY)
+    assert result.name is Stage.recommend
