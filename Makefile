@@ -40,5 +40,9 @@ lint: $(DEVSTAMP)
 screenshot: $(DEVSTAMP)
 	$(PY) bench/sidebar_screenshot.py
 
+## make eval-full: every suite on every data set with the real embedding model (slow; writes eval/out/full).
+eval-full: $(STAMP)
+	$(PY) -m eval full --out eval/out/full
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -137,6 +137,25 @@ def suggest(
 
 
 @app.command()
+def classify(
+    text: Annotated[list[str], typer.Argument(help="customer messages to label")],
+    tenant: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Label customer messages with the library's intents (intents.yaml); `oos` = out of scope."""
+    from copilot.service import Copilot
+
+    settings = get_settings()
+    copilot = Copilot.from_settings(settings)
+    try:
+        predictions = copilot.classify(tenant or settings.default_tenant, text)
+    except CopilotError as exc:
+        _fail(exc)
+        return
+    for message, (label, confidence) in zip(text, predictions, strict=True):
+        console.print(f"{label}\t{confidence:.2f}\t{message}", markup=False)
+
+
+@app.command()
 def serve(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,

@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 from copilot.db import session_scope
 from copilot.dialogue import Turn
 from copilot.errors import NotFoundError
-from copilot.knowledge.schema import ContentItem, CustomerProfile, Persona, Script, Stage
+from copilot.knowledge.schema import ContentItem, CustomerProfile, IntentCatalogue, Persona, Script, Stage
 from copilot.models import (
     ContentRow,
     Conversation,
@@ -66,6 +66,11 @@ class Repository:
                 doc = LibraryDoc(tenant_id=tenant, key="source")
             doc.data = {"path": str(path.resolve())}
             session.add(doc)
+
+    def intents(self, tenant: str) -> IntentCatalogue | None:
+        with Session(self.engine) as session:
+            doc = session.get(LibraryDoc, (tenant, "intents"))
+        return IntentCatalogue.model_validate(doc.data) if doc is not None else None
 
     def persona(self, tenant: str) -> Persona:
         with Session(self.engine) as session:

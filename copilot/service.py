@@ -8,14 +8,16 @@ built once, when the Copilot is built; nothing on the request path loads a model
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
 from copilot.approvals import create_for_candidates
+from copilot.classify import MessageClassifier, Prediction
 from copilot.compliance import ComplianceChecker, ComplianceResult, Flag, combine
 from copilot.compliance.frequency import FrequencyGuard, SendKind
 from copilot.compliance.llm_check import LLMComplianceCheck
@@ -39,6 +41,7 @@ from copilot.drafting.llm import LLMDrafter
 from copilot.drafting.script import ScriptDrafter
 from copilot.drafting.types import DraftContext, Drafter, DraftOutcome
 from copilot.embeddings import Embedder
+from copilot.errors import NotFoundError
 from copilot.intent import IntentResult, score_intent
 from copilot.knowledge.ingest import IngestReport, Progress, ingest_library
 from copilot.knowledge.loader import load_library
@@ -106,6 +109,8 @@ class Copilot:
         self.llm_check: LLMComplianceCheck | None = None
         self.frequency = FrequencyGuard(engine, clock=clock, cap_for=self.tenant_compliance.proactive_daily_cap)
         self.repo = Repository(engine)
+        self._classifiers: dict[str, MessageClassifier] = {}
+        self._classifier_lock = threading.Lock()
         self.retriever = HybridRetriever(store=store)
         self.reranker = Reranker(embedder)
         self.script_drafter = ScriptDrafter(self.reranker)
@@ -153,6 +158,8 @@ class Copilot:
         self.retriever.load(tenant, self.repo.knowledge_docs(tenant))
         self.repo.set_library_path(tenant, path)
         self.tenant_compliance.register(tenant, path)
+        with self._classifier_lock:
+            self._classifiers.pop(tenant, None)  # refit from the new examples on next use
         return report
 
     def check(self, tenant: str, text: str) -> ComplianceResult:
@@ -162,6 +169,18 @@ class Copilot:
         if self.llm_check is not None and config is not None and config.llm_check:
             result = self.llm_check.review(text, result)
         return result
+
+    def classify(self, tenant: str, texts: Sequence[str]) -> list[Prediction]:
+        """Label customer messages with the tenant's intents (`intents.yaml`), `oos` when none fits."""
+        with self._classifier_lock:
+            classifier = self._classifiers.get(tenant)
+            if classifier is None:
+                catalogue = self.repo.intents(tenant)
+                if catalogue is None:
+                    raise NotFoundError(f"tenant {tenant!r} defines no message intents; add intents.yaml to its library")
+                classifier = MessageClassifier(self.embedder).fit(catalogue.training_examples())
+                self._classifiers[tenant] = classifier
+        return classifier.predict(list(texts))
 
     def search(self, tenant: str, query: str, *, filters: Filters, k: int = 10) -> list[Hit]:
         return self.retriever.search(tenant, query, filters=filters, k=k)

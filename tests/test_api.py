@@ -215,3 +215,16 @@ def test_tenant_compliance_file_applies_its_packs(client: TestClient) -> None:
     assert "ad_medical" in {f["category"] for f in out["flags"]}
     reloaded = client.post("/v1/compliance/reload", headers=HEADERS)
     assert reloaded.status_code == 200 and reloaded.json()["source"] == "tenant"
+
+
+def test_classify_labels_messages_with_the_library_intents(client: TestClient) -> None:
+    response = client.post("/v1/classify", headers=HEADERS,
+                           json={"texts": ["快递几天能到啊", "这个多少钱"]})
+    assert response.status_code == 200, response.text
+    assert [r["label"] for r in response.json()] == ["物流", "咨询价格"]
+
+
+def test_classify_rejects_an_empty_list_naming_the_field(client: TestClient) -> None:
+    response = client.post("/v1/classify", headers=HEADERS, json={"texts": []})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][-1] == "texts"

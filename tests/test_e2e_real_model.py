@@ -55,3 +55,9 @@ def test_dense_retrieval_finds_scripts_by_meaning_not_words(client: TestClient) 
                      params={"q": "嫌东西卖得不便宜", "kind": "script", "k": 5}).json()
     assert any(r["dense"] is not None for r in out["results"])
     assert any("价格异议" in r["scenarios"] for r in out["results"])
+
+
+def test_messages_are_labelled_with_intents_and_off_topic_ones_are_out_of_scope(client: TestClient) -> None:
+    texts = ["快递几天能到啊", "这个多少钱", "宝宝屁屁红了怎么办", "后天天气怎么样"]
+    out = client.post("/v1/classify", headers=HEADERS, json={"texts": texts}).json()
+    assert [r["label"] for r in out] == ["物流", "咨询价格", "护理", "oos"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,3 +35,21 @@ class CheckIn(BaseModel):
 @router.post("/compliance/check", response_model=ComplianceOut)
 async def check_compliance(body: CheckIn, copilot: CopilotDep, caller: CallerDep) -> ComplianceOut:
     return ComplianceOut.of(copilot.check(caller.tenant, body.text))
+
+
+class ClassifyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    texts: list[Annotated[str, Field(min_length=1, max_length=2000)]] = Field(min_length=1, max_length=100)
+
+
+class LabelOut(BaseModel):
+    text: str
+    label: str  # one of the tenant's intents, or "oos" when the message is out of scope
+    confidence: float
+
+
+@router.post("/classify", response_model=list[LabelOut])
+async def classify(body: ClassifyIn, copilot: CopilotDep, caller: CallerDep) -> list[LabelOut]:
+    predictions = await run_in_threadpool(copilot.classify, caller.tenant, body.texts)
+    return [LabelOut(text=t, label=label, confidence=round(conf, 4))
+            for t, (label, conf) in zip(body.texts, predictions, strict=True)]

@@ -114,15 +114,25 @@ def ingest_library(
             session, CustomerRow, tenant, existing["customer"], customers, library, "customer"
         )
         report.kinds["staff"] = _sync(session, StaffRow, tenant, existing["staff"], staff, library, "staff")
-        persona = library.persona.model_dump(mode="json")
-        doc = session.get(LibraryDoc, (tenant, "persona"))
-        digest = content_hash(persona)
-        if doc is None:
-            session.add(LibraryDoc(tenant_id=tenant, key="persona", data=persona, content_hash=digest))
-        elif doc.content_hash != digest:
-            doc.data, doc.content_hash = persona, digest
-            session.add(doc)
+        _put_doc(session, tenant, "persona", library.persona.model_dump(mode="json"))
+        intents = library.intents.model_dump(mode="json") if library.intents else None
+        _put_doc(session, tenant, "intents", intents)
     return report
+
+
+def _put_doc(session: Session, tenant: str, key: str, data: dict[str, Any] | None) -> None:
+    """Write one library document if it changed; None removes it."""
+    doc = session.get(LibraryDoc, (tenant, key))
+    if data is None:
+        if doc is not None:
+            session.delete(doc)
+        return
+    digest = content_hash(data)
+    if doc is None:
+        session.add(LibraryDoc(tenant_id=tenant, key=key, data=data, content_hash=digest))
+    elif doc.content_hash != digest:
+        doc.data, doc.content_hash = data, digest
+        session.add(doc)
 
 
 def _hashes(session: Session, table: type[SQLModel], tenant: str) -> dict[str, str]:

@@ -3,6 +3,7 @@
 Layout of a library (see knowledge/README.md):
     persona.yaml          one mapping (Persona)
     staff.yaml            list of StaffMember
+    intents.yaml          optional IntentCatalogue (customer-message intents with examples)
     scripts/*.yaml        lists of Script
     content/*.yaml        lists of ContentItem
     customers/*.yaml      lists of CustomerProfile
@@ -23,7 +24,14 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from copilot.errors import LibraryError, LibraryProblem
-from copilot.knowledge.schema import ContentItem, CustomerProfile, Persona, Script, StaffMember
+from copilot.knowledge.schema import (
+    ContentItem,
+    CustomerProfile,
+    IntentCatalogue,
+    Persona,
+    Script,
+    StaffMember,
+)
 
 __all__ = ["Library", "Located", "load_library"]
 
@@ -45,6 +53,7 @@ class Library:
     scripts: list[Script] = field(default_factory=list)
     content: list[ContentItem] = field(default_factory=list)
     customers: list[CustomerProfile] = field(default_factory=list)
+    intents: IntentCatalogue | None = None
     origins: dict[tuple[str, str], Located] = field(default_factory=dict)  # (kind, id) → origin
 
     def origin(self, kind: str, item_id: str) -> Located:
@@ -77,6 +86,8 @@ def load_library(root: Path) -> Library:
         problems.add(persona_path, 0, "-", "missing: every library needs a persona.yaml (brand, persona_name, role)")
 
     staff = _load_file(root / "staff.yaml", StaffMember, problems) if (root / "staff.yaml").exists() else []
+    intents_path = root / "intents.yaml"
+    intents = _load_file(intents_path, IntentCatalogue, problems, single=True) if intents_path.exists() else []
     scripts = list(_load_dir(root / "scripts", Script, problems))
     content = list(_load_dir(root / "content", ContentItem, problems))
     customers = list(_load_dir(root / "customers", CustomerProfile, problems))
@@ -87,6 +98,7 @@ def load_library(root: Path) -> Library:
         scripts=[s for s, _ in scripts],
         content=[c for c, _ in content],
         customers=[c for c, _ in customers],
+        intents=intents[0][0] if intents else None,
     )
     for kind, located in (("staff", staff), ("script", scripts), ("content", content), ("customer", customers)):
         seen: dict[str, Located] = {}

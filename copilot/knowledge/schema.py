@@ -19,6 +19,8 @@ __all__ = [
     "ContentItem",
     "CustomerProfile",
     "DerivedVariable",
+    "IntentCatalogue",
+    "MessageIntent",
     "Order",
     "OrderLine",
     "Persona",
@@ -226,3 +228,28 @@ class Persona(_Strict):
     derived_variables: tuple[DerivedVariable, ...] = ()
     # Default values for variables a profile cannot fill, e.g. {称呼}: 您.
     variable_defaults: dict[str, str] = Field(default_factory=dict)
+
+
+class MessageIntent(_Strict):
+    label: str = Field(min_length=1, max_length=40)
+    examples: tuple[str, ...] = Field(min_length=2)
+
+
+class IntentCatalogue(_Strict):
+    """The tenant's customer-message intents (咨询价格, 物流, 售后 …), each with a few example messages."""
+
+    intents: tuple[MessageIntent, ...] = Field(min_length=2)
+    out_of_scope_examples: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_labels(self) -> IntentCatalogue:
+        labels = [i.label for i in self.intents]
+        if len(set(labels)) != len(labels):
+            raise ValueError("each intent label may appear once")
+        if "oos" in labels:
+            raise ValueError("'oos' is reserved for out-of-scope messages; list them in out_of_scope_examples")
+        return self
+
+    def training_examples(self) -> list[tuple[str, str]]:
+        examples = [(text, intent.label) for intent in self.intents for text in intent.examples]
+        return examples + [(text, "oos") for text in self.out_of_scope_examples]
