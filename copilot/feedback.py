@@ -1,22 +1,28 @@
-"""What staff did with each drafted reply in the sidebar: used as is, edited, or rejected with a reason.
-
-This is the sidebar's own record until the approval workflow's feedback lands; it keys on the stored
-suggestion and candidate, so the rows can be carried over to that table unchanged.
+"""What staff did with each drafted reply: used as is, edited (final text and edit distance), or
+rejected with a reason — and the export of edited and rejected cases as evaluation records.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
+from rapidfuzz.distance import Levenshtein
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from copilot.db import session_scope
 from copilot.errors import NotFoundError, ValidationError
-from copilot.models import CandidateRow, utcnow
+from copilot.models import CandidateRow, MessageRow, SuggestionRow, utcnow
 
-__all__ = ["FEEDBACK_ACTIONS", "FeedbackAction", "SidebarFeedback", "list_feedback", "record_feedback"]
+__all__ = [
+    "FEEDBACK_ACTIONS",
+    "FeedbackAction",
+    "SidebarFeedback",
+    "export_cases",
+    "list_feedback",
+    "record_feedback",
+]
 
 FeedbackAction = Literal["used", "edited", "rejected"]
 FEEDBACK_ACTIONS: tuple[str, ...] = get_args(FeedbackAction)
@@ -33,6 +39,7 @@ class SidebarFeedback(SQLModel, table=True):
     candidate_id: str
     action: str
     final_text: str | None = None
+    edit_distance: int | None = None  # characters changed from the draft to what was sent
     reason: str | None = None
     created_at: dt.datetime = Field(default_factory=utcnow)
 
@@ -68,6 +75,7 @@ def record_feedback(
             candidate_id=candidate_id,
             action=action,
             final_text=final_text,
+            edit_distance=Levenshtein.distance(candidate.text, final_text) if final_text is not None else None,
             reason=reason,
         )
         session.add(row)
@@ -86,3 +94,45 @@ def list_feedback(
     with Session(engine) as session:
         rows = session.exec(query.order_by(col(SidebarFeedback.id).desc()).limit(limit)).all()
     return list(reversed(rows))
+
+
+def export_cases(engine: Engine, tenant: str, *, turns: int = 6) -> list[dict[str, Any]]:
+    """Edited and rejected drafts as `drafts`-suite records (eval/README.md), so they become test cases.
+
+    An edited draft's sent text is the `reference`; a rejected one carries the draft and the reason in
+    `note`. The conversation is the stored turns before the suggestion was made.
+    """
+    cases: list[dict[str, Any]] = []
+    with Session(engine) as session:
+        rows = session.exec(
+            select(SidebarFeedback).where(
+                SidebarFeedback.tenant_id == tenant, col(SidebarFeedback.action).in_(("edited", "rejected"))
+            ).order_by(col(SidebarFeedback.id))
+        ).all()
+        for row in rows:
+            suggestion = session.get(SuggestionRow, row.suggestion_id)
+            candidate = session.get(CandidateRow, row.candidate_id)
+            if suggestion is None or candidate is None or suggestion.customer_id is None:
+                continue
+            history: list[MessageRow] = []
+            if suggestion.conversation_id is not None:
+                history = list(session.exec(
+                    select(MessageRow).where(
+                        MessageRow.tenant_id == tenant,
+                        MessageRow.conversation_id == suggestion.conversation_id,
+                        col(MessageRow.ts) <= suggestion.created_at,
+                    ).order_by(col(MessageRow.ts).desc()).limit(turns)
+                ).all())
+            case: dict[str, Any] = {
+                "id": f"feedback-{row.id}",
+                "customer_id": suggestion.customer_id,
+                "messages": [{"role": m.role, "text": m.text} for m in reversed(history)],
+                "expected_stage": suggestion.stage,
+            }
+            if row.action == "edited":
+                case["reference"] = row.final_text
+                case["note"] = f"edited (distance {row.edit_distance}) from: {candidate.text}"
+            else:
+                case["note"] = f"rejected: {row.reason or 'no reason given'}; draft: {candidate.text}"
+            cases.append(case)
+    return cases

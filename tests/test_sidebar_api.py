@@ -259,3 +259,25 @@ def test_feedback_refuses_an_unknown_action(client: TestClient) -> None:
         json={"suggestion_id": "s", "candidate_id": "c", "action": "sent"},
     )
     assert response.status_code == 422
+
+
+def test_edited_feedback_records_the_edit_distance_and_exports_as_an_eval_case(client: TestClient) -> None:
+    customer = _customer_with_orders(client)
+    out = _suggest(client, customer, [{"role": "customer", "text": "有没有适合夏天的纸尿裤"}])
+    suggestion, draft = out["suggestion_id"], out["candidates"][0]
+    final = draft["text"] + "😊"
+    posted = client.post("/v1/sidebar/feedback", headers=HEADERS, json={
+        "suggestion_id": suggestion, "candidate_id": draft["id"], "action": "edited", "final_text": final,
+    }).json()
+    assert posted["edit_distance"] == 1
+    rejected = out["candidates"][1]
+    client.post("/v1/sidebar/feedback", headers=HEADERS, json={
+        "suggestion_id": suggestion, "candidate_id": rejected["id"], "action": "rejected", "reason": "太长",
+    }).raise_for_status()
+
+    cases = client.get("/v1/feedback/export", headers=HEADERS).json()["items"]
+    edited = next(c for c in cases if c.get("reference") == final)
+    assert edited["customer_id"] == customer["id"]
+    assert edited["messages"][-1] == {"role": "customer", "text": "有没有适合夏天的纸尿裤"}
+    assert edited["expected_stage"] == out["stage"]["name"]
+    assert any("太长" in c["note"] and rejected["text"] in c["note"] for c in cases)

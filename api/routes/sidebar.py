@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import CallerDep, CopilotDep
 from copilot.dialogue import Turn
 from copilot.errors import NotFoundError, ValidationError
-from copilot.feedback import FeedbackAction, SidebarFeedback, list_feedback, record_feedback
+from copilot.feedback import FeedbackAction, SidebarFeedback, export_cases, list_feedback, record_feedback
 from copilot.wecom.jssdk import agent_config_signature
 
 __all__ = ["STATIC_DIR", "SidebarJsapi", "router"]
@@ -152,9 +152,22 @@ def _feedback_out(row: SidebarFeedback) -> dict[str, Any]:
         "candidate_id": row.candidate_id,
         "action": row.action,
         "final_text": row.final_text,
+        "edit_distance": row.edit_distance,
         "reason": row.reason,
-        "created_at": f"{row.created_at.isoformat(timespec='seconds')}Z",
+        "created_at": _utc_iso(row.created_at),
     }
+
+
+def _utc_iso(moment: dt.datetime) -> str:
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+    return aware.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@router.get("/v1/feedback/export")
+async def export_feedback(copilot: CopilotDep, caller: CallerDep) -> dict[str, Any]:
+    """Edited and rejected drafts as `drafts` evaluation records (one per item)."""
+    cases = await run_in_threadpool(export_cases, copilot.engine, caller.tenant)
+    return {"items": cases, "count": len(cases)}
 
 
 @router.post("/v1/sidebar/feedback", status_code=201)
