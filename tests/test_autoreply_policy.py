@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from copilot.approvals import ApprovalItem, StaffNotification
 from copilot.drafting.types import DraftContext, DraftOutcome
 from copilot.errors import ValidationError
 from copilot.inbox import OutboxMessage, WebhookSecret
+from copilot.models import CandidateRow, SuggestionRow
 from copilot.wecom.policy import AutoReplyPolicy, PolicyBook, load_policy, parse_policy, plan_reply, render
 from copilot.wecom.tables import AutoReplyPolicyRow, WeComApp
 from copilot.wecom.worker import Worker
@@ -269,7 +270,12 @@ def test_ai_reply_is_sent_when_enabled_safe_and_confident(
     send_message(client, "default", customer_id="cust_049", staff_id="staff_anran", text="宝宝红屁屁了有什么推荐的")
     run_worker(hashing_copilot, wecom_stub, "default", Clock(MONDAY_11AM))
     [text] = sent_texts(wecom_stub, "cust_049")
-    assert "护臀" in text
+    with Session(hashing_copilot.engine) as session:
+        drafted = session.exec(
+            select(CandidateRow).join(SuggestionRow, col(SuggestionRow.id) == CandidateRow.suggestion_id)
+            .where(SuggestionRow.customer_id == "cust_049", CandidateRow.rank == 0)
+        ).all()
+    assert [c.text for c in drafted] == [text]  # the copilot's own top draft went out, once
     ai_rows = [r for r in rows_for(hashing_copilot, "cust_049") if r.kind == "ai"]
     assert len(ai_rows) == 1 and ai_rows[0].status == "sent" and ai_rows[0].approval_id is None
 
