@@ -80,12 +80,10 @@ def score_intent(turns: Sequence[Turn], profile: CustomerProfile | None, *, now:
         contributions.extend(_profile_factors(profile, now))
 
     logit = _BIAS + sum(c[2] for c in contributions)
-    score = round(100 / (1 + math.exp(-logit)))
-    base = 100 / (1 + math.exp(-_BIAS))
-    # Points are each factor's share of the distance from the no-evidence score.
-    total = sum(abs(c[2]) for c in contributions) or 1.0
+    score = round(score_of(logit))
+    # A factor's points: how much the score would drop (or rise) without it, so the sign is its effect.
     factors = tuple(
-        IntentFactor(name, label, round((score - base) * abs(w) / total * (1 if w >= 0 else -1), 1), evidence)
+        IntentFactor(name, label, round(score_of(logit) - score_of(logit - w), 1), evidence)
         for name, label, w, evidence in sorted(contributions, key=lambda c: -abs(c[2]))
     )
     level: Level = "high" if score >= 70 else "medium" if score >= 40 else "low"
@@ -131,3 +129,7 @@ def _days(now: dt.datetime, then: dt.datetime) -> int:
     if now.tzinfo is None:
         now = now.replace(tzinfo=dt.UTC)
     return (now - then).days
+
+
+def score_of(logit: float) -> float:
+    return 100 / (1 + math.exp(-logit))

@@ -3,7 +3,7 @@
 The same component orders scripts for drafting and ranks given candidates in the `response`
 evaluation. Features, each in [0, 1]:
 - dense: cosine between the candidate and a recency-weighted embedding of the last turns
-  (the latest customer turn weighs most);
+  (the latest customer turn weighs most), min-max scaled within the candidate set;
 - lexical: BM25 of the candidate against the recent turns, normalised by the best candidate (off by
   default: it helps a weak embedder, and hurts the default one);
 - trigger: the candidate's trigger phrases appear in the latest customer turn;
@@ -87,6 +87,11 @@ class Reranker:
                     known = np.array([d if d is not None else np.nan for d in dense], dtype=np.float32)
                     dense_part = np.where(np.isnan(known), dense_part, known)
 
+        # Cosines of a good embedder crowd into a narrow band (e5: ~0.85–0.93); spread them over [0, 1]
+        # within this candidate set so the dense feature weighs what its weight says against the others.
+        spread = float(dense_part.max() - dense_part.min()) if n > 1 else 0.0
+        if spread > 1e-6:
+            dense_part = (dense_part - dense_part.min()) / spread
         recent = list(turns)[-w.turns :]
         lexical_part = self._lexical(recent, candidates) if w.lexical > 0 else np.zeros(n, dtype=np.float32)
 

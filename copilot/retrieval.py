@@ -193,6 +193,9 @@ class HybridRetriever:
             for index, score in ranked
         ]
 
+    def vectors(self, tenant: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        return self.store.vectors(tenant, keys)
+
     def query_vector(self, query: str) -> np.ndarray:
         """The query's embedding; the last few are kept, since one request searches several times."""
         with self._lock:
@@ -211,12 +214,14 @@ def build_query(messages: Sequence[tuple[str, str]], profile: CustomerProfile | 
     """Retrieval query from the conversation's last turns (customer turns first) and the profile.
 
     `messages` are (role, text) pairs, oldest first. The latest customer message leads, since it is
-    what the reply must answer; earlier turns and the profile's tags add context.
+    what the reply must answer; earlier turns add context.
     """
     recent = list(messages)[-max_turns:]
     customer = [text for role, text in reversed(recent) if role == "customer"]
     staff = [text for role, text in reversed(recent) if role == "staff"]
     parts = customer[:2] + staff[:1]
-    if profile is not None:
+    # The profile speaks only when nobody has said anything yet (an opener); once the customer talks,
+    # their words decide, and tags would pull every query towards the same scripts.
+    if profile is not None and not any(p.strip() for p in parts):
         parts.append(" ".join([profile.segment, *profile.all_tags[:6]]))
     return "\n".join(p for p in parts if p.strip())

@@ -113,7 +113,7 @@ class Copilot:
         self._classifier_lock = threading.Lock()
         self.retriever = HybridRetriever(store=store)
         self.reranker = Reranker(embedder)
-        self.script_drafter = ScriptDrafter(self.reranker)
+        self.script_drafter = ScriptDrafter(self.reranker, vectors=self.retriever.vectors)
         self.drafter: Drafter = drafter or self.script_drafter
         self.clock = clock
         self.default_candidates = default_candidates

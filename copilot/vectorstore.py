@@ -98,8 +98,8 @@ class ChromaStore:
         distances = (result.get("distances") or [[1.0] * len(ids)])[0]
         return [DenseHit(key, 1.0 - float(dist)) for key, dist in zip(ids, distances, strict=True)]
 
-    def similarities(self, tenant: str, keys: Sequence[str], vector: np.ndarray) -> dict[str, float]:
-        """Cosine between the query vector and stored documents, without embedding them again."""
+    def vectors(self, tenant: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored document vectors, so rankers never embed a library item twice."""
         if not keys:
             return {}
         got = self._collection(tenant).get(ids=list(keys), include=["embeddings"])
@@ -107,5 +107,9 @@ class ChromaStore:
         if embeddings is None or len(embeddings) == 0:
             return {}
         matrix = np.asarray(embeddings, dtype=np.float32)
-        scores = matrix @ vector.astype(np.float32)
-        return {key: float(score) for key, score in zip(got["ids"], scores, strict=True)}
+        return dict(zip(got["ids"], matrix, strict=True))
+
+    def similarities(self, tenant: str, keys: Sequence[str], vector: np.ndarray) -> dict[str, float]:
+        """Cosine between the query vector and stored documents, without embedding them again."""
+        query = vector.astype(np.float32)
+        return {key: float(stored @ query) for key, stored in self.vectors(tenant, keys).items()}

@@ -271,11 +271,15 @@ def test_ai_reply_is_sent_when_enabled_safe_and_confident(
     run_worker(hashing_copilot, wecom_stub, "default", Clock(MONDAY_11AM))
     [text] = sent_texts(wecom_stub, "cust_049")
     with Session(hashing_copilot.engine) as session:
-        drafted = session.exec(
-            select(CandidateRow).join(SuggestionRow, col(SuggestionRow.id) == CandidateRow.suggestion_id)
-            .where(SuggestionRow.customer_id == "cust_049", CandidateRow.rank == 0)
-        ).all()
-    assert [c.text for c in drafted] == [text]  # the copilot's own top draft went out, once
+        latest = session.exec(
+            select(SuggestionRow).where(SuggestionRow.customer_id == "cust_049")
+            .order_by(col(SuggestionRow.created_at).desc())
+        ).first()
+        assert latest is not None
+        top = session.exec(
+            select(CandidateRow).where(CandidateRow.suggestion_id == latest.id, CandidateRow.rank == 0)
+        ).one()
+    assert top.text == text  # the copilot's own top draft went out, once
     ai_rows = [r for r in rows_for(hashing_copilot, "cust_049") if r.kind == "ai"]
     assert len(ai_rows) == 1 and ai_rows[0].status == "sent" and ai_rows[0].approval_id is None
 

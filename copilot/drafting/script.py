@@ -8,7 +8,10 @@ asking about something the content library covers.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from copilot.dialogue import last_customer_text
 from copilot.drafting.types import Citation, DraftCandidate, DraftContext, DraftOutcome
@@ -19,9 +22,15 @@ from copilot.retrieval import Hit
 __all__ = ["ScriptDrafter"]
 
 
+VectorLookup = Callable[[str, Sequence[str]], dict[str, np.ndarray]]
+
+
 @dataclass
 class ScriptDrafter:
     reranker: Reranker
+    # Stored vectors of library items by key (tenant, keys); with it, scripts are compared with the
+    # conversation itself rather than with the retrieval query (which also carries profile tags).
+    vectors: VectorLookup | None = None
 
     def draft(self, context: DraftContext) -> DraftOutcome:
         ranked = self._rank(context)
@@ -55,7 +64,7 @@ class ScriptDrafter:
             stage=context.stage.value,
             candidate_stages=[h.doc.stages[0] if h.doc.stages else None for h in hits],
             triggers=[h.doc.triggers for h in hits],
-            dense=[h.cosine for h in hits],
+            dense=self._dense(context, hits),
         )
         segment = context.profile.segment if context.profile else None
         fused_top = max(h.score for h in hits) or 1.0
@@ -65,6 +74,17 @@ class ScriptDrafter:
         ]
         order = sorted(range(len(hits)), key=lambda i: -final[i])
         return [hits[i] for i in order]
+
+    def _dense(self, context: DraftContext, hits: list[Hit]) -> list[float | None]:
+        """Each script's cosine with the recency-weighted conversation, from stored vectors."""
+        fallback = [h.cosine for h in hits]
+        if self.vectors is None or not context.turns:
+            return fallback
+        ctx = self.reranker.context_vector(context.turns)
+        if ctx is None:
+            return fallback
+        stored = self.vectors(context.tenant, [h.doc.key for h in hits])
+        return [float(stored[h.doc.key] @ ctx) if h.doc.key in stored else h.cosine for h in hits]
 
     def _candidate(self, hit: Hit, context: DraftContext) -> DraftCandidate | None:
         filled = fill_variables(hit.doc.body, context.profile, context.persona, context.now.date())
@@ -87,13 +107,12 @@ class ScriptDrafter:
         relevant = [h for h in context.content if h.dense is not None and h.lexical is not None]
         if not chosen or not relevant or not latest:
             return chosen
+        # Only the best draft carries the most relevant item: one pointer per suggestion, where it fits.
         out = list(chosen)
-        for i, hit in enumerate(relevant[: len(out)]):
-            candidate = out[i]
-            pointer = _pointer(hit)
-            if len(candidate.text) + len(pointer) + 1 > context.persona.max_reply_chars:
-                continue
-            out[i] = DraftCandidate(
+        hit, candidate = relevant[0], out[0]
+        pointer = _pointer(hit)
+        if len(candidate.text) + len(pointer) + 1 <= context.persona.max_reply_chars:
+            out[0] = DraftCandidate(
                 text=f"{candidate.text}\n{pointer}",
                 stage=candidate.stage,
                 citations=(*candidate.citations, Citation("content", hit.doc.id)),
