@@ -40,12 +40,10 @@ def build_copilot(root: Path) -> Any:
     from copilot.embeddings import HashingEmbedder
     from copilot.service import Copilot
     from copilot.vectorstore import ChromaStore
-    from tests.wecom_stub import prepare_schema
 
     embedder = HashingEmbedder()
     copilot = Copilot(engine=make_engine(f"sqlite:///{root / 'bench.db'}"), embedder=embedder,
                       store=ChromaStore(embedder, root / "chroma"), compliance=ComplianceChecker())
-    prepare_schema(copilot.engine)
     copilot.ingest(REPO / "knowledge", tenant="default")
     return copilot
 

@@ -26,17 +26,13 @@ from copilot.errors import ValidationError
 from copilot.inbox import OutboxMessage, WebhookSecret
 from copilot.models import CandidateRow, SuggestionRow
 from copilot.wecom.policy import AutoReplyPolicy, PolicyBook, load_policy, parse_policy, plan_reply, render
-from copilot.wecom.tables import AutoReplyPolicyRow, WeComApp
+from copilot.wecom.tables import AutoReplyPolicyRow
 from copilot.wecom.worker import Worker
 from tests.conftest import KNOWLEDGE
 from tests.wecom_stub import (
-    CALLBACK_AES_KEY,
-    CALLBACK_RECEIVE_ID,
-    CALLBACK_TOKEN,
-    CORP_ID,
-    CORP_SECRET,
     Clock,
     StubWeCom,
+    add_wecom_tenant,
     webhook_app,
     webhook_config,
 )
@@ -160,11 +156,7 @@ def set_policy(engine: Any, tenant: str, **overrides: Any) -> None:
 @pytest.fixture
 def tenant(hashing_copilot: Any) -> str:
     name = f"t{uuid.uuid4().hex[:10]}"
-    with Session(hashing_copilot.engine) as session:
-        session.add(WeComApp(tenant_id=name, corp_id=CORP_ID, secret=CORP_SECRET, token=CALLBACK_TOKEN,
-                             aes_key=CALLBACK_AES_KEY, receive_id=CALLBACK_RECEIVE_ID))
-        session.add(WebhookSecret(tenant_id=name, secret="tenant-secret"))
-        session.commit()
+    add_wecom_tenant(hashing_copilot.engine, name, WebhookSecret(tenant_id=name, secret="tenant-secret"))
     set_policy(hashing_copilot.engine, name)
     return name
 

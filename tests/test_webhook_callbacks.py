@@ -20,14 +20,13 @@ from sqlmodel import Session, select
 
 from copilot.inbox import InboxEvent, WebhookSecret
 from copilot.wecom.crypto import WeComCrypto
-from copilot.wecom.tables import WeComApp
 from tests.wecom_stub import (
     API_KEY,
     CALLBACK_AES_KEY,
     CALLBACK_RECEIVE_ID,
     CALLBACK_TOKEN,
     CORP_ID,
-    CORP_SECRET,
+    add_wecom_tenant,
     encrypted_callback,
     event_xml,
     webhook_app,
@@ -48,12 +47,8 @@ def client(hashing_copilot: Any, tmp_path_factory: pytest.TempPathFactory) -> It
 def tenant(hashing_copilot: Any) -> str:
     """A fresh tenant with its own WeCom app row and message secret, so tests never see each other."""
     name = f"t{uuid.uuid4().hex[:10]}"
-    with Session(hashing_copilot.engine) as session:
-        session.add(WeComApp(tenant_id=name, corp_id=CORP_ID, secret=CORP_SECRET, token=CALLBACK_TOKEN,
-                             aes_key=CALLBACK_AES_KEY, receive_id=CALLBACK_RECEIVE_ID, agent_id="1000002"))
-        session.add(WebhookSecret(tenant_id=name, secret=f"secret-{name}"))
-        session.commit()
-    return name
+    return add_wecom_tenant(hashing_copilot.engine, name, WebhookSecret(tenant_id=name, secret=f"secret-{name}"),
+                            agent_id="1000002")
 
 
 def stored(copilot: Any, tenant: str) -> list[InboxEvent]:

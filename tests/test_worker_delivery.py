@@ -18,18 +18,15 @@ from sqlmodel import Session, select
 from copilot.approvals import AuditLog
 from copilot.inbox import InboxEvent, OutboxMessage, claim_events
 from copilot.models import CustomerRow
-from copilot.wecom.tables import AutoReplyPolicyRow, KfCursor, KfWindow, WeComApp
+from copilot.wecom.tables import AutoReplyPolicyRow, KfCursor, KfWindow
 from copilot.wecom.worker import Worker
 from tests.conftest import KNOWLEDGE
 from tests.wecom_stub import (
-    CALLBACK_AES_KEY,
-    CALLBACK_RECEIVE_ID,
-    CALLBACK_TOKEN,
     CORP_ID,
-    CORP_SECRET,
     Clock,
     Reply,
     StubWeCom,
+    add_wecom_tenant,
     encrypted_callback,
     event_xml,
     webhook_app,
@@ -54,12 +51,8 @@ def client(hashing_copilot: Any, tmp_path_factory: pytest.TempPathFactory) -> It
 @pytest.fixture
 def tenant(hashing_copilot: Any) -> str:
     name = f"t{uuid.uuid4().hex[:10]}"
-    with Session(hashing_copilot.engine) as session:
-        session.add(WeComApp(tenant_id=name, corp_id=CORP_ID, secret=CORP_SECRET, token=CALLBACK_TOKEN,
-                             aes_key=CALLBACK_AES_KEY, receive_id=CALLBACK_RECEIVE_ID))
-        session.add(AutoReplyPolicyRow(tenant_id=name, data=yaml.safe_load(POLICY.read_text(encoding="utf-8"))))
-        session.commit()
-    return name
+    policy = yaml.safe_load(POLICY.read_text(encoding="utf-8"))
+    return add_wecom_tenant(hashing_copilot.engine, name, AutoReplyPolicyRow(tenant_id=name, data=policy))
 
 
 def make_worker(copilot: Any, stub: StubWeCom, tenant: str, clock: Clock, *, policy: Path | None = POLICY,

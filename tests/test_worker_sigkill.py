@@ -20,19 +20,14 @@ from copilot.db import create_schema, make_engine
 from copilot.inbox import InboxEvent, record_event
 from copilot.models import utcnow
 from copilot.service import Copilot
-from copilot.wecom.tables import AutoReplyPolicyRow, WeComApp
+from copilot.wecom.tables import AutoReplyPolicyRow
 from copilot.wecom.worker import Worker
 from tests.conftest import KNOWLEDGE, REPO
 from tests.wecom_stub import (
-    CALLBACK_AES_KEY,
-    CALLBACK_RECEIVE_ID,
-    CALLBACK_TOKEN,
-    CORP_ID,
-    CORP_SECRET,
     Clock,
     Reply,
     StubWeCom,
-    prepare_schema,
+    add_wecom_tenant,
     webhook_config,
 )
 from tests.wecom_stub import wecom_stub as wecom_stub  # fixture
@@ -75,13 +70,8 @@ def test_sigkilled_worker_loses_nothing_and_its_successor_replies_once(
     url = f"sqlite:///{tmp_path / 'kill.db'}"
     engine = make_engine(url)
     create_schema(engine)
-    prepare_schema(engine)
-    with Session(engine) as session:
-        session.add(WeComApp(tenant_id="shop", corp_id=CORP_ID, secret=CORP_SECRET, token=CALLBACK_TOKEN,
-                             aes_key=CALLBACK_AES_KEY, receive_id=CALLBACK_RECEIVE_ID))
-        session.add(AutoReplyPolicyRow(tenant_id="shop",
-                                       data=yaml.safe_load((KNOWLEDGE / "autoreply.yaml").read_text("utf-8"))))
-        session.commit()
+    policy = yaml.safe_load((KNOWLEDGE / "autoreply.yaml").read_text("utf-8"))
+    add_wecom_tenant(engine, "shop", AutoReplyPolicyRow(tenant_id="shop", data=policy))
     now = utcnow()
     wecom_stub.kf_messages.append({"msgid": "kill-1", "open_kfid": "wkKF", "external_userid": "wmKill",
                                    "origin": 3, "send_time": int(now.timestamp()), "msgtype": "text",

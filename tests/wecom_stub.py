@@ -250,15 +250,18 @@ def encrypted_callback(
 API_KEY = "webhook-test-key-0123"
 
 
-def prepare_schema(engine: Any) -> None:
-    """Create the webhook, approval and WeCom tables in a Copilot's database."""
-    from sqlmodel import SQLModel
+def add_wecom_tenant(engine: Any, name: str, *rows: Any, agent_id: str = "") -> str:
+    """A tenant with the test WeCom app, plus whatever other rows (policy, secrets) a test needs."""
+    from sqlmodel import Session
 
-    import copilot.approvals
-    import copilot.inbox
-    import copilot.wecom.tables  # noqa: F401
+    from copilot.wecom.tables import WeComApp
 
-    SQLModel.metadata.create_all(engine)
+    with Session(engine) as session:
+        session.add(WeComApp(tenant_id=name, corp_id=CORP_ID, secret=CORP_SECRET, token=CALLBACK_TOKEN,
+                             aes_key=CALLBACK_AES_KEY, receive_id=CALLBACK_RECEIVE_ID, agent_id=agent_id))
+        session.add_all(rows)
+        session.commit()
+    return name
 
 
 def webhook_config(stub_base_url: str = "http://127.0.0.1:9", **overrides: Any) -> Any:
@@ -275,20 +278,13 @@ def webhook_config(stub_base_url: str = "http://127.0.0.1:9", **overrides: Any) 
 
 
 def webhook_app(copilot: Any, config: Any, data_dir: Any) -> FastAPI:
-    """`create_app` plus the webhook and approval routers (unless the app already has them)."""
+    """The app over `copilot`, with the webhook settings a test chose."""
     from pydantic import SecretStr
 
     from api.app import create_app
-    from api.routes import approvals, webhooks
     from copilot.config import Settings
 
-    prepare_schema(copilot.engine)
     app = create_app(Settings(data_dir=data_dir, api_keys=[SecretStr(API_KEY)]), copilot=copilot)
-    paths = {getattr(r, "path", "") for r in app.routes}
-    if "/webhooks/wecom/{tenant}" not in paths:
-        app.include_router(webhooks.router)
-    if "/v1/approvals" not in paths:
-        app.include_router(approvals.router)
     app.state.webhook_config = config
     return app
 

@@ -23,13 +23,13 @@ RULES_FILE = "revisit_rules.yaml"
 def revisits_for_app(app: FastAPI) -> Revisits:
     """The app's `Revisits`, built on first use from the library folder's rule file unless the app set one.
 
-    The frequency guard is the app's `state.frequency_guard` if set, else the Copilot's own (tenant caps).
+    The frequency guard is the Copilot's own, which knows each tenant's cap.
     """
     state = app.state
     found: Revisits | None = getattr(state, "revisits", None)
     if found is None:
         settings: Settings = state.settings
-        guard = getattr(state, "frequency_guard", None) or getattr(state.copilot, "frequency", None)
+        guard = state.copilot.frequency
         found = Revisits(state.copilot, RuleStore(settings.knowledge_dir / RULES_FILE), guard=guard)
         state.revisits = found
     return found
