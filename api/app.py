@@ -15,6 +15,7 @@ from api.routes import approvals, compliance_admin, knowledge, revisits, sidebar
 from copilot.config import Settings, get_settings
 from copilot.revisits import RevisitScheduler
 from copilot.service import Copilot
+from copilot.spool import InboxWriter
 from copilot.wecom.apps import WebhookConfig
 from copilot.wecom.worker import Worker
 
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None, *, copilot: Copilot | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.copilot = copilot or Copilot.from_settings(settings)
+        app.state.inbox_writer = InboxWriter(app.state.copilot.engine)
         # The daily revisit run belongs to a real deployment; a caller that hands in its own Copilot
         # (tests, scripts) runs generation itself.
         scheduler = RevisitScheduler(revisits.revisits_for_app(app)) if copilot is None else None
@@ -45,6 +47,7 @@ def create_app(settings: Settings | None = None, *, copilot: Copilot | None = No
             await worker
         if scheduler is not None:
             await scheduler.stop()
+        await asyncio.to_thread(app.state.inbox_writer.close)
 
     app = FastAPI(
         title="私域 1v1 sales copilot",

@@ -19,9 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+import h11
 import httpx
 import uvicorn
 
@@ -79,9 +82,11 @@ def run_server(root: Path, port: int, stub_url: str) -> None:
 
 
 def run_worker(root: Path, stub_url: str) -> None:
-    from copilot.wecom.worker import Worker
+    from copilot.config import Settings
+    from copilot.wecom.worker import Worker, yield_cpu
 
     config = webhook_config(stub_url, autoreply_path=REPO / "knowledge" / "autoreply.yaml")
+    yield_cpu(Settings(data_dir=root))  # as `copilot worker` does
     worker = Worker(child_copilot(root, "worker"), config, batch=50)
     asyncio.run(worker.run_forever(asyncio.Event()))  # ended by the parent's SIGTERM
 
@@ -105,7 +110,8 @@ def wait_ready(base_url: str, child: subprocess.Popen[bytes], limit_s: float = 1
     raise SystemExit("the app did not start in time")
 
 
-def callbacks(count: int, duplicates: float, rate: float, start: float) -> list[tuple[dict[str, str], str]]:
+def callbacks(count: int, duplicates: float, rate: float, start: float,
+              prefix: str = "BENCH") -> list[tuple[dict[str, str], str]]:
     """Pre-encrypted requests, so the load generator spends no time on crypto; CreateTime is the planned
     send time, as WeCom stamps an event when it happens."""
     out: list[tuple[dict[str, str], str]] = []
@@ -115,51 +121,89 @@ def callbacks(count: int, duplicates: float, rate: float, start: float) -> list[
             continue
         plain = event_xml(ToUserName=CORP_ID, FromUserName="sys", CreateTime=int(start + i / rate),
                           MsgType="event", Event="change_external_contact", ChangeType="add_external_contact",
-                          UserID="LinXiaoYa", ExternalUserID=f"wmBench{i:06d}", State="spring-campaign",
-                          WelcomeCode=f"BENCH-{i:06d}")
+                          UserID="LinXiaoYa", ExternalUserID=f"wm{prefix}{i:06d}", State="spring-campaign",
+                          WelcomeCode=f"{prefix}-{i:06d}")
         out.append(encrypted_callback(plain, nonce=f"n{i}"))
     return out
 
 
-async def load(base_url: str, requests: list[tuple[dict[str, str], str]], rate: float,
-               bound_s: float, connections: int = 64) -> tuple[list[float], int]:
+class Connection:
+    """One keep-alive HTTP/1.1 connection driven with h11. The load generator shares two cores with the
+    server, the worker and the stub, so it must cost far less per request than the server does; an
+    httpx client spent more CPU per request than the callback itself and capped the rate near 60/s."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.http = h11.Connection(h11.CLIENT)
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def post(self, target: str, body: bytes) -> int:
+        headers = [("host", "127.0.0.1"), ("content-type", "text/xml"), ("content-length", str(len(body)))]
+        self.writer.write(self.http.send(h11.Request(method="POST", target=target, headers=headers)))
+        self.writer.write(self.http.send(h11.Data(data=body)) + self.http.send(h11.EndOfMessage()))
+        await self.writer.drain()
+        status = 0
+        while True:
+            event = self.http.next_event()
+            if event is h11.NEED_DATA:
+                data = await self.reader.read(65536)
+                if not data:
+                    raise ConnectionError("the server closed the connection")
+                self.http.receive_data(data)
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.EndOfMessage):
+                self.http.start_next_cycle()
+                return status
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def load(port: int, requests: list[tuple[dict[str, str], str]], rate: float, bound_s: float,
+               connections: int = 32) -> tuple[list[float], int]:
     """Open loop: request i is due at i/rate whatever happened to the others, and its latency counts from
     that moment, so time spent waiting for a free connection is included. Answers later than `bound_s`
     after the start are abandoned and counted as failures, so the bench always ends."""
     latencies: list[float] = []
-    failures = 0
-    gate = asyncio.Semaphore(connections)  # httpx slows badly with thousands of queued requests
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(base_url=base_url, timeout=30.0, limits=limits) as client:
+    ok = 0
+    due_queue: asyncio.Queue[tuple[float, str, bytes] | None] = asyncio.Queue()
 
-        async def one(due: float, params: dict[str, str], body: str) -> None:
-            nonlocal failures
-            async with gate:
+    async def sender() -> None:
+        nonlocal ok
+        connection = await Connection.open(port)
+        try:
+            while (item := await due_queue.get()) is not None:
+                due, target, body = item
                 try:
-                    response = await client.post("/webhooks/wecom/default", params=params, content=body)
-                except httpx.HTTPError:
-                    failures += 1
-                    return
-            latencies.append(time.perf_counter() - due)
-            if response.status_code != 200:
-                failures += 1
+                    status = await connection.post(target, body)
+                except (ConnectionError, h11.ProtocolError):
+                    connection.close()
+                    connection = await Connection.open(port)
+                    continue
+                latencies.append(time.perf_counter() - due)
+                ok += status == 200
+        finally:
+            connection.close()
 
-        t0 = time.perf_counter()
-        tasks = []
-        for i, (params, body) in enumerate(requests):
-            due = t0 + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(due, params, body)))
-        remaining = max(bound_s - (time.perf_counter() - t0), 1.0)
-        _, late = await asyncio.wait(tasks, timeout=remaining)
-        for task in late:
-            task.cancel()
-        failures += len(late)
-        if late:
-            await asyncio.wait(late)
-    return latencies, failures
+    senders = [asyncio.create_task(sender()) for _ in range(connections)]
+    prepared = [(f"/webhooks/wecom/default?{urlencode(params)}", body.encode()) for params, body in requests]
+    t0 = time.perf_counter()
+    for i, (target, body) in enumerate(prepared):
+        due = t0 + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        due_queue.put_nowait((due, target, body))
+    for _ in senders:
+        due_queue.put_nowait(None)
+    _, late = await asyncio.wait(senders, timeout=max(bound_s - (time.perf_counter() - t0), 1.0))
+    for task in late:
+        task.cancel()
+    return latencies, len(requests) - ok
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -173,6 +217,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="how long to send (at most 30)")
     parser.add_argument("--duplicates", type=float, default=0.1, help="share of requests that are retries")
     parser.add_argument("--drain-timeout", type=float, default=120.0)
+    parser.add_argument("--warmup", type=int, default=100, help="unmeasured callbacks sent first")
     parser.add_argument("--role", choices=["bench", "server", "worker"], default="bench", help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--stub", default="", help=argparse.SUPPRESS)
@@ -184,10 +229,10 @@ def main() -> None:
     if args.role == "worker":
         run_worker(args.root, args.stub)
         return
-    bench(args.rate, min(args.seconds, 30.0), args.duplicates, args.drain_timeout)
+    bench(args.rate, min(args.seconds, 30.0), args.duplicates, args.drain_timeout, args.warmup)
 
 
-def bench(rate: float, seconds: float, duplicates: float, drain_timeout: float) -> None:
+def bench(rate: float, seconds: float, duplicates: float, drain_timeout: float, warmup: int) -> None:
     from sqlmodel import Session, col, func, select
 
     from copilot.inbox import InboxEvent, OutboxMessage
@@ -200,13 +245,17 @@ def bench(rate: float, seconds: float, duplicates: float, drain_timeout: float) 
         server = spawn("server", root, stub.base_url, port)
         worker = spawn("worker", root, stub.base_url)
         try:
-            base_url = f"http://127.0.0.1:{port}"
-            wait_ready(base_url, server)
+            wait_ready(f"http://127.0.0.1:{port}", server)
+            # Connections, caches and first-call paths warm up on traffic that is not measured.
+            warm = callbacks(warmup, 0.0, rate, time.time(), prefix="WARM")
+            asyncio.run(load(port, warm, rate, bound_s=60))
+            time.sleep(2.0)
             requests = callbacks(int(rate * seconds), duplicates, rate, time.time() + 1.0)
-            unique = len({body for _, body in requests})
-            print(f"sending {len(requests)} callbacks ({unique} distinct) at {rate:.0f}/s ...", flush=True)
+            unique = len({body for _, body in requests}) + len(warm)
+            print(f"sending {len(requests)} callbacks ({unique - len(warm)} distinct) at {rate:.0f}/s "
+                  f"after {len(warm)} to warm up ...", flush=True)
             started = utcnow()
-            latencies, failures = asyncio.run(load(base_url, requests, rate, bound_s=seconds * 2 + 30))
+            latencies, failures = asyncio.run(load(port, requests, rate, bound_s=seconds * 2 + 30))
             sending_s = (utcnow() - started).total_seconds()
             deadline = time.monotonic() + drain_timeout
             done = 0
@@ -239,8 +288,11 @@ def bench(rate: float, seconds: float, duplicates: float, drain_timeout: float) 
         if latencies:
             print(f"ack latency      p50 {percentile(latencies, 0.5) * 1000:.1f} ms   "
                   f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms   max {max(latencies) * 1000:.1f} ms")
-        print(f"stored events    {len(events)} (distinct callbacks {unique})")
+        print(f"stored events    {len(events)} (distinct callbacks {unique}, warm-up included)")
         print(f"worker           {done} events in {span:.1f} s = {done / span:.1f} events/s")
+        attempts = Counter(e.attempts for e in events)
+        errors = Counter((e.last_error or "")[:80] for e in events if e.last_error)
+        print(f"attempts         {dict(sorted(attempts.items()))}; errors {errors.most_common(3)}")
         print(f"welcomes sent    {len(sent)}   stub send_welcome_msg calls "
               f"{len(stub.calls_to('/cgi-bin/externalcontact/send_welcome_msg'))}")
         if welcome:

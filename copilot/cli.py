@@ -165,6 +165,18 @@ def serve(
 
 
 @app.command()
+def worker() -> None:
+    """Run a webhook worker: take acknowledged callbacks in, reply through the outbox (until Ctrl-C)."""
+    import logging
+
+    from copilot.wecom.worker import run_standalone
+
+    logging.basicConfig(level=logging.INFO)
+    console.print("webhook worker running; Ctrl-C stops it after the batch in hand")
+    run_standalone(get_settings())
+
+
+@app.command()
 def run(
     path: Annotated[Path | None, typer.Argument(help="library folder (default: COPILOT_KNOWLEDGE_DIR)")] = None,
     host: Annotated[str | None, typer.Option()] = None,

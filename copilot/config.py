@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     worker_lease_s: float = Field(default=60.0, gt=0)
     worker_poll_s: float = Field(default=0.2, gt=0)
     worker_max_attempts: int = Field(default=5, ge=1)
+    worker_nice: int = Field(default=10, ge=0, le=19,
+                             description="CPU niceness of a standalone worker, so callback acks come first")
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -10,18 +10,16 @@ enqueued in the same transaction that completes the event, so a reprocessed even
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint, and_, or_, update
-from sqlalchemy.dialects import postgresql as postgresql_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy import JSON, Column, Connection, Index, UniqueConstraint, and_, or_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from copilot.db import session_scope
+from copilot.db import insert_new, session_scope
 from copilot.errors import ConflictError
 from copilot.models import new_id, utcnow
 
@@ -29,8 +27,10 @@ __all__ = [
     "EVENT_STATUSES",
     "OUTBOX_STATUSES",
     "Enqueued",
+    "EventStatus",
     "InboxEvent",
     "LeaseLostError",
+    "NewEvent",
     "OutboxMessage",
     "WebhookSecret",
     "add_event",
@@ -38,11 +38,15 @@ __all__ = [
     "complete_event",
     "enqueue_outbox",
     "fail_event",
+    "insert_events",
     "list_events",
     "record_event",
+    "record_events",
 ]
 
-EVENT_STATUSES = ("pending", "processing", "done", "failed", "dead")
+# received: still in the spool (copilot.spool), not yet taken into the inbox.
+EventStatus = Literal["received", "pending", "processing", "done", "failed", "dead"]
+EVENT_STATUSES: tuple[str, ...] = get_args(EventStatus)
 # held: waiting for an approval; ready: may be sent; sending: a sender holds it; sent; failed: final;
 # cancelled: its approval was rejected or expired.
 OUTBOX_STATUSES = ("held", "ready", "sending", "sent", "failed", "cancelled")
@@ -119,40 +123,45 @@ class LeaseLostError(ConflictError):
     """Another worker took the event after our lease ran out; our transaction must not commit."""
 
 
+@dataclass(frozen=True)
+class NewEvent:
+    """One raw event for the inbox, as the ack path received it."""
+
+    tenant: str
+    source: str
+    dedupe_key: str
+    kind: str
+    payload: dict[str, Any]
+    priority: int = 1
+    received_at: dt.datetime | None = None  # None: when it is stored
+
+
+def record_events(engine: Engine, events: Sequence[NewEvent], now: dt.datetime | None = None) -> list[bool]:
+    """Store raw events in one transaction; each flag is False when its dedupe key was stored before."""
+    with engine.begin() as connection:
+        return insert_events(connection, events, now or utcnow())
+
+
+def insert_events(connection: Connection, events: Sequence[NewEvent], now: dt.datetime) -> list[bool]:
+    """`record_events` inside the caller's transaction."""
+    rows = [InboxEvent(tenant_id=e.tenant, source=e.source, dedupe_key=e.dedupe_key, kind=e.kind,
+                       payload=e.payload, priority=e.priority, received_at=e.received_at or now,
+                       available_at=now).model_dump(exclude={"id"}) for e in events]
+    return insert_new(connection, InboxEvent, rows, ["tenant_id", "source", "dedupe_key"])
+
+
 def record_event(
     engine: Engine, *, tenant: str, source: str, dedupe_key: str, kind: str, payload: dict[str, Any],
     priority: int = 1, now: dt.datetime | None = None,
 ) -> bool:
     """Store one raw event; False when the same dedupe key was stored before (a retry)."""
-    now = now or utcnow()
-    row = InboxEvent(tenant_id=tenant, source=source, dedupe_key=dedupe_key, kind=kind, payload=payload,
-                     priority=priority, received_at=now, available_at=now)
-    dialect = engine.dialect.name
-    if dialect in ("sqlite", "postgresql"):  # one statement, no exception on the retry path
-        module = sqlite_dialect if dialect == "sqlite" else postgresql_dialect
-        values = row.model_dump(exclude={"id"})
-        statement = module.insert(InboxEvent).values(**values).on_conflict_do_nothing(
-            index_elements=["tenant_id", "source", "dedupe_key"])
-        with engine.begin() as connection:
-            return bool(connection.execute(statement).rowcount == 1)
-    try:
-        with session_scope(engine) as session:
-            session.add(row)
-    except IntegrityError:
-        return False
-    return True
+    return record_events(engine, [NewEvent(tenant, source, dedupe_key, kind, payload, priority)], now)[0]
 
 
 def add_event(session: Session, *, tenant: str, source: str, dedupe_key: str, kind: str,
               payload: dict[str, Any], now: dt.datetime) -> bool:
-    """Like `record_event` inside an open transaction (a savepoint keeps a duplicate from aborting it)."""
-    try:
-        with session.begin_nested():
-            session.add(InboxEvent(tenant_id=tenant, source=source, dedupe_key=dedupe_key, kind=kind,
-                                   payload=payload, received_at=now, available_at=now))
-    except IntegrityError:
-        return False
-    return True
+    """Like `record_event` inside an open transaction."""
+    return insert_events(session.connection(), [NewEvent(tenant, source, dedupe_key, kind, payload)], now)[0]
 
 
 def _claimable(now: dt.datetime, max_attempts: int) -> Any:

@@ -13,6 +13,7 @@ TABLE_MODULES: tuple[str, ...] = (
     "copilot.compliance.frequency",
     "copilot.revisits.store",
     "copilot.inbox",
+    "copilot.spool",
     "copilot.approvals",
     "copilot.wecom.tables",
 )

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -15,7 +15,7 @@ __all__ = ["serve_in_thread"]
 
 
 @contextmanager
-def serve_in_thread(app: Any, *, name: str, lifespan: str = "off", start_s: float = 20.0) -> Iterator[str]:
+def serve_in_thread(app: Any, *, name: str, lifespan: Literal["auto", "on", "off"] = "off", start_s: float = 20.0) -> Iterator[str]:
     """Yield the server's base URL while it runs; stop it and free the port afterwards."""
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan=lifespan, log_level="warning")
     server = uvicorn.Server(config)

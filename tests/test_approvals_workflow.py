@@ -69,7 +69,7 @@ def held(copilot: Any, *, text: str = RISKY, staff: str | None = None, customer:
 
 def send_due(copilot: Any, stub: StubWeCom) -> None:
     pool = ClientPool(copilot.engine, webhook_config(stub.base_url))
-    sender = OutboxSender(copilot.engine, pool, tenants=["default"])
+    sender = OutboxSender(copilot.engine, pool, guard=copilot.frequency, tenants=["default"])
 
     async def run() -> None:
         try:

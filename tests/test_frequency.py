@@ -94,6 +94,23 @@ def test_kf_allows_five_replies_in_the_window_then_blocks_the_sixth(guard: Frequ
         guard.record_send("t1", "s", "c1", "kf", "reply")
 
 
+def test_a_released_reply_gives_its_slot_back(guard: FrequencyGuard) -> None:
+    guard.record_customer_message("t1", "c1", "kf", T0)
+    taken = [guard.record_send("t1", "s", "c1", "kf", "reply") for _ in range(KF_MAX_REPLIES)]
+    assert guard.check("t1", "s", "c1", "kf", "reply") is not None
+    guard.release(taken[-1])  # the fifth send failed upstream and did not go out
+    assert guard.check("t1", "s", "c1", "kf", "reply") is None
+    guard.record_send("t1", "s", "c1", "kf", "reply")
+    assert guard.check("t1", "s", "c1", "kf", "reply") is not None
+
+
+def test_an_older_message_never_moves_the_kf_window_back(guard: FrequencyGuard, clock: Clock) -> None:
+    guard.record_customer_message("t1", "c1", "kf", T0)
+    guard.record_customer_message("t1", "c1", "kf", T0 - dt.timedelta(hours=47))  # pulled late
+    clock.now = T0 + dt.timedelta(hours=47)
+    assert guard.check("t1", "s", "c1", "kf", "reply") is None
+
+
 def test_a_new_customer_message_opens_a_fresh_kf_window(guard: FrequencyGuard, clock: Clock) -> None:
     guard.record_customer_message("t1", "c1", "kf", T0)
     for _ in range(KF_MAX_REPLIES):

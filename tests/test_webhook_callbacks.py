@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from copilot.inbox import InboxEvent, WebhookSecret
+from copilot.spool import Spool, SpooledEvent
 from copilot.wecom.crypto import WeComCrypto
 from tests.wecom_stub import (
     API_KEY,
@@ -29,6 +30,7 @@ from tests.wecom_stub import (
     add_wecom_tenant,
     encrypted_callback,
     event_xml,
+    take_spool,
     webhook_app,
     webhook_config,
 )
@@ -51,7 +53,17 @@ def tenant(hashing_copilot: Any) -> str:
                             agent_id="1000002")
 
 
+def spooled(copilot: Any, tenant: str) -> list[SpooledEvent]:
+    spool = Spool(copilot.engine)
+    try:
+        return spool.waiting(tenant, limit=500)
+    finally:
+        spool.close()
+
+
 def stored(copilot: Any, tenant: str) -> list[InboxEvent]:
+    """The tenant's inbox once a worker has taken the spool in."""
+    take_spool(copilot)
     with Session(copilot.engine) as session:
         return list(session.exec(select(InboxEvent).where(InboxEvent.tenant_id == tenant)).all())
 
@@ -215,15 +227,26 @@ def test_events_listing_needs_a_key_and_filters(client: TestClient, hashing_copi
     params, body = encrypted_callback(add_contact_xml(external))
     client.post("/webhooks/wecom/default", params=params, content=body)
     assert client.get("/v1/webhooks/events").status_code == 401
-    response = client.get("/v1/webhooks/events", params={"source": "wecom", "status": "pending"}, headers=HEADERS)
-    assert response.status_code == 200
-    events = response.json()
-    mine = [e for e in events if external in e["dedupe_key"]]
-    assert len(mine) == 1
-    assert {"dedupe_key", "status", "attempts", "last_error"} <= set(mine[0])
-    assert all(e["source"] == "wecom" and e["status"] == "pending" for e in events)
-    other = client.get("/v1/webhooks/events", params={"status": "dead"}, headers=HEADERS).json()
-    assert not [e for e in other if external in e["dedupe_key"]]
+
+    def mine(**filters: str) -> list[dict[str, Any]]:
+        response = client.get("/v1/webhooks/events", params=filters, headers=HEADERS)
+        assert response.status_code == 200
+        return [e for e in response.json() if external in e["dedupe_key"]]
+
+    received = mine(source="wecom", status="received")
+    assert len(received) == 1 and received[0]["id"] is None  # acked, still in the spool
+    assert {"dedupe_key", "status", "attempts", "last_error"} <= set(received[0])
+    assert not mine(status="pending")
+    stored(hashing_copilot, "default")  # a worker takes the spool in
+    pending = mine(source="wecom", status="pending")
+    assert len(pending) == 1 and pending[0]["id"] is not None and pending[0]["attempts"] == 0
+    assert not mine(status="received") and not mine(status="dead") and not mine(source="messages")
+    assert mine() == pending
+
+
+def test_events_listing_refuses_an_unknown_status(client: TestClient) -> None:
+    response = client.get("/v1/webhooks/events", params={"status": "finished"}, headers=HEADERS)
+    assert response.status_code == 422 and "status" in response.text and "received" in response.text
 
 
 # ---- the generic signed JSON source ------------------------------------------------------------

@@ -16,9 +16,10 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from copilot.approvals import AuditLog
+from copilot.compliance.frequency import CustomerWindow, FrequencySlot
 from copilot.inbox import InboxEvent, OutboxMessage, claim_events
 from copilot.models import CustomerRow
-from copilot.wecom.tables import AutoReplyPolicyRow, KfCursor, KfWindow
+from copilot.wecom.tables import AutoReplyPolicyRow, KfCursor
 from copilot.wecom.worker import Worker
 from tests.conftest import KNOWLEDGE
 from tests.wecom_stub import (
@@ -29,6 +30,7 @@ from tests.wecom_stub import (
     add_wecom_tenant,
     encrypted_callback,
     event_xml,
+    take_spool,
     webhook_app,
     webhook_config,
 )
@@ -215,6 +217,13 @@ def kf_message(msgid: str, external: str, open_kfid: str, text: str, origin: int
             "send_time": unix(Clock().now), "msgtype": "text", "text": {"content": text}}
 
 
+def kf_replies_counted(copilot: Any, tenant: str, customer_id: str) -> int:
+    with Session(copilot.engine) as session:
+        return len(session.exec(select(FrequencySlot).where(FrequencySlot.tenant_id == tenant,
+                                                            FrequencySlot.key == customer_id,
+                                                            FrequencySlot.scope == "kf_window")).all())
+
+
 def test_kf_event_pulls_with_the_cursor_and_replies_once(
     client: TestClient, wecom_stub: StubWeCom, hashing_copilot: Any, tenant: str
 ) -> None:
@@ -228,9 +237,8 @@ def test_kf_event_pulls_with_the_cursor_and_replies_once(
     assert len(wecom_stub.calls_to(KF_SYNC)) == 1
     with Session(hashing_copilot.engine) as session:
         cursor = session.get(KfCursor, (tenant, "wkKF"))
-        window = session.get(KfWindow, (tenant, "wkKF", "wmKfCust1"))
     assert cursor is not None and cursor.cursor == "1"
-    assert window is not None and window.sent_in_window == 1
+    assert kf_replies_counted(hashing_copilot, tenant, "wmKfCust1") == 1  # by the guard the sidebar uses
     # a later event pulls from the stored cursor: the old message is not replied to again
     wecom_stub.kf_messages.append(kf_message("kfm-2", "wmKfCust1", "wkKF", "好的谢谢", origin=3))
     post(client, tenant, kf_event("wkKF", token="KF-TOKEN-2"))
@@ -277,11 +285,14 @@ def test_kf_replies_stop_at_five_per_window_and_after_48_hours(
     drain(make_worker(hashing_copilot, wecom_stub, tenant, clock))
     assert len(wecom_stub.calls_to(KF_SEND)) == 5
     refused = [r for r in outbox_rows(hashing_copilot, tenant_id=tenant) if r.status == "failed"]
-    assert len(refused) == 1 and "5 replies" in (refused[0].last_error or "")
+    assert len(refused) == 1 and "frequency.kf_replies_in_window" in (refused[0].last_error or "")
+    assert kf_replies_counted(hashing_copilot, tenant, "wmKfCust2") == 5
+    # the sidebar sees the same count: a sixth reply drafted there is blocked too
+    flag = hashing_copilot.frequency.check(tenant, "", "wmKfCust2", "kf", "reply")
+    assert flag is not None and flag.rule_id == "frequency.kf_replies_in_window"
     with Session(hashing_copilot.engine) as session:
-        window = session.get(KfWindow, (tenant, "wkKF", "wmKfCust2"))
-        assert window is not None and window.sent_in_window == 5
-        window.sent_in_window = 0
+        window = session.get(CustomerWindow, (tenant, "wmKfCust2", "kf"))
+        assert window is not None
         window.last_customer_at = clock.now - dt.timedelta(hours=49)
         session.add(window)
         session.add(OutboxMessage(tenant_id=tenant, idempotency_key="late", channel="kf", text="迟到的回复",
@@ -289,7 +300,7 @@ def test_kf_replies_stop_at_five_per_window_and_after_48_hours(
         session.commit()
     drain(make_worker(hashing_copilot, wecom_stub, tenant, clock))
     [row] = outbox_rows(hashing_copilot, tenant_id=tenant, idempotency_key="late")
-    assert row.status == "failed" and "48-hour" in (row.last_error or "")
+    assert row.status == "failed" and "frequency.kf_window_closed" in (row.last_error or "")
     assert len(wecom_stub.calls_to(KF_SEND)) == 5
 
 
@@ -299,6 +310,7 @@ def test_worker_that_dies_holding_a_lease_loses_nothing_and_sends_once(
     clock = Clock(dt.datetime(2026, 11, 23, 3, 0))
     wecom_stub.kf_messages.append(kf_message("kfd-1", "wmKfCust3", "wkKF", "转人工"))
     post(client, tenant, kf_event("wkKF"))
+    take_spool(hashing_copilot)
     taken = claim_events(hashing_copilot.engine, owner="doomed", now=clock.now, lease_s=30, limit=10,
                          max_attempts=5, tenants=[tenant])
     assert len(taken) == 1  # ... and the doomed worker is killed here, before it finishes
@@ -321,6 +333,7 @@ def test_worker_that_dies_after_applying_but_before_sending_sends_once_on_restar
     clock = Clock(dt.datetime(2026, 11, 23, 3, 0))
     wecom_stub.kf_messages.append(kf_message("kfe-1", "wmKfCust4", "wkKF", "营业时间"))
     post(client, tenant, kf_event("wkKF"))
+    take_spool(hashing_copilot)
     crashing = make_worker(hashing_copilot, wecom_stub, tenant, clock)
 
     async def process_without_sending() -> None:
@@ -345,8 +358,8 @@ def test_sender_that_dies_mid_send_repeats_only_where_wecom_deduplicates(
 ) -> None:
     clock = Clock(dt.datetime(2026, 11, 23, 3, 0))
     with Session(hashing_copilot.engine) as session:
-        session.add(KfWindow(tenant_id=tenant, open_kfid="wkKF", external_userid="wmKfCust5",
-                             last_customer_at=clock.now))
+        session.add(CustomerWindow(tenant_id=tenant, customer_id="wmKfCust5", channel="kf",
+                                   last_customer_at=clock.now))
         for key, channel, target in (
             ("mid-kf", "kf", {"open_kfid": "wkKF", "touser": "wmKfCust5"}),
             ("mid-ext", "external", {"external_userid": "wmKfCust5", "sender": "LinXiaoYa"}),
@@ -384,14 +397,34 @@ def test_transient_wecom_failure_is_retried_later_without_a_double_send(
     assert len(wecom_stub.calls_to("/cgi-bin/externalcontact/add_msg_template")) == 2
 
 
+def test_a_kf_reply_that_failed_upstream_gives_its_window_slot_back(
+    wecom_stub: StubWeCom, hashing_copilot: Any, tenant: str
+) -> None:
+    clock = Clock(dt.datetime(2026, 11, 23, 3, 0))
+    hashing_copilot.frequency.record_customer_message(tenant, "wmFlaky", "kf", clock.now)
+    with Session(hashing_copilot.engine) as session:
+        session.add(OutboxMessage(tenant_id=tenant, idempotency_key="kf-flaky", channel="kf", text="您好",
+                                  target={"open_kfid": "wkKF", "touser": "wmFlaky"}, available_at=clock.now))
+        session.commit()
+    wecom_stub.script(KF_SEND, Reply(status=502))
+    drain(make_worker(hashing_copilot, wecom_stub, tenant, clock))
+    [row] = outbox_rows(hashing_copilot, tenant_id=tenant)
+    assert row.status == "ready" and kf_replies_counted(hashing_copilot, tenant, "wmFlaky") == 0
+    clock.advance(60)
+    drain(make_worker(hashing_copilot, wecom_stub, tenant, clock))
+    [row] = outbox_rows(hashing_copilot, tenant_id=tenant)
+    assert row.status == "sent" and kf_replies_counted(hashing_copilot, tenant, "wmFlaky") == 1
+
+
 def test_two_workers_sending_at_once_never_exceed_five_kf_replies(
     client: TestClient, wecom_stub: StubWeCom, hashing_copilot: Any, tenant: str
 ) -> None:
     clock = Clock(dt.datetime(2026, 11, 23, 3, 0))
     target = {"open_kfid": "wkRace", "touser": "wmRace"}
+    hashing_copilot.frequency.record_customer_message(tenant, "wmRace", "kf", clock.now - dt.timedelta(minutes=5))
+    for _ in range(4):
+        hashing_copilot.frequency.record_send(tenant, "", "wmRace", "kf", "reply", clock.now)
     with Session(hashing_copilot.engine) as session:
-        session.add(KfWindow(tenant_id=tenant, open_kfid="wkRace", external_userid="wmRace",
-                             last_customer_at=clock.now - dt.timedelta(minutes=5), sent_in_window=4))
         for i in range(6):
             session.add(OutboxMessage(tenant_id=tenant, idempotency_key=f"race-{i}", channel="kf", text=f"并发{i}",
                                       target=target, available_at=clock.now))
@@ -408,6 +441,4 @@ def test_two_workers_sending_at_once_never_exceed_five_kf_replies(
     asyncio.run(both())
     sent = [c for c in wecom_stub.calls_to(KF_SEND) if c.body.get("touser") == "wmRace"]
     assert len(sent) == 1  # only the fifth slot was free
-    with Session(hashing_copilot.engine) as session:
-        window = session.get(KfWindow, (tenant, "wkRace", "wmRace"))
-        assert window is not None and window.sent_in_window == 5
+    assert kf_replies_counted(hashing_copilot, tenant, "wmRace") == 5

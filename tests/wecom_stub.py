@@ -264,6 +264,17 @@ def add_wecom_tenant(engine: Any, name: str, *rows: Any, agent_id: str = "") -> 
     return name
 
 
+def take_spool(copilot: Any) -> int:
+    """What every worker round starts with: the acked callbacks taken from the spool into the inbox."""
+    from copilot.spool import Spool
+
+    spool = Spool(copilot.engine)
+    try:
+        return spool.move_to_inbox()
+    finally:
+        spool.close()
+
+
 def webhook_config(stub_base_url: str = "http://127.0.0.1:9", **overrides: Any) -> Any:
     from copilot.wecom.apps import WebhookConfig
 

@@ -1,7 +1,8 @@
 """Inbound webhooks: WeCom callbacks and the generic signed JSON message source, plus the inbox listing.
 
-The ack path only verifies, decrypts, parses and stores the raw event under its dedupe key, then answers
-200 with an empty body; WeCom gives up after 5 seconds and retries, so all real work is the worker's.
+The ack path only verifies, decrypts, parses and spools the raw event under its dedupe key (see
+`copilot.spool`), then answers 200 with an empty body; WeCom gives up after 5 seconds and retries, so all
+real work is the worker's.
 Malformed content answers 400 here (not through the shared error map) with the WeCom library code logged.
 """
 
@@ -24,7 +25,8 @@ from starlette.requests import ClientDisconnect
 
 from api.deps import CallerDep
 from copilot.errors import AuthError, PayloadTooLargeError
-from copilot.inbox import list_events, record_event
+from copilot.inbox import EventStatus, NewEvent, list_events
+from copilot.spool import InboxWriter
 from copilot.wecom.apps import WebhookConfig, app_for, webhook_secret_for
 from copilot.wecom.crypto import WeComCryptoError, WeComPayloadError
 from copilot.wecom.messages import WeComEvent, parse_envelope, parse_message
@@ -43,6 +45,11 @@ def _config(request: Request) -> WebhookConfig:
         config = WebhookConfig.from_settings(request.app.state.settings)
         request.app.state.webhook_config = config
     return config
+
+
+def _writer(request: Request) -> InboxWriter:
+    writer: InboxWriter = request.app.state.inbox_writer
+    return writer
 
 
 def _engine(request: Request) -> Engine:
@@ -125,8 +132,7 @@ async def wecom_callback(
         body = await _body(request, config.max_body_bytes)
     except _Gone:
         return Response(status_code=400)
-    engine = _engine(request)
-    app = app_for(engine, config, tenant)  # cached per tenant for a few seconds; no thread hop
+    app = app_for(_engine(request), config, tenant)  # cached per tenant for a few seconds; no thread hop
     _check_skew(timestamp, config.max_skew_s)
     try:
         envelope = parse_envelope(body)
@@ -137,9 +143,8 @@ async def wecom_callback(
         log.warning("wecom callback refused tenant=%s code=%s", tenant, exc.code)
         raise
     kind, priority = classify(event)
-    stored = await run_in_threadpool(
-        lambda: record_event(engine, tenant=tenant, source="wecom", dedupe_key=event.dedupe_key, kind=kind,
-                             payload=event.raw, priority=priority))
+    stored = await _writer(request).record(
+        NewEvent(tenant, "wecom", event.dedupe_key, kind, event.raw, priority))
     if not stored:
         log.info("wecom callback tenant=%s duplicate %s", tenant, event.dedupe_key)
     return Response(status_code=200, content=b"")
@@ -183,8 +188,7 @@ async def message_webhook(
         body = await _body(request, config.max_body_bytes)
     except _Gone:
         return Response(status_code=400)
-    engine = _engine(request)
-    secret = await run_in_threadpool(webhook_secret_for, engine, config, tenant)
+    secret = await run_in_threadpool(webhook_secret_for, _engine(request), config, tenant)
     _check_hmac(secret, x_copilot_timestamp, x_copilot_signature, body, config.webhook_skew_s)
     try:
         message = MessageEventIn.model_validate_json(body)
@@ -192,14 +196,13 @@ async def message_webhook(
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
         log.warning("message webhook rejected tenant=%s: %s", tenant, problems)
         return JSONResponse(status_code=400, content={"error": "MalformedMessage", "detail": problems})
-    stored = await run_in_threadpool(
-        lambda: record_event(engine, tenant=tenant, source="messages", dedupe_key=f"msg:{message.id}",
-                             kind="text", payload=message.model_dump(mode="json")))
+    stored = await _writer(request).record(
+        NewEvent(tenant, "messages", f"msg:{message.id}", "text", message.model_dump(mode="json")))
     return JSONResponse({"status": "stored" if stored else "duplicate"})
 
 
 class EventOut(BaseModel):
-    id: int
+    id: int | None  # assigned when a worker takes the event from the spool into the inbox
     source: str
     kind: str
     dedupe_key: str
@@ -213,11 +216,23 @@ class EventOut(BaseModel):
 
 @router.get("/v1/webhooks/events", response_model=list[EventOut], tags=["webhooks"])
 async def webhook_events(
-    request: Request, caller: CallerDep, source: str | None = None, status: str | None = None,
+    request: Request, caller: CallerDep, source: Literal["wecom", "kf", "messages"] | None = None,
+    status: EventStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[EventOut]:
-    rows = await run_in_threadpool(
-        lambda: list_events(_engine(request), caller.tenant, source=source, status=status, limit=limit))
-    return [EventOut(id=r.id or 0, source=r.source, kind=r.kind, dedupe_key=r.dedupe_key, status=r.status,
+    """Newest first: events still in the spool (`received`), then the inbox's."""
+
+    def listing() -> list[EventOut]:
+        received = [] if status not in (None, "received") else [
+            EventOut(id=None, source=r.source, kind=r.kind, dedupe_key=r.dedupe_key, status="received", attempts=0,
+                     last_error=None, received_at=r.received_at, processed_at=None, result={})
+            for r in _writer(request).waiting(caller.tenant, source=source, limit=limit)]
+        taken = [] if status == "received" or len(received) >= limit else [
+            EventOut(id=r.id, source=r.source, kind=r.kind, dedupe_key=r.dedupe_key, status=r.status,
                      attempts=r.attempts, last_error=r.last_error, received_at=r.received_at,
-                     processed_at=r.processed_at, result=r.result) for r in rows]
+                     processed_at=r.processed_at, result=r.result)
+            for r in list_events(_engine(request), caller.tenant, source=source, status=status,
+                                 limit=limit - len(received))]
+        return received + taken
+
+    return await run_in_threadpool(listing)

@@ -1,7 +1,8 @@
 """Sending-frequency limits: the platform's (WeCom, 微信客服) and the tenant's own, counted in the database.
 
 Breaking a platform limit gets the message refused and, repeated, the account restricted, so the copilot
-checks before a draft is offered and records after it is sent:
+checks before a draft is offered and records after it is sent; the webhook worker opens 微信客服 windows
+and its outbox takes reply slots here too, so the sidebar and automation share one count:
 
 - WeCom group messages (`kind="group"`): one per staff member per customer per day;
 - 微信客服 (`channel="kf"`): replies only within 48 hours of the customer's last message, at most 5 of them;
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, update
+from sqlalchemy import delete, func, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, Session, SQLModel, col, select
@@ -39,6 +40,7 @@ __all__ = [
     "FrequencyLimitError",
     "FrequencySlot",
     "SendKind",
+    "open_window",
 ]
 
 SendKind = Literal["reply", "proactive", "group"]
@@ -124,25 +126,7 @@ class FrequencyGuard:
         for _ in range(_RETRIES):
             try:
                 with session_scope(self._engine) as session:
-                    moved = session.execute(
-                        update(CustomerWindow)
-                        .where(
-                            col(CustomerWindow.tenant_id) == tenant,
-                            col(CustomerWindow.customer_id) == customer_id,
-                            col(CustomerWindow.channel) == channel,
-                            col(CustomerWindow.last_customer_at) < at,
-                        )
-                        .values(last_customer_at=at)
-                    ).rowcount  # type: ignore[attr-defined]
-                    if not moved and session.get(CustomerWindow, (tenant, customer_id, channel)) is None:
-                        session.add(
-                            CustomerWindow(
-                                tenant_id=tenant,
-                                customer_id=customer_id,
-                                channel=channel,
-                                last_customer_at=at,
-                            )
-                        )
+                    open_window(session, tenant, customer_id, channel, at)
                 return
             except (IntegrityError, OperationalError) as exc:
                 _retryable(exc)
@@ -171,14 +155,15 @@ class FrequencyGuard:
         channel: str,
         kind: SendKind,
         at: dt.datetime | None = None,
-    ) -> None:
-        """Take a slot in every limit this send counts against, atomically.
+    ) -> list[FrequencySlot]:
+        """Take a slot in every limit this send counts against, atomically; returns them (see `release`).
 
         Raises FrequencyLimitError (recording nothing) when a platform limit is already used up; the tenant
         cap never refuses, since a send past it was approved by a manager.
         """
         at = _utc(at or self._clock())
         for attempt in range(_RETRIES):
+            taken_slots: list[FrequencySlot] = []
             try:
                 with session_scope(self._engine) as session:
                     for limit in self._limits(session, tenant, staff_id, customer_id, channel, kind, at):
@@ -186,23 +171,25 @@ class FrequencyGuard:
                         blocking = limit.severity is Severity.block
                         if blocking and (limit.cap is None or taken >= limit.cap):
                             raise FrequencyLimitError(_flag(limit))
-                        session.add(
-                            FrequencySlot(
-                                tenant_id=tenant,
-                                scope=limit.scope,
-                                key=limit.key,
-                                period=limit.period,
-                                slot=taken + 1,
-                                staff_id=staff_id,
-                                sent_at=at,
-                            )
-                        )
+                        slot = FrequencySlot(tenant_id=tenant, scope=limit.scope, key=limit.key,
+                                             period=limit.period, slot=taken + 1, staff_id=staff_id, sent_at=at)
+                        session.add(slot)
                         session.flush()
-                return
+                        taken_slots.append(slot)
+                return taken_slots
             except (IntegrityError, OperationalError) as exc:
                 _retryable(exc)
                 time.sleep(0.001 * (attempt % 10))  # another sender took the slot; count again
         raise ConflictError("could not record the send: the database stayed busy")
+
+    def release(self, slots: list[FrequencySlot]) -> None:
+        """Give back what `record_send` took, for a send that did not go out after all."""
+        with session_scope(self._engine) as session:
+            for slot in slots:
+                session.execute(delete(FrequencySlot).where(
+                    col(FrequencySlot.tenant_id) == slot.tenant_id, col(FrequencySlot.scope) == slot.scope,
+                    col(FrequencySlot.key) == slot.key, col(FrequencySlot.period) == slot.period,
+                    col(FrequencySlot.slot) == slot.slot))
 
     def _limits(
         self,
@@ -280,6 +267,24 @@ class FrequencyGuard:
             f"客户再次发消息后重置（当前窗口于{closes:%m月%d日 %H:%M}关闭）",
             "合并要说的内容，等客户回复后再发",
         )
+
+
+def open_window(session: Session, tenant: str, customer_id: str, channel: str, at: dt.datetime) -> None:
+    """`FrequencyGuard.record_customer_message` inside the caller's transaction (e.g. the one that applies
+    a webhook event); an older message never moves the window back."""
+    at = _utc(at)
+    moved = session.execute(
+        update(CustomerWindow)
+        .where(
+            col(CustomerWindow.tenant_id) == tenant,
+            col(CustomerWindow.customer_id) == customer_id,
+            col(CustomerWindow.channel) == channel,
+            col(CustomerWindow.last_customer_at) < at,
+        )
+        .values(last_customer_at=at)
+    ).rowcount  # type: ignore[attr-defined]
+    if not moved and session.get(CustomerWindow, (tenant, customer_id, channel)) is None:
+        session.add(CustomerWindow(tenant_id=tenant, customer_id=customer_id, channel=channel, last_customer_at=at))
 
 
 def _taken(session: Session, tenant: str, limit: _Limit) -> int:

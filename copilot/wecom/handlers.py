@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 
 from copilot.approvals import create_item, flags_of
 from copilot.compliance import ComplianceResult
+from copilot.compliance.frequency import KF_CHANNEL, open_window
 from copilot.contracts import FlagOut, MessageIn, SuggestRequest
 from copilot.dialogue import Turn
 from copilot.errors import CopilotError, NotFoundError, ValidationError
@@ -27,7 +28,7 @@ from copilot.models import CustomerRow, StaffRow
 from copilot.wecom.apps import ClientPool
 from copilot.wecom.messages import event_from_raw
 from copilot.wecom.policy import AutoReplyPolicy, PolicyBook, plan_reply, render
-from copilot.wecom.tables import AutomationState, KfCursor, KfWindow
+from copilot.wecom.tables import AutomationState, KfCursor
 
 if TYPE_CHECKING:
     from copilot.service import Copilot
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 __all__ = ["Effects", "Handlers", "customer_id_for"]
 
 WELCOME_LIFE = dt.timedelta(seconds=20)
+# A send must reach WeCom while the code lives: none starts in the last two seconds (CreateTime is
+# whole seconds, and the request itself takes time under load).
+WELCOME_SEND_BY = WELCOME_LIFE - dt.timedelta(seconds=2)
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9_.\-]")
 _KF_CUSTOMER, _KF_SERVICER = 3, 5
 
@@ -63,7 +67,7 @@ class Effects:
     stage: str | None = None
     pause_until: dt.datetime | None = None
     off_hours_at: dt.datetime | None = None
-    kf_window: tuple[str, str, dt.datetime] | None = None  # open_kfid, external_userid, last message
+    kf_customer_at: dt.datetime | None = None  # a 微信客服 customer wrote: the reply window reopens
     outbox: OutboxMessage | None = None
     hold: ComplianceResult | None = None
     hold_flags: list[FlagOut] = field(default_factory=list)
@@ -95,7 +99,7 @@ class Handlers:
             raise ValidationError("add_external_contact without ExternalUserID")
         staff_id, staff_name = self._staff(event.tenant_id, wecom.user_id)
         created = _from_unix(wecom.create_time, now) if wecom.create_time else now
-        in_time = now <= created + WELCOME_LIFE
+        in_time = now <= created + WELCOME_SEND_BY
         # A late welcome will be refused anyway, so a backlog does not spend a lookup on it.
         name = await self._contact_name(event.tenant_id, wecom.external_user_id) if in_time else ""
         customer = CustomerProfile(
@@ -118,7 +122,7 @@ class Handlers:
         effects.outbox = OutboxMessage(
             tenant_id=event.tenant_id, idempotency_key=f"welcome:{event.dedupe_key}", channel="welcome",
             target={"welcome_code": wecom.welcome_code}, text=text, kind="welcome", priority=0,
-            customer_id=customer.id, staff_id=staff_id, event_id=event.id, not_after=created + WELCOME_LIFE,
+            customer_id=customer.id, staff_id=staff_id, event_id=event.id, not_after=created + WELCOME_SEND_BY,
         )
         self._gate(effects, policy, text, strict=False)
         return effects
@@ -184,7 +188,7 @@ class Handlers:
                 effects.result["paused_until"] = effects.pause_until.isoformat()
             return effects
         if inbound.channel == "kf":
-            effects.kf_window = (inbound.target["open_kfid"], inbound.target["touser"], inbound.ts)
+            effects.kf_customer_at = inbound.ts
         analysis = self.copilot.analyze(tenant, SuggestRequest(
             customer_id=inbound.customer_id if row is not None else None, staff_id=inbound.staff_id,
             messages=[MessageIn(role="customer", text=inbound.text[:4000], ts=inbound.ts)]))
@@ -270,15 +274,8 @@ class Handlers:
             state.paused_until = effects.pause_until or state.paused_until
             state.last_off_hours_at = effects.off_hours_at or state.last_off_hours_at
             session.add(state)
-        if effects.kf_window is not None:
-            open_kfid, touser, at = effects.kf_window
-            window = session.get(KfWindow, (tenant, open_kfid, touser))
-            if window is None:
-                window = KfWindow(tenant_id=tenant, open_kfid=open_kfid, external_userid=touser,
-                                  last_customer_at=at)
-            elif at >= window.last_customer_at:
-                window.last_customer_at, window.sent_in_window = at, 0
-            session.add(window)
+        if effects.kf_customer_at is not None and customer_id:
+            open_window(session, tenant, customer_id, KF_CHANNEL, effects.kf_customer_at)
         for dedupe_key, payload in effects.fan_out:
             add_event(session, tenant=tenant, source="kf", dedupe_key=dedupe_key, kind="text",
                       payload=payload, now=now)

@@ -13,27 +13,25 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable, Collection
-from typing import Any
 
 from sqlalchemy import and_, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from copilot.approvals import ApprovalItem, add_audit
+from copilot.compliance.frequency import KF_CHANNEL, FrequencyGuard, FrequencyLimitError, FrequencySlot
 from copilot.db import session_scope
 from copilot.errors import UpstreamError
 from copilot.inbox import OutboxMessage
 from copilot.models import utcnow
 from copilot.wecom.apps import ClientPool
 from copilot.wecom.client import WeComApiError
-from copilot.wecom.tables import KfWindow
+from copilot.wecom.handlers import customer_id_for
 
-__all__ = ["KF_MAX_REPLIES", "KF_WINDOW", "OutboxSender"]
+__all__ = ["OutboxSender"]
 
 log = logging.getLogger(__name__)
 
-KF_WINDOW = dt.timedelta(hours=48)
-KF_MAX_REPLIES = 5
 WELCOME_USED = 41051
 _SAFE_TO_RESEND = ("kf", "welcome")
 _APPROVED = ("approved", "edited_approved")
@@ -44,12 +42,14 @@ class _Refused(Exception):
 
 
 class OutboxSender:
-    def __init__(self, engine: Engine, clients: ClientPool, *, clock: Callable[[], dt.datetime] = utcnow,
+    def __init__(self, engine: Engine, clients: ClientPool, *, guard: FrequencyGuard,
+                 clock: Callable[[], dt.datetime] = utcnow,
                  lease_s: float = 30.0, max_attempts: int = 5, retry_base_s: float = 2.0,
                  tenants: Collection[str] | None = None) -> None:
         self._tenants = list(tenants) if tenants is not None else None
         self._engine = engine
         self._clients = clients
+        self._guard = guard
         self._clock = clock
         self._lease_s = lease_s
         self._max_attempts = max_attempts
@@ -101,7 +101,7 @@ class OutboxSender:
 
     async def _send(self, row: OutboxMessage) -> None:
         status, error, errcode, remote_id = "sent", None, None, ""
-        reserved = False
+        reserved: list[FrequencySlot] = []
         try:
             reserved = await asyncio.to_thread(self._check, row)
             remote_id = await self._deliver(row)
@@ -113,52 +113,35 @@ class OutboxSender:
         except UpstreamError as exc:
             if row.attempts < self._max_attempts:
                 if reserved:
-                    await asyncio.to_thread(self._release_kf_slot, row)
+                    await asyncio.to_thread(self._guard.release, reserved)
                 await asyncio.to_thread(self._retry_later, row, str(exc))
                 return
             status, error = "failed", str(exc)
         if reserved and status != "sent":
-            await asyncio.to_thread(self._release_kf_slot, row)
+            await asyncio.to_thread(self._guard.release, reserved)
         await asyncio.to_thread(
             lambda: self._finish(row, status, error=error, errcode=errcode, remote_id=remote_id))
 
-    def _check(self, row: OutboxMessage) -> bool:
-        """Refuse what may not go out; on 微信客服, take one of the window's 5 reply slots (True).
-
-        Taking the slot is one conditional UPDATE, so two workers cannot both send the 5th reply.
-        """
+    def _check(self, row: OutboxMessage) -> list[FrequencySlot]:
+        """Refuse what may not go out; on 微信客服, take one of the window's 5 reply slots from the
+        compliance frequency guard, the one count the sidebar's drafts are checked against too."""
         now = self._clock()
-        with session_scope(self._engine) as session:
+        with Session(self._engine) as session:
             if row.approval_id is not None:
                 item = session.get(ApprovalItem, row.approval_id)
                 if item is None or item.status not in _APPROVED or item.final_text != row.text:
                     raise _Refused("refused: the text was not approved")
             elif row.risk not in ("none", "low"):
                 raise _Refused(f"refused: {row.risk}-risk text needs an approval")
-            if row.not_after is not None and now > row.not_after:
-                raise _Refused(f"too late: the {row.channel} deadline passed at {row.not_after:%H:%M:%S}")
-            if row.channel != "kf":
-                return False
-            key = (row.tenant_id, row.target.get("open_kfid", ""), row.target.get("touser", ""))
-            window = session.get(KfWindow, key)
-            if window is None or now > window.last_customer_at + KF_WINDOW:
-                raise _Refused("outside the 48-hour reply window of WeChat Customer Service")
-            taken = session.execute(
-                update(KfWindow).where(*_kf_key(key), col(KfWindow.sent_in_window) < KF_MAX_REPLIES)
-                .values(sent_in_window=KfWindow.sent_in_window + 1)
-            ).rowcount == 1  # type: ignore[attr-defined]
-            if not taken:
-                raise _Refused("5 replies already sent since the customer's last message")
-            return True
-
-    def _release_kf_slot(self, row: OutboxMessage) -> None:
-        """A reply that did not go out gives its slot back."""
-        key = (row.tenant_id, row.target.get("open_kfid", ""), row.target.get("touser", ""))
-        with session_scope(self._engine) as session:
-            session.execute(
-                update(KfWindow).where(*_kf_key(key), col(KfWindow.sent_in_window) > 0)
-                .values(sent_in_window=KfWindow.sent_in_window - 1)
-            )
+        if row.not_after is not None and now > row.not_after:
+            raise _Refused(f"too late: the {row.channel} deadline passed at {row.not_after:%H:%M:%S}")
+        if row.channel != "kf":
+            return []
+        customer = row.customer_id or customer_id_for(str(row.target.get("touser", "")))
+        try:
+            return self._guard.record_send(row.tenant_id, row.staff_id or "", customer, KF_CHANNEL, "reply", now)
+        except FrequencyLimitError as exc:
+            raise _Refused(f"{exc.flag.rule_id}: {exc.flag.message}") from None
 
     async def _deliver(self, row: OutboxMessage) -> str:
         client = self._clients.get(row.tenant_id)
@@ -202,12 +185,3 @@ class OutboxSender:
                 .values(status="ready", last_error=error[:500], lease_until=None,
                         available_at=self._clock() + dt.timedelta(seconds=delay))
             )
-
-
-def _kf_key(key: tuple[str, str, str]) -> list[Any]:
-    tenant, open_kfid, touser = key
-    return [
-        col(KfWindow.tenant_id) == tenant,
-        col(KfWindow.open_kfid) == open_kfid,
-        col(KfWindow.external_userid) == touser,
-    ]

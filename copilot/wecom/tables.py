@@ -10,7 +10,7 @@ from sqlmodel import Field, SQLModel
 
 from copilot.models import utcnow
 
-__all__ = ["AutoReplyPolicyRow", "AutomationState", "KfCursor", "KfWindow", "WeComApp"]
+__all__ = ["AutoReplyPolicyRow", "AutomationState", "KfCursor", "WeComApp"]
 
 
 class WeComApp(SQLModel, table=True):
@@ -34,17 +34,6 @@ class KfCursor(SQLModel, table=True):
     open_kfid: str = Field(primary_key=True)
     cursor: str = ""
     updated_at: dt.datetime = Field(default_factory=utcnow)
-
-
-class KfWindow(SQLModel, table=True):
-    """WeCom allows 5 replies within 48 hours of the customer's last message; this counts them."""
-
-    __tablename__ = "wecom_kf_windows"
-    tenant_id: str = Field(primary_key=True)
-    open_kfid: str = Field(primary_key=True)
-    external_userid: str = Field(primary_key=True)
-    last_customer_at: dt.datetime
-    sent_in_window: int = 0
 
 
 class AutomationState(SQLModel, table=True):
