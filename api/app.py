@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,7 +20,14 @@ from copilot.spool import InboxWriter
 from copilot.wecom.apps import WebhookConfig
 from copilot.wecom.worker import Worker
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "settle_heap"]
+
+
+def settle_heap() -> None:
+    """Models, indexes and dictionaries live as long as the process: move them out of the cyclic garbage
+    collector's sight so its full passes stop walking them (each pass stalled requests ~0.2 s)."""
+    gc.collect()
+    gc.freeze()
 
 
 def create_app(settings: Settings | None = None, *, copilot: Copilot | None = None) -> FastAPI:
@@ -30,6 +38,8 @@ def create_app(settings: Settings | None = None, *, copilot: Copilot | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.copilot = copilot or Copilot.from_settings(settings)
         app.state.inbox_writer = InboxWriter(app.state.copilot.engine)
+        if copilot is None:  # a deployment; callers that hand in a Copilot decide for themselves
+            settle_heap()
         # The daily revisit run belongs to a real deployment; a caller that hands in its own Copilot
         # (tests, scripts) runs generation itself.
         scheduler = RevisitScheduler(revisits.revisits_for_app(app)) if copilot is None else None

@@ -30,7 +30,6 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from api.routes import approvals, webhooks
 from copilot.models import utcnow
 from tests.wecom_stub import CORP_ID, encrypted_callback, event_xml, running_stub, webhook_config
 
@@ -71,13 +70,12 @@ def child_copilot(root: Path, role: str) -> Any:
 
 
 def run_server(root: Path, port: int, stub_url: str) -> None:
-    from api.app import create_app
+    from api.app import create_app, settle_heap
     from copilot.config import Settings
 
     app = create_app(Settings(data_dir=root), copilot=child_copilot(root, "server"))
-    app.include_router(webhooks.router)
-    app.include_router(approvals.router)
     app.state.webhook_config = webhook_config(stub_url)
+    settle_heap()  # as a deployed app does once its Copilot is built
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
