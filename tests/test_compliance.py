@@ -100,6 +100,37 @@ def test_evasions_are_caught_and_spans_cover_the_evasive_spelling(
 
 
 @pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("到期连本带利一分不少给你", "ad_finance"),
+        ("跌了我这边补给你，不会让你亏一分钱的", "ad_finance"),
+        ("考研跟我们学，上岸是板上钉钉的事", "ad_education"),
+        ("出题组的老师在我们这兼课", "ad_education"),
+        ("换了这款洗护，湿疹一周就消下去了", "ad_medical"),
+        ("每天冲一袋，个子能多窜两三公分", "ad_medical"),
+        ("拆了用了都能退，放心买", "false_promise"),
+        ("对身体一点副作用都没有", "false_promise"),
+        ("好評截圖發客服，就能領取小禮品一份", "review_cashback"),
+        ("那条差评能改一下吗，改完给您补20元", "review_cashback"),
+        ("某宝上那些便宜的全是三无，会烂脸的", "competitor"),
+        ("你是不是脑子有坑啊", "harassment"),
+        ("等着我把你聊天记录挂网上", "harassment"),
+        ("部队内部特供的护肤品", "sensitive_political"),
+        ("有人组织去市政府门口拉横幅讨说法", "sensitive_political"),
+        ("今晚压哪队？我这有盘口", "sensitive_gambling"),
+        ("看片进群，各种无码资源", "sensitive_porn"),
+        ("放点那种药在酒里，人就迷糊了", "sensitive_violence"),
+        ("帮人跑分，流水走你卡上抽点", "sensitive_violence"),
+        ("我弟的身份证号是 610113 1998 0514 2674", "pii_id_number"),
+        ("办卡信息：王丽 500103-2000-0407-6301", "pii_id_number"),
+        ("车牌粤B·7K2Q9，帮我登记一下", "pii_other"),
+    ],
+)
+def test_paraphrases_of_each_family_are_caught(checker: ComplianceChecker, text: str, category: str) -> None:
+    assert category in checker.check(text).categories
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "宝宝最近睡得怎么样？",
@@ -132,6 +163,16 @@ def test_evasions_are_caught_and_spans_cover_the_evasive_spelling(
         "销量第一次突破十万",
         "酒店的评分最好在4.5分以上",
         "最好评分高一点的",
+        "双十一跳楼大甩卖，全场五折",
+        "这个一个疗程是多少钱？",
+        "退款会原路退到您付款的那张卡上",
+        "6月4号我们有个会员日活动，记得来",
+        "我们不能保证净值不会波动",
+        "您先拍一单，我给您改价",
+        "这款M码无码数了，L码还有",
+        "道德绑架就没意思了哈",
+        "开业那天门口拉横幅，热闹得很",
+        "我们不保证录取，但会尽力辅导",
         "",
         "😊😊",
     ],

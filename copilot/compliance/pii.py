@@ -23,7 +23,12 @@ __all__ = ["MaskedText", "PiiMatch", "find_pii", "mask_pii"]
 _ASCII_DIGITS = str.maketrans("０１２３４５６７８９ｘＸ", "0123456789XX")
 _SEP = r"[\s\-－]?"
 _PREFILTER_NUMBER = re.compile(r"\d[\d\s\-－]{5,}\d")
-_ID_RE = re.compile(rf"(?<![\dA-Za-z])\d{{6}}{_SEP}\d{{8}}{_SEP}\d{{3}}[\dXxＸｘ](?![\dA-Za-z])")
+# An ID is written 18 digits in a row, 6-8-4 or 6-4-4-4 (`610113 1998 0514 2674`, `500103-2000-0407-6301`);
+# the checksum and birth date keep other digit runs out.
+_ID_SEP = r"[\s\-－]{0,2}"
+_ID_RE = re.compile(
+    rf"(?<![\dA-Za-z])\d{{6}}{_ID_SEP}\d{{4}}{_ID_SEP}\d{{4}}{_ID_SEP}\d{{3}}[\dXxＸｘ](?![\dA-Za-z])"
+)
 _MOBILE_RE = re.compile(
     rf"(?<![\dA-Za-z+])(?:(?:\+|00|＋)?86{_SEP}|\(\+?86\){_SEP})?1{_SEP}[3-9](?:{_SEP}\d){{9}}(?![\dA-Za-z])"
 )
@@ -60,7 +65,7 @@ _DOCUMENT_RE = re.compile(
 )
 _PLATE_RE = re.compile(
     r"(?<![A-Za-z])[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼]"
-    r"[A-Z]\s?(?:[A-HJ-NP-Z0-9]{5}|[DF][A-HJ-NP-Z0-9]{5}|[A-HJ-NP-Z0-9]{5}[DF])(?![A-Za-z0-9])"
+    r"[A-Z][\s·・•.\-]?(?:[A-HJ-NP-Z0-9]{5}|[DF][A-HJ-NP-Z0-9]{5}|[A-HJ-NP-Z0-9]{5}[DF])(?![A-Za-z0-9])"
 )
 
 
@@ -141,7 +146,7 @@ def _others(text: str) -> list[PiiMatch]:
             for m in _DOCUMENT_RE.finditer(text)
         )
     found.extend(
-        PiiMatch("pii_other", "车牌号", m.span(), m.group().replace(" ", ""))
+        PiiMatch("pii_other", "车牌号", m.span(), re.sub(r"[\s·・•.\-]", "", m.group()))
         for m in _PLATE_RE.finditer(text)
     )
     return found
