@@ -14,7 +14,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from sqlalchemy import JSON, Column, Connection, Index, UniqueConstraint, and_, or_, update
+from sqlalchemy import JSON, Column, Connection, Index, UniqueConstraint, and_, case, or_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
@@ -164,6 +164,17 @@ def add_event(session: Session, *, tenant: str, source: str, dedupe_key: str, ki
     return insert_events(session.connection(), [NewEvent(tenant, source, dedupe_key, kind, payload)], now)[0]
 
 
+# Welcome codes (priority 0) live 20 seconds. Under a backlog the newest code is the one still worth
+# sending (the oldest has usually expired while it waited), so they are taken newest first; everything
+# else oldest first, which keeps each customer's messages in order.
+_CLAIM_ORDER = (col(InboxEvent.priority),
+                case((col(InboxEvent.priority) == 0, -col(InboxEvent.id)), else_=col(InboxEvent.id)))
+
+
+def _claim_key(event: InboxEvent) -> tuple[int, int]:
+    return event.priority, -(event.id or 0) if event.priority == 0 else (event.id or 0)
+
+
 def _claimable(now: dt.datetime, max_attempts: int) -> Any:
     return and_(
         col(InboxEvent.attempts) < max_attempts,
@@ -193,7 +204,7 @@ def claim_events(
     # Read first and write only when there is something to take: an idle poll must not hold the write
     # lock that the webhook's inserts need.
     with Session(engine) as session:
-        ids = session.exec(query.order_by(col(InboxEvent.priority), col(InboxEvent.id)).limit(limit)).all()
+        ids = session.exec(query.order_by(*_CLAIM_ORDER).limit(limit)).all()
         bury = session.exec(select(InboxEvent.id).where(exhausted).limit(1)).first() is not None
     if not ids and not bury:
         return []
@@ -215,7 +226,7 @@ def claim_events(
         return []
     with Session(engine) as session:
         rows = session.exec(select(InboxEvent).where(col(InboxEvent.id).in_(taken))).all()
-        return sorted(rows, key=lambda r: (r.priority, r.id or 0))
+        return sorted(rows, key=_claim_key)
 
 
 def complete_event(session: Session, event: InboxEvent, owner: str, now: dt.datetime,
