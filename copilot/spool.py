@@ -85,6 +85,11 @@ class Spool:
         self.engine = make_engine(url.render_as_string(hide_password=False), lock_timeout_s=lock_timeout_s)
         _SpoolBase.metadata.create_all(self.engine)
 
+    @classmethod
+    def beside(cls, inbox: Engine, **options: Any) -> Spool | None:
+        """The spool for `inbox`, or None where callbacks go straight into the inbox (not SQLite)."""
+        return cls(inbox, **options) if is_sqlite_file(inbox) else None
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -151,7 +156,7 @@ class InboxWriter:
     def __init__(self, inbox: Engine, *, max_batch: int = 500, lock_wait_s: float = 10.0,
                  prune_every_s: float = 3600.0) -> None:
         self.inbox = inbox
-        self.spool = Spool(inbox, lock_timeout_s=0) if is_sqlite_file(inbox) else None
+        self.spool = Spool.beside(inbox, lock_timeout_s=0)
         self._max_batch = max_batch
         self._lock_wait_s = lock_wait_s
         self._prune_every_s = prune_every_s

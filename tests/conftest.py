@@ -62,6 +62,17 @@ def _no_model_requests() -> Iterator[None]:
     llm.ALLOW_MODEL_REQUESTS = previous
 
 
+@pytest.fixture
+def fresh_engine(tmp_path: Path) -> Iterator[Any]:
+    """An empty database of the project's schema, for tests that count rows from zero."""
+    from copilot.db import create_schema, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'copilot.db'}")
+    create_schema(engine)
+    yield engine
+    engine.dispose()
+
+
 def fixed_clock() -> dt.datetime:
     return TODAY
 

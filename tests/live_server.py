@@ -7,11 +7,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import uvicorn
 
-__all__ = ["serve_in_thread"]
+__all__ = ["running", "serve_in_thread"]
 
 
 @contextmanager
@@ -35,3 +35,18 @@ def serve_in_thread(app: Any, *, name: str, lifespan: Literal["auto", "on", "off
         server.should_exit = True
         thread.join(timeout=20)
         sock.close()
+
+
+S = TypeVar("S", bound=Any)
+
+
+@contextmanager
+def running(stub: S, *, name: str) -> Iterator[S]:
+    """Serve `stub` (anything with `app()`, `base_url` and a `_closing` event) on a free port for the
+    duration; slow handlers waiting on `_closing` are released before the server stops."""
+    with serve_in_thread(stub.app(), name=name) as url:
+        stub.base_url = url
+        try:
+            yield stub
+        finally:
+            stub._closing.set()

@@ -24,7 +24,7 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from tests.live_server import serve_in_thread
+from tests.live_server import running
 
 __all__ = ["OpenAIStub", "StubReply", "json_reply", "openai_stub", "running_openai_stub"]
 
@@ -116,13 +116,8 @@ class OpenAIStub:
 @contextmanager
 def running_openai_stub() -> Iterator[OpenAIStub]:
     """Serve a fresh stub on a free 127.0.0.1 port in a background thread for the duration."""
-    stub = OpenAIStub()
-    with serve_in_thread(stub.app(), name="OpenAI stub") as url:
-        stub.base_url = url
-        try:
-            yield stub
-        finally:
-            stub._closing.set()
+    with running(OpenAIStub(), name="OpenAI stub") as stub:
+        yield stub
 
 
 @pytest.fixture

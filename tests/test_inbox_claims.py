@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy.engine import Engine
 
-from copilot.db import create_schema, make_engine
 from copilot.inbox import NewEvent, claim_events, record_events
 from copilot.models import utcnow
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'copilot.db'}")
-    create_schema(engine)
-    yield engine
-    engine.dispose()
+def engine(fresh_engine: Engine) -> Engine:
+    return fresh_engine
 
 
 def claim(engine: Engine, limit: int) -> list[str]:

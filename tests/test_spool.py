@@ -16,18 +16,15 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
-from copilot.db import create_schema, make_engine
+from copilot.db import make_engine
 from copilot.inbox import InboxEvent, NewEvent, insert_events
 from copilot.models import utcnow
 from copilot.spool import InboxWriter, Spool, SpooledEvent
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'copilot.db'}")
-    create_schema(engine)
-    yield engine
-    engine.dispose()
+def engine(fresh_engine: Engine) -> Engine:
+    return fresh_engine
 
 
 @pytest.fixture

@@ -217,6 +217,14 @@ def kf_message(msgid: str, external: str, open_kfid: str, text: str, origin: int
             "send_time": unix(Clock().now), "msgtype": "text", "text": {"content": text}}
 
 
+def kf_customer_writes(client: TestClient, stub: StubWeCom, copilot: Any, tenant: str, clock: Clock,
+                       message: dict[str, Any], *, token: str = "KF-TOKEN", deliveries: int = 1) -> None:
+    """The customer's message waits in kf/sync_msg, WeCom calls back (`deliveries` times), a worker runs."""
+    stub.kf_messages.append(message)
+    post(client, tenant, kf_event("wkKF", token=token), times=deliveries)
+    drain(make_worker(copilot, stub, tenant, clock))
+
+
 def kf_replies_counted(copilot: Any, tenant: str, customer_id: str) -> int:
     with Session(copilot.engine) as session:
         return len(session.exec(select(FrequencySlot).where(FrequencySlot.tenant_id == tenant,
@@ -228,9 +236,8 @@ def test_kf_event_pulls_with_the_cursor_and_replies_once(
     client: TestClient, wecom_stub: StubWeCom, hashing_copilot: Any, tenant: str
 ) -> None:
     clock = Clock(dt.datetime(2026, 11, 23, 3, 0))  # 11:00 in Shanghai, a working day
-    wecom_stub.kf_messages.append(kf_message("kfm-1", "wmKfCust1", "wkKF", "你们几点开门呀"))
-    post(client, tenant, kf_event("wkKF"), times=3)
-    drain(make_worker(hashing_copilot, wecom_stub, tenant, clock))
+    kf_customer_writes(client, wecom_stub, hashing_copilot, tenant, clock,
+                       kf_message("kfm-1", "wmKfCust1", "wkKF", "你们几点开门呀"), deliveries=3)
     [send] = wecom_stub.calls_to(KF_SEND)
     assert send.body["touser"] == "wmKfCust1" and send.body["open_kfid"] == "wkKF"
     assert send.body["text"]["content"].startswith("门店营业时间是每天")
@@ -240,9 +247,8 @@ def test_kf_event_pulls_with_the_cursor_and_replies_once(
     assert cursor is not None and cursor.cursor == "1"
     assert kf_replies_counted(hashing_copilot, tenant, "wmKfCust1") == 1  # by the guard the sidebar uses
     # a later event pulls from the stored cursor: the old message is not replied to again
-    wecom_stub.kf_messages.append(kf_message("kfm-2", "wmKfCust1", "wkKF", "好的谢谢", origin=3))
-    post(client, tenant, kf_event("wkKF", token="KF-TOKEN-2"))
-    drain(make_worker(hashing_copilot, wecom_stub, tenant, clock))
+    kf_customer_writes(client, wecom_stub, hashing_copilot, tenant, clock,
+                       kf_message("kfm-2", "wmKfCust1", "wkKF", "好的谢谢", origin=3), token="KF-TOKEN-2")
     assert wecom_stub.calls_to(KF_SYNC)[-1].body["cursor"] == "1"
     assert len(wecom_stub.calls_to(KF_SEND)) == 1  # "好的谢谢" matches no rule and AI has no profile
 
@@ -251,9 +257,8 @@ def test_kf_messages_pulled_twice_are_stored_and_answered_once(
     client: TestClient, wecom_stub: StubWeCom, hashing_copilot: Any, tenant: str
 ) -> None:
     clock = Clock(dt.datetime(2026, 11, 23, 3, 0))
-    wecom_stub.kf_messages.append(kf_message("kfp-1", "wmKfCust6", "wkKF", "营业时间"))
-    post(client, tenant, kf_event("wkKF"))
-    drain(make_worker(hashing_copilot, wecom_stub, tenant, clock))
+    kf_customer_writes(client, wecom_stub, hashing_copilot, tenant, clock,
+                       kf_message("kfp-1", "wmKfCust6", "wkKF", "营业时间"))
     with Session(hashing_copilot.engine) as session:  # the cursor is lost, so the next pull repeats
         cursor = session.get(KfCursor, (tenant, "wkKF"))
         session.delete(cursor)
@@ -272,9 +277,8 @@ def test_kf_replies_stop_at_five_per_window_and_after_48_hours(
     client: TestClient, wecom_stub: StubWeCom, hashing_copilot: Any, tenant: str
 ) -> None:
     clock = Clock(dt.datetime(2026, 11, 23, 3, 0))
-    wecom_stub.kf_messages.append(kf_message("kfw-1", "wmKfCust2", "wkKF", "营业时间"))
-    post(client, tenant, kf_event("wkKF"))
-    drain(make_worker(hashing_copilot, wecom_stub, tenant, clock))
+    kf_customer_writes(client, wecom_stub, hashing_copilot, tenant, clock,
+                       kf_message("kfw-1", "wmKfCust2", "wkKF", "营业时间"))
     assert len(wecom_stub.calls_to(KF_SEND)) == 1
     target = {"open_kfid": "wkKF", "touser": "wmKfCust2"}
     with Session(hashing_copilot.engine) as session:

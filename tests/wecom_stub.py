@@ -22,7 +22,7 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from tests.live_server import serve_in_thread
+from tests.live_server import running
 
 __all__ = ["Call", "Reply", "StubWeCom", "running_stub", "wecom_stub"]
 
@@ -193,13 +193,8 @@ class StubWeCom:
 @contextmanager
 def running_stub(**settings: Any) -> Iterator[StubWeCom]:
     """Serve a fresh stub on a free 127.0.0.1 port in a background thread for the duration."""
-    stub = StubWeCom(**settings)
-    with serve_in_thread(stub.app(), name="WeCom stub") as url:
-        stub.base_url = url
-        try:
-            yield stub
-        finally:
-            stub._closing.set()
+    with running(StubWeCom(**settings), name="WeCom stub") as stub:
+        yield stub
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from copilot.approvals import expire_stale
-from copilot.db import is_sqlite_file, session_scope
+from copilot.db import session_scope
 from copilot.errors import AuthError, ConfigurationError, UpstreamError, ValidationError
 from copilot.inbox import InboxEvent, LeaseLostError, claim_events, complete_event, fail_event
 from copilot.models import new_id, utcnow
@@ -59,7 +59,7 @@ class Worker:
         self.handlers = Handlers(copilot, self.clients, self.policies)
         self.sender = OutboxSender(self.engine, self.clients, guard=copilot.frequency, clock=clock, lease_s=config.lease_s,
                                    max_attempts=config.max_attempts, tenants=self.tenants)
-        self.spool = Spool(self.engine) if is_sqlite_file(self.engine) else None
+        self.spool = Spool.beside(self.engine)
         self._last_expiry = 0.0
 
     async def run_once(self) -> int:
