@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck pytest install install-dev screenshot eval-full bench clean
+.PHONY: run test test-shifted lint typecheck pytest install install-dev screenshot eval-full bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,11 +26,22 @@ install-dev: $(DEVSTAMP)
 run: $(STAMP)
 	$(VENV)/bin/copilot run
 
-## make test: ruff, mypy and the whole pytest suite.
+## make test: ruff, mypy, the whole pytest suite, then the suite again on shifted clocks.
 test: $(DEVSTAMP)
 	$(VENV)/bin/ruff check copilot api eval tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
+	$(MAKE) --no-print-directory test-shifted
+
+## make test-shifted: the suite (without the slow model tests) with the process clock moved 40 and 400
+## days ahead by libfaketime, so a test that pins a date against the wall clock fails the day it is written.
+SHIFTS ?= +40d +400d
+test-shifted: $(DEVSTAMP)
+	@command -v faketime >/dev/null || { echo "faketime is missing: apt-get install faketime"; exit 1; }
+	@for shift in $(SHIFTS); do \
+	  echo "== pytest with the clock moved $$shift"; \
+	  faketime -f "$$shift" $(VENV)/bin/pytest -q -p no:cacheprovider -m "not slow" || exit 1; \
+	done
 
 lint: $(DEVSTAMP)
 	$(VENV)/bin/ruff check copilot api eval tests bench

@@ -13,6 +13,7 @@ from api.deps import parse_api_keys
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.routes import approvals, compliance_admin, knowledge, revisits, sidebar, suggestions, webhooks
+from copilot.clock import Clock
 from copilot.config import Settings, get_settings
 from copilot.revisits import RevisitScheduler
 from copilot.service import Copilot
@@ -31,14 +32,20 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-def create_app(settings: Settings | None = None, *, copilot: Copilot | None = None) -> FastAPI:
-    """Build the app. The Copilot (models, indexes) is built once, in the lifespan, unless given."""
+def create_app(settings: Settings | None = None, *, copilot: Copilot | None = None,
+               clock: Clock | None = None) -> FastAPI:
+    """Build the app. The Copilot (models, indexes) is built once, in the lifespan, unless given.
+
+    `clock` decides the callback replay window and stamps what the ack path stores; by default it is
+    the Copilot's own clock, so a worker built on the same Copilot judges times by the same clock.
+    """
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.copilot = copilot or Copilot.from_settings(settings)
-        app.state.inbox_writer = InboxWriter(app.state.copilot.engine)
+        app.state.clock = clock or app.state.copilot.clock
+        app.state.inbox_writer = InboxWriter(app.state.copilot.engine, clock=app.state.clock)
         if copilot is None:  # a deployment; callers that hand in a Copilot decide for themselves
             settle_heap()
         # The daily revisit run belongs to a real deployment; a caller that hands in its own Copilot
@@ -50,7 +57,7 @@ def create_app(settings: Settings | None = None, *, copilot: Copilot | None = No
         stop = asyncio.Event()
         worker = None
         if settings.worker_enabled:
-            runner = Worker(app.state.copilot, WebhookConfig.from_settings(settings))
+            runner = Worker(app.state.copilot, WebhookConfig.from_settings(settings), clock=app.state.clock)
             worker = asyncio.create_task(runner.run_forever(stop))
         yield
         stop.set()

@@ -110,7 +110,7 @@ def main() -> None:
         engine = build(Path(tmp) / "bench.db", args.customers, args.staff, args.stored_chats, args.seed)
         print(f"built {args.customers:,} customers ({args.stored_chats:,} with stored chats) "
               f"in {time.perf_counter() - started:.1f} s")
-        guard = None if args.no_guard else FrequencyGuard(engine, clock=lambda: NOW)
+        guard = None if args.no_guard else FrequencyGuard(engine)
         for label in ("first run", "second run (same day)"):
             cpu = time.process_time()
             report = generate(engine, TENANT, TODAY, rules, now=NOW, guard=guard)

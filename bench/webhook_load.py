@@ -30,7 +30,7 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from copilot.models import utcnow
+from copilot.clock import utcnow
 from tests.wecom_stub import CORP_ID, encrypted_callback, event_xml, running_stub, webhook_config
 
 REPO = Path(__file__).resolve().parent.parent

@@ -19,12 +19,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from copilot.clock import utcnow
 from copilot.compliance import ComplianceResult
 from copilot.contracts import FlagOut, SuggestionOut
 from copilot.db import session_scope
 from copilot.errors import ConflictError, NotFoundError, ValidationError
 from copilot.inbox import OutboxMessage
-from copilot.models import SuggestionRow, new_id, utcnow
+from copilot.models import SuggestionRow, new_id
 
 __all__ = [
     "APPROVAL_STATUSES",
@@ -175,9 +176,8 @@ def create_item(
 
 
 def create_for_candidates(engine: Engine, tenant: str, suggestion: SuggestionOut, *,
-                          ttl_s: float = DEFAULT_TTL_S, now: dt.datetime | None = None) -> list[ApprovalItem]:
+                          now: dt.datetime, ttl_s: float = DEFAULT_TTL_S) -> list[ApprovalItem]:
     """Approval items for the candidates of a suggestion that need one; safe to call twice."""
-    now = now or utcnow()
     risky = [c for c in suggestion.candidates if c.requires_approval]
     if not risky:
         return []
@@ -202,10 +202,9 @@ class Decision:
 def decide(
     engine: Engine, tenant: str, item_id: str, action: Action, *, reviewer: str, reason: str | None = None,
     text: str | None = None, check: Callable[[str], ComplianceResult] | None = None,
-    now: dt.datetime | None = None,
+    now: dt.datetime,
 ) -> Decision:
     """Approve, edit-and-approve or reject a pending item; the first decision wins."""
-    now = now or utcnow()
     target = _TARGET[action]
     item = get_item(engine, tenant, item_id)
     final_text = item.text
@@ -263,9 +262,8 @@ def _release_source(session: Session, item: ApprovalItem, status: str, text: str
     )
 
 
-def expire_stale(engine: Engine, *, now: dt.datetime | None = None, tenant: str | None = None) -> int:
+def expire_stale(engine: Engine, *, now: dt.datetime, tenant: str | None = None) -> int:
     """Expire pending items past their deadline (and cancel their held outbox rows)."""
-    now = now or utcnow()
     with Session(engine) as session:
         query = select(ApprovalItem).where(ApprovalItem.status == "pending",
                                            col(ApprovalItem.expires_at) < now)
@@ -299,9 +297,8 @@ def get_item(engine: Engine, tenant: str, item_id: str) -> ApprovalItem:
 def list_items(
     engine: Engine, tenant: str, *, status: str | None = None, staff_id: str | None = None,
     risk: str | None = None, category: str | None = None, older_than_s: float | None = None,
-    limit: int = 100, now: dt.datetime | None = None,
+    limit: int = 100, now: dt.datetime,
 ) -> list[ApprovalItem]:
-    now = now or utcnow()
     with Session(engine) as session:
         query = select(ApprovalItem).where(ApprovalItem.tenant_id == tenant)
         if status:

@@ -11,9 +11,10 @@ from rapidfuzz.distance import Levenshtein
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from copilot.clock import utcnow
 from copilot.db import session_scope
 from copilot.errors import NotFoundError, ValidationError
-from copilot.models import CandidateRow, MessageRow, SuggestionRow, utcnow
+from copilot.models import CandidateRow, MessageRow, SuggestionRow
 
 __all__ = [
     "FEEDBACK_ACTIONS",

@@ -19,9 +19,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from copilot.clock import utcnow
 from copilot.db import insert_new, session_scope
 from copilot.errors import ConflictError
-from copilot.models import new_id, utcnow
+from copilot.models import new_id
 
 __all__ = [
     "EVENT_STATUSES",
@@ -73,10 +74,10 @@ class InboxEvent(SQLModel, table=True):
     attempts: int = 0
     lease_owner: str | None = None
     lease_until: dt.datetime | None = None
-    available_at: dt.datetime = Field(default_factory=utcnow)
+    available_at: dt.datetime  # written and read by the worker's clock (see `insert_events`)
     last_error: str | None = None
     result: dict[str, Any] = _json_dict()
-    received_at: dt.datetime = Field(default_factory=utcnow)
+    received_at: dt.datetime
     processed_at: dt.datetime | None = None
 
 
@@ -102,12 +103,12 @@ class OutboxMessage(SQLModel, table=True):
     event_id: int | None = None
     attempts: int = 0
     lease_until: dt.datetime | None = None
-    available_at: dt.datetime = Field(default_factory=utcnow)
+    available_at: dt.datetime  # the enqueuing worker's clock; the sender compares it with the same clock
     not_after: dt.datetime | None = None  # e.g. a welcome code's 20-second life
     last_error: str | None = None
     errcode: int | None = None
     remote_id: str | None = None
-    created_at: dt.datetime = Field(default_factory=utcnow)
+    created_at: dt.datetime = Field(default_factory=utcnow)  # for people reading the row; decides nothing
     sent_at: dt.datetime | None = None
 
 
@@ -136,14 +137,16 @@ class NewEvent:
     received_at: dt.datetime | None = None  # None: when it is stored
 
 
-def record_events(engine: Engine, events: Sequence[NewEvent], now: dt.datetime | None = None) -> list[bool]:
+def record_events(engine: Engine, events: Sequence[NewEvent], now: dt.datetime) -> list[bool]:
     """Store raw events in one transaction; each flag is False when its dedupe key was stored before."""
     with engine.begin() as connection:
-        return insert_events(connection, events, now or utcnow())
+        return insert_events(connection, events, now)
 
 
 def insert_events(connection: Connection, events: Sequence[NewEvent], now: dt.datetime) -> list[bool]:
-    """`record_events` inside the caller's transaction."""
+    """`record_events` inside the caller's transaction. `now` is the clock of whoever takes the events
+    next (the worker that moves them in from the spool, or the ack path that also serves as the clock of
+    its workers): it makes them available, so the same clock must decide when they are due."""
     rows = [InboxEvent(tenant_id=e.tenant, source=e.source, dedupe_key=e.dedupe_key, kind=e.kind,
                        payload=e.payload, priority=e.priority, received_at=e.received_at or now,
                        available_at=now).model_dump(exclude={"id"}) for e in events]
@@ -152,7 +155,7 @@ def insert_events(connection: Connection, events: Sequence[NewEvent], now: dt.da
 
 def record_event(
     engine: Engine, *, tenant: str, source: str, dedupe_key: str, kind: str, payload: dict[str, Any],
-    priority: int = 1, now: dt.datetime | None = None,
+    now: dt.datetime, priority: int = 1,
 ) -> bool:
     """Store one raw event; False when the same dedupe key was stored before (a retry)."""
     return record_events(engine, [NewEvent(tenant, source, dedupe_key, kind, payload, priority)], now)[0]
@@ -290,6 +293,8 @@ def enqueue_outbox(session: Session, message: OutboxMessage) -> Enqueued:
         existing = session.exec(
             select(OutboxMessage).where(OutboxMessage.tenant_id == message.tenant_id,
                                         OutboxMessage.idempotency_key == message.idempotency_key)
-        ).one()
+        ).first()
+        if existing is None:  # not a lost race on the key: the row itself is wrong
+            raise
         return Enqueued(existing, False)
     return Enqueued(message, True)

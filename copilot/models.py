@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from copilot.clock import utcnow
+
 __all__ = [
     "CandidateRow",
     "ContentRow",
@@ -22,12 +24,7 @@ __all__ = [
     "SuggestionRow",
     "Tenant",
     "new_id",
-    "utcnow",
 ]
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def new_id() -> str:

@@ -36,9 +36,9 @@ def generate_command(
 
     Runs without loading models; the frequency guard here applies the default daily proactive cap.
     """
+    from copilot.clock import utcnow
     from copilot.compliance.frequency import FrequencyGuard
     from copilot.db import create_schema, make_engine
-    from copilot.models import utcnow
     from copilot.repository import Repository
     from copilot.revisits import RuleStore, generate
     from copilot.revisits.generate import local_now

@@ -7,10 +7,9 @@ built once, when the Copilot is built; nothing on the request path loads a model
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from copilot.approvals import create_for_candidates
 from copilot.classify import MessageClassifier, Prediction
+from copilot.clock import Clock, utcnow
 from copilot.compliance import ComplianceChecker, ComplianceResult, Flag, combine
 from copilot.compliance.frequency import FrequencyGuard, SendKind
 from copilot.compliance.llm_check import LLMComplianceCheck
@@ -48,7 +48,7 @@ from copilot.knowledge.loader import load_library
 from copilot.knowledge.schema import CustomerProfile, Stage
 from copilot.lexical import warm_up
 from copilot.llm import build_chat_model
-from copilot.models import CandidateRow, FlagRow, SuggestionRow, utcnow
+from copilot.models import CandidateRow, FlagRow, SuggestionRow
 from copilot.prompts import load_prompt
 from copilot.ranking import Reranker
 from copilot.repository import Repository
@@ -58,9 +58,6 @@ from copilot.tokens import TokenCounter, seed_tiktoken_cache
 from copilot.vectorstore import ChromaStore
 
 __all__ = ["Copilot", "build_embedder"]
-
-Clock = Callable[[], dt.datetime]
-
 
 def build_embedder(settings: Settings) -> Embedder:
     """The embedder the settings name: the built-in offline model, `hashing` (tests), or any
@@ -107,7 +104,7 @@ class Copilot:
         self.compliance = compliance
         self.tenant_compliance = tenant_compliance or TenantCompliance(compliance)
         self.llm_check: LLMComplianceCheck | None = None
-        self.frequency = FrequencyGuard(engine, clock=clock, cap_for=self.tenant_compliance.proactive_daily_cap)
+        self.frequency = FrequencyGuard(engine, cap_for=self.tenant_compliance.proactive_daily_cap)
         self.repo = Repository(engine)
         self._classifiers: dict[str, MessageClassifier] = {}
         self._classifier_lock = threading.Lock()
@@ -197,6 +194,7 @@ class Copilot:
 
     def suggest(self, tenant: str, request: SuggestRequest) -> SuggestionOut:
         started = time.perf_counter()
+        now = self.clock()
         analysis = self._analyze(tenant, request)
         n = request.n or self.default_candidates
         persona = self.repo.persona(tenant)
@@ -204,7 +202,7 @@ class Copilot:
         scripts, content = self._evidence(tenant, analysis, stage)
         context = DraftContext(
             tenant=tenant, turns=analysis.turns, profile=analysis.profile, persona=persona, stage=stage,
-            scripts=scripts, content=content, n=n, now=self.clock(),
+            scripts=scripts, content=content, n=n, now=now,
         )
         outcome = self.drafter.draft(context)
         if len(outcome.candidates) < n:
@@ -214,7 +212,7 @@ class Copilot:
         if limit is not None:
             checks = [combine(check, [limit]) for check in checks]
         out = self._persist(tenant, request, analysis, outcome, checks, time.perf_counter() - started)
-        create_for_candidates(self.engine, tenant, out)  # risky candidates wait for a reviewer
+        create_for_candidates(self.engine, tenant, out, now=now)  # risky candidates wait for a reviewer
         return out
 
     def _frequency_flag(self, tenant: str, request: SuggestRequest, analysis: _Analysis) -> Flag | None:
@@ -222,7 +220,7 @@ class Copilot:
         if analysis.profile is None or not request.staff_id:
             return None
         kind: SendKind = "reply" if any(t.role == "customer" for t in analysis.turns) else "proactive"
-        return self.frequency.check(tenant, request.staff_id, analysis.profile.id, "external", kind)
+        return self.frequency.check(tenant, request.staff_id, analysis.profile.id, "external", kind, self.clock())
 
     def _analyze(self, tenant: str, request: SuggestRequest) -> _Analysis:
         profile = self.repo.customer(tenant, request.customer_id) if request.customer_id else None

@@ -34,9 +34,9 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Field, Session, SQLModel, col, select
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
 
+from copilot.clock import Clock
 from copilot.db import insert_new, is_sqlite_file, make_engine
 from copilot.inbox import NewEvent, insert_events, record_events
-from copilot.models import utcnow
 
 __all__ = ["InboxWriter", "Spool", "SpoolCursor", "SpooledEvent"]
 
@@ -60,7 +60,7 @@ class SpooledEvent(_SpoolBase, table=True):
     kind: str
     priority: int = 1
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    received_at: dt.datetime = Field(default_factory=utcnow)
+    received_at: dt.datetime
 
 
 class SpoolCursor(SQLModel, table=True):
@@ -93,9 +93,8 @@ class Spool:
     def close(self) -> None:
         self.engine.dispose()
 
-    def store(self, events: Sequence[NewEvent], now: dt.datetime | None = None) -> list[bool]:
+    def store(self, events: Sequence[NewEvent], now: dt.datetime) -> list[bool]:
         """Spool `events` in one transaction; False for one the spool holds already (a retry)."""
-        now = now or utcnow()
         rows = [SpooledEvent(tenant_id=e.tenant, source=e.source, dedupe_key=e.dedupe_key, kind=e.kind,
                              priority=e.priority, payload=e.payload, received_at=e.received_at or now)
                 .model_dump(exclude={"id"}) for e in events]
@@ -107,8 +106,11 @@ class Spool:
             row = session.get(SpoolCursor, self.name)
         return row.last_id if row is not None else 0
 
-    def move_to_inbox(self, limit: int = 500) -> int:
-        """Copy the spool rows after the cursor into the inbox and move the cursor, in one transaction."""
+    def move_to_inbox(self, now: dt.datetime, limit: int = 500) -> int:
+        """Copy the spool rows after the cursor into the inbox and move the cursor, in one transaction.
+
+        `now` is the clock of the worker that moves them: the rows become available at that time, and the
+        same worker's clock decides when it takes them."""
         last = self.cursor()
         with Session(self.engine) as session:
             rows = session.exec(select(SpooledEvent).where(col(SpooledEvent.id) > last)
@@ -124,7 +126,7 @@ class Spool:
                 return 0
             insert_events(connection, [
                 NewEvent(r.tenant_id, r.source, r.dedupe_key, r.kind, r.payload, r.priority, r.received_at)
-                for r in rows], utcnow())
+                for r in rows], now)
         return len(rows)
 
     def waiting(self, tenant: str, *, source: str | None = None, limit: int = 50) -> list[SpooledEvent]:
@@ -135,9 +137,9 @@ class Spool:
         with Session(self.engine) as session:
             return list(session.exec(query.order_by(col(SpooledEvent.id).desc()).limit(limit)).all())
 
-    def prune(self, now: dt.datetime | None = None) -> int:
+    def prune(self, now: dt.datetime) -> int:
         """Forget rows the inbox has held for a day (a WeCom retry comes within seconds)."""
-        cutoff = (now or utcnow()) - KEEP_MOVED
+        cutoff = now - KEEP_MOVED
         with self.engine.begin() as connection:
             return int(connection.execute(delete(SpooledEvent).where(
                 col(SpooledEvent.id) <= self.cursor(), col(SpooledEvent.received_at) < cutoff)).rowcount)
@@ -153,14 +155,15 @@ class InboxWriter:
     elsewhere. Each caller hears back only after its row is committed, so an acknowledged event is durable.
     """
 
-    def __init__(self, inbox: Engine, *, max_batch: int = 500, lock_wait_s: float = 10.0,
+    def __init__(self, inbox: Engine, *, clock: Clock, max_batch: int = 500, lock_wait_s: float = 10.0,
                  prune_every_s: float = 3600.0) -> None:
         self.inbox = inbox
+        self._clock = clock
         self.spool = Spool.beside(inbox, lock_timeout_s=0)
         self._max_batch = max_batch
         self._lock_wait_s = lock_wait_s
         self._prune_every_s = prune_every_s
-        self._pruned_at = utcnow()
+        self._pruned_at = clock()
         self._queue: queue.SimpleQueue[tuple[NewEvent, Future[bool]] | None] = queue.SimpleQueue()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="inbox-writer", daemon=True)
@@ -171,7 +174,7 @@ class InboxWriter:
         if self._closed:
             raise RuntimeError("the inbox writer is closed")
         done: Future[bool] = Future()
-        self._queue.put((replace(event, received_at=event.received_at or utcnow()), done))
+        self._queue.put((replace(event, received_at=event.received_at or self._clock()), done))
         return done
 
     async def record(self, event: NewEvent) -> bool:
@@ -209,9 +212,10 @@ class InboxWriter:
 
     def _write(self, batch: list[tuple[NewEvent, Future[bool]]]) -> None:
         events = [event for event, _ in batch]
+        now = self._clock()
         try:
-            stored = self._locked(lambda spool: spool.store(events)) if self.spool is not None else \
-                record_events(self.inbox, events)
+            stored = self._locked(lambda spool: spool.store(events, now)) if self.spool is not None else \
+                record_events(self.inbox, events, now)
         except Exception as exc:  # each caller answers 500 and WeCom retries; nothing was half-stored
             for _, done in batch:
                 done.set_exception(exc)
@@ -220,7 +224,7 @@ class InboxWriter:
             done.set_result(flag)
 
     def _maybe_prune(self) -> None:
-        now = utcnow()
+        now = self._clock()
         if self.spool is None or (now - self._pruned_at).total_seconds() < self._prune_every_s:
             return
         self._pruned_at = now

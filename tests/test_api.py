@@ -202,7 +202,8 @@ def test_a_suggestion_past_the_daily_proactive_cap_is_flagged_frequency(hashing_
 
     customer = _customer(library, orders=True, chat=True)
     for _ in range(5):
-        hashing_copilot.frequency.record_send("default", "s-freq", customer.id, "external", "proactive")
+        hashing_copilot.frequency.record_send("default", "s-freq", customer.id, "external", "proactive",
+                                               hashing_copilot.clock())
     out = hashing_copilot.suggest("default", SuggestRequest(customer_id=customer.id, staff_id="s-freq", messages=[]))
     for candidate in out.candidates:
         assert "frequency" in {f.category for f in candidate.compliance.flags}

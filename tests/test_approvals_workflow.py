@@ -23,12 +23,12 @@ from copilot.approvals import (
     expire_stale,
     flags_of,
 )
+from copilot.clock import utcnow
 from copilot.contracts import MessageIn, SuggestRequest
 from copilot.db import session_scope
 from copilot.drafting.types import DraftCandidate, DraftContext, DraftOutcome
 from copilot.errors import ConflictError
 from copilot.inbox import OutboxMessage, enqueue_outbox
-from copilot.models import utcnow
 from copilot.wecom.apps import ClientPool
 from copilot.wecom.outbox import OutboxSender
 from tests.wecom_stub import API_KEY, StubWeCom, webhook_app, webhook_config
@@ -42,7 +42,7 @@ SAFE = "您好，活动详情我整理好发给您~"
 
 @pytest.fixture(scope="module")
 def client(hashing_copilot: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    app = webhook_app(hashing_copilot, webhook_config(), tmp_path_factory.mktemp("approvals"))
+    app = webhook_app(hashing_copilot, webhook_config(), tmp_path_factory.mktemp("approvals"), clock=utcnow)
     with TestClient(app) as test_client:
         yield test_client
 
@@ -58,7 +58,7 @@ def held(copilot: Any, *, text: str = RISKY, staff: str | None = None, customer:
         row = enqueue_outbox(session, OutboxMessage(
             tenant_id="default", idempotency_key=uuid.uuid4().hex, channel="external", kind="ai", text=text,
             target={"external_userid": customer, "sender": "LinXiaoYa"}, risk=check.risk, status="held",
-            customer_id=customer, staff_id=staff, available_at=now)).row
+            customer_id=customer, staff_id=staff, available_at=now, created_at=now)).row
         item = create_item(session, tenant="default", source_kind="outbox", source_id=row.id, text=text,
                            risk=check.risk, flags=flags_of(check), customer_id=customer, staff_id=staff, now=now,
                            ttl_s=ttl_s)
@@ -69,7 +69,7 @@ def held(copilot: Any, *, text: str = RISKY, staff: str | None = None, customer:
 
 def send_due(copilot: Any, stub: StubWeCom) -> None:
     pool = ClientPool(copilot.engine, webhook_config(stub.base_url))
-    sender = OutboxSender(copilot.engine, pool, guard=copilot.frequency, tenants=["default"])
+    sender = OutboxSender(copilot.engine, pool, guard=copilot.frequency, clock=utcnow, tenants=["default"])
 
     async def run() -> None:
         try:
@@ -116,7 +116,8 @@ def test_sender_refuses_text_whose_approval_is_not_granted(
 ) -> None:
     row, _ = held(hashing_copilot)
     unapproved = OutboxMessage(tenant_id="default", idempotency_key=uuid.uuid4().hex, channel="external",
-                               text=RISKY, risk="review", target={"external_userid": "x-risky", "sender": "u"})
+                               text=RISKY, risk="review", target={"external_userid": "x-risky", "sender": "u"},
+                               available_at=utcnow())
     with session_scope(hashing_copilot.engine) as session:
         forced = session.get(OutboxMessage, row.id)
         assert forced is not None
@@ -183,7 +184,8 @@ def test_two_reviewers_racing_cannot_both_win(hashing_copilot: Any) -> None:
                 results: dict[str, str] = outcomes) -> None:
             gate.wait()
             try:
-                results[reviewer] = decide(hashing_copilot.engine, "default", item_id, action, reviewer=reviewer).item.status
+                results[reviewer] = decide(hashing_copilot.engine, "default", item_id, action, reviewer=reviewer,
+                                           now=utcnow()).item.status
             except ConflictError:
                 results[reviewer] = "conflict"
 
@@ -206,7 +208,7 @@ def test_pending_items_expire_and_their_messages_are_cancelled(hashing_copilot: 
     row, item = held(hashing_copilot, ttl_s=3600, now=start)
     assert expire_stale(hashing_copilot.engine, now=utcnow()) >= 1
     with pytest.raises(ConflictError, match="expired"):
-        decide(hashing_copilot.engine, "default", item.id, "approve", reviewer="late")
+        decide(hashing_copilot.engine, "default", item.id, "approve", reviewer="late", now=utcnow())
     assert outbox(hashing_copilot, row.id).status == "cancelled"
     assert audit_actions(hashing_copilot, item.id) == ["held", "expired"]
 
@@ -246,8 +248,8 @@ def test_suggestion_candidates_needing_approval_become_items_once(hashing_copilo
         hashing_copilot.drafter = original
     risky = [c for c in suggestion.candidates if c.requires_approval]
     assert risky
-    items = create_for_candidates(hashing_copilot.engine, "default", suggestion)
-    again = create_for_candidates(hashing_copilot.engine, "default", suggestion)
+    items = create_for_candidates(hashing_copilot.engine, "default", suggestion, now=utcnow())
+    again = create_for_candidates(hashing_copilot.engine, "default", suggestion, now=utcnow())
     assert [i.id for i in items] == [i.id for i in again]
     assert [i.source_id for i in items] == [c.id for c in risky]
     assert all(i.source_kind == "candidate" and i.staff_id == "staff_anran" and i.customer_id == "cust_049"
@@ -258,7 +260,7 @@ def test_listing_filters_approvals_and_audit(client: TestClient, hashing_copilot
     staff = f"s-{uuid.uuid4().hex[:6]}"
     old_row, old = held(hashing_copilot, staff=staff, now=utcnow() - dt.timedelta(minutes=30), ttl_s=86400)
     _, new = held(hashing_copilot, staff=staff, text="这款效果最好")
-    decide(hashing_copilot.engine, "default", new.id, "reject", reviewer="boss")
+    decide(hashing_copilot.engine, "default", new.id, "reject", reviewer="boss", now=utcnow())
     assert client.get("/v1/approvals").status_code == 401
 
     def ids(**params: Any) -> set[str]:

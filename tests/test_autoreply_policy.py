@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
 from copilot.approvals import ApprovalItem, StaffNotification
+from copilot.clock import utcnow
 from copilot.drafting.types import DraftContext, DraftOutcome
 from copilot.errors import ValidationError
 from copilot.inbox import OutboxMessage, WebhookSecret
@@ -140,7 +141,7 @@ def test_policy_file_edits_apply_without_a_restart(hashing_copilot: Any, tmp_pat
 
 @pytest.fixture(scope="module")
 def client(hashing_copilot: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    app = webhook_app(hashing_copilot, webhook_config(), tmp_path_factory.mktemp("autoreply"))
+    app = webhook_app(hashing_copilot, webhook_config(), tmp_path_factory.mktemp("autoreply"), clock=utcnow)
     with TestClient(app) as test_client:
         yield test_client
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.engine import Engine
 
+from copilot.clock import utcnow
 from copilot.inbox import NewEvent, claim_events, record_events
-from copilot.models import utcnow
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def test_welcomes_come_first_newest_first_and_other_events_oldest_first(engine: 
         NewEvent("shop", "wecom", "kf-1", "kf_msg_or_event", {}, 1),
         NewEvent("shop", "wecom", "text-2", "text", {}, 2),
         NewEvent("shop", "wecom", "welcome-2", "add_external_contact", {}, 0),
-    ])
+    ], utcnow())
     # under a backlog the newest welcome code is the one still alive; a customer's texts stay in order
     assert claim(engine, 3) == ["welcome-2", "welcome-1", "kf-1"]
     assert claim(engine, 10) == ["text-1", "text-2"]

@@ -64,7 +64,8 @@ class _Guard:
     def __init__(self) -> None:
         self.blocked: set[str] = set()
 
-    def check(self, tenant: str, staff_id: str, customer_id: str, channel: str, kind: Any) -> object | None:
+    def check(self, tenant: str, staff_id: str, customer_id: str, channel: str, kind: Any,
+              now: dt.datetime) -> object | None:
         return "每天主动消息已达上限" if customer_id in self.blocked else None
 
 

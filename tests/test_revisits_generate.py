@@ -124,7 +124,8 @@ class _BlockOne:
         self.customer_id = customer_id
         self.asked: list[tuple[str, str, str, str, str]] = []
 
-    def check(self, tenant: str, staff_id: str, customer_id: str, channel: str, kind: Any) -> object | None:
+    def check(self, tenant: str, staff_id: str, customer_id: str, channel: str, kind: Any,
+              now: dt.datetime) -> object | None:
         self.asked.append((tenant, staff_id, customer_id, channel, kind))
         return "blocked" if customer_id == self.customer_id else None
 
@@ -141,7 +142,7 @@ def test_a_customer_the_frequency_guard_would_block_is_not_queued(engine: Engine
 def test_the_real_frequency_guard_blocks_a_customer_at_the_daily_proactive_cap(engine: Engine) -> None:
     _customer(engine, "capped", orders=DUE_ORDER)
     _customer(engine, "free", orders=DUE_ORDER)
-    guard = FrequencyGuard(engine, proactive_daily_cap=1, clock=lambda: NOW)
+    guard = FrequencyGuard(engine, proactive_daily_cap=1)
     guard.record_send(T, "s1", "capped", "external", "proactive", at=NOW)
     _run(engine, guard=guard)
     assert [i.customer_id for i in _items(engine)] == ["free"]

@@ -16,9 +16,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
+from copilot.clock import utcnow
 from copilot.db import make_engine
 from copilot.inbox import InboxEvent, NewEvent, insert_events
-from copilot.models import utcnow
 from copilot.spool import InboxWriter, Spool, SpooledEvent
 
 
@@ -45,52 +45,52 @@ def inbox_keys(engine: Engine) -> list[str]:
 
 def test_the_spool_is_a_file_of_its_own_beside_the_database(engine: Engine, spool: Spool, tmp_path: Path) -> None:
     assert Path(str(spool.engine.url.database)) == tmp_path / "copilot.spool.db"
-    assert spool.store([new("a")]) == [True]
+    assert spool.store([new("a")], utcnow()) == [True]
     assert inbox_keys(engine) == []  # nothing touched the main database's write lock
 
 
 def test_a_retry_is_a_duplicate_and_a_repeat_within_one_batch_too(spool: Spool) -> None:
-    assert spool.store([new("a"), new("b"), new("a")]) == [True, True, False]
-    assert spool.store([new("b"), new("c")]) == [False, True]
+    assert spool.store([new("a"), new("b"), new("a")], utcnow()) == [True, True, False]
+    assert spool.store([new("b"), new("c")], utcnow()) == [False, True]
 
 
 def test_moving_copies_each_event_once_in_arrival_order(engine: Engine, spool: Spool) -> None:
-    spool.store([new("a"), new("b")])
-    spool.store([new("c")])
-    assert spool.move_to_inbox(limit=2) == 2
-    assert spool.move_to_inbox() == 1
-    assert spool.move_to_inbox() == 0
+    spool.store([new("a"), new("b")], utcnow())
+    spool.store([new("c")], utcnow())
+    assert spool.move_to_inbox(utcnow(), limit=2) == 2
+    assert spool.move_to_inbox(utcnow()) == 1
+    assert spool.move_to_inbox(utcnow()) == 0
     assert inbox_keys(engine) == ["a", "b", "c"]
     assert [r.dedupe_key for r in spool.waiting("shop")] == []
 
 
 def test_received_time_survives_the_move(engine: Engine, spool: Spool) -> None:
     then = dt.datetime(2026, 11, 23, 8, 0, 0, tzinfo=dt.UTC)
-    spool.store([NewEvent("shop", "wecom", "a", "text", {}, 1, then)])
-    spool.move_to_inbox()
+    spool.store([NewEvent("shop", "wecom", "a", "text", {}, 1, then)], utcnow())
+    spool.move_to_inbox(utcnow())
     with Session(engine) as session:
         row = session.exec(select(InboxEvent)).one()
     assert row.received_at.replace(tzinfo=dt.UTC) == then
 
 
 def test_a_worker_that_died_after_copying_copies_nothing_twice(engine: Engine, spool: Spool) -> None:
-    spool.store([new("a"), new("b")])
+    spool.store([new("a"), new("b")], utcnow())
     with engine.begin() as connection:  # a copy whose cursor update never committed...
         insert_events(connection, [new("a")], utcnow())
-    assert spool.move_to_inbox() == 2  # ... is redone, and the inbox keeps one of each
+    assert spool.move_to_inbox(utcnow()) == 2  # ... is redone, and the inbox keeps one of each
     assert inbox_keys(engine) == ["a", "b"]
 
 
 def test_two_workers_moving_at_once_store_each_event_once(engine: Engine, tmp_path: Path) -> None:
     first, second = Spool(engine), Spool(engine)
     try:
-        first.store([new(f"k{i}") for i in range(300)])
+        first.store([new(f"k{i}") for i in range(300)], utcnow())
         barrier = threading.Barrier(2)
         moved: list[int] = []
 
         def drain(spool: Spool) -> None:
             barrier.wait()
-            while (count := spool.move_to_inbox(limit=25)) or spool.waiting("shop", limit=1):
+            while (count := spool.move_to_inbox(utcnow(), limit=25)) or spool.waiting("shop", limit=1):
                 moved.append(count)
 
         threads = [threading.Thread(target=drain, args=(s,)) for s in (first, second)]
@@ -106,26 +106,26 @@ def test_two_workers_moving_at_once_store_each_event_once(engine: Engine, tmp_pa
 
 
 def test_listing_shows_only_what_is_not_yet_in_the_inbox(spool: Spool) -> None:
-    spool.store([new("a"), new("b"), new("c", tenant="other"), NewEvent("shop", "messages", "m", "text", {})])
+    spool.store([new("a"), new("b"), new("c", tenant="other"), NewEvent("shop", "messages", "m", "text", {})], utcnow())
     assert [r.dedupe_key for r in spool.waiting("shop")] == ["m", "b", "a"]
     assert [r.dedupe_key for r in spool.waiting("shop", source="wecom", limit=1)] == ["b"]
-    spool.move_to_inbox(limit=1)
+    spool.move_to_inbox(utcnow(), limit=1)
     assert [r.dedupe_key for r in spool.waiting("shop")] == ["m", "b"]
 
 
 def test_pruning_forgets_only_moved_rows_older_than_a_day(spool: Spool) -> None:
     old = utcnow() - dt.timedelta(days=2)
-    spool.store([NewEvent("shop", "wecom", "old-moved", "text", {}, 1, old)])
-    spool.move_to_inbox()
-    spool.store([NewEvent("shop", "wecom", "old-waiting", "text", {}, 1, old), new("fresh")])
-    assert spool.prune() == 1
+    spool.store([NewEvent("shop", "wecom", "old-moved", "text", {}, 1, old)], utcnow())
+    spool.move_to_inbox(utcnow())
+    spool.store([NewEvent("shop", "wecom", "old-waiting", "text", {}, 1, old), new("fresh")], utcnow())
+    assert spool.prune(utcnow()) == 1
     with Session(spool.engine) as session:
         left = set(session.exec(select(SpooledEvent.dedupe_key)).all())
     assert left == {"old-waiting", "fresh"}
 
 
 def test_writer_commits_concurrent_callbacks_together_and_answers_each(engine: Engine) -> None:
-    writer = InboxWriter(engine)
+    writer = InboxWriter(engine, clock=utcnow)
     commits = 0
 
     def count(_connection: object) -> None:
@@ -149,7 +149,7 @@ def test_writer_commits_concurrent_callbacks_together_and_answers_each(engine: E
 
 
 def test_writer_waits_out_a_lock_held_elsewhere_instead_of_failing(engine: Engine, tmp_path: Path) -> None:
-    writer = InboxWriter(engine)
+    writer = InboxWriter(engine, clock=utcnow)
     other = sqlite3.connect(tmp_path / "copilot.spool.db", timeout=0)
     try:
         other.execute("BEGIN IMMEDIATE")  # another API process is mid-write
@@ -164,7 +164,7 @@ def test_writer_waits_out_a_lock_held_elsewhere_instead_of_failing(engine: Engin
 
 
 def test_writer_reports_a_lock_that_never_frees_to_each_caller(engine: Engine, tmp_path: Path) -> None:
-    writer = InboxWriter(engine, lock_wait_s=0.2)
+    writer = InboxWriter(engine, clock=utcnow, lock_wait_s=0.2)
     other = sqlite3.connect(tmp_path / "copilot.spool.db", timeout=0)
     try:
         other.execute("BEGIN IMMEDIATE")
@@ -180,7 +180,7 @@ def test_writer_reports_a_lock_that_never_frees_to_each_caller(engine: Engine, t
 
 
 def test_closing_the_writer_stores_what_was_queued(engine: Engine) -> None:
-    writer = InboxWriter(engine)
+    writer = InboxWriter(engine, clock=utcnow)
     futures = [writer.submit(new(f"k{i}")) for i in range(20)]
     writer.close()
     assert all(f.result(timeout=1) for f in futures)

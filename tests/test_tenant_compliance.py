@@ -119,12 +119,12 @@ def test_tenant_cap_feeds_the_frequency_guard(library: Path, tmp_path: Path) -> 
     registry = TenantCompliance(ComplianceChecker(), libraries={"t": library})
     now = dt.datetime(2026, 11, 22, 2, tzinfo=dt.UTC)
     guard = FrequencyGuard(
-        make_engine(f"sqlite:///{tmp_path / 'f.db'}"), clock=lambda: now, cap_for=registry.proactive_daily_cap
+        make_engine(f"sqlite:///{tmp_path / 'f.db'}"), cap_for=registry.proactive_daily_cap
     )
-    guard.record_send("t", "s", "c", "wecom", "proactive")
-    guard.record_send("other", "s", "c", "wecom", "proactive")
-    assert guard.check("t", "s", "c", "wecom", "proactive") is not None
-    assert guard.check("other", "s", "c", "wecom", "proactive") is None  # default cap 3
+    guard.record_send("t", "s", "c", "wecom", "proactive", now)
+    guard.record_send("other", "s", "c", "wecom", "proactive", now)
+    assert guard.check("t", "s", "c", "wecom", "proactive", now) is not None
+    assert guard.check("other", "s", "c", "wecom", "proactive", now) is None  # default cap 3
 
 
 def _admin_client(copilot: object) -> TestClient:

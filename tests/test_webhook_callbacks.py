@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
+from copilot.clock import utcnow
 from copilot.inbox import InboxEvent, WebhookSecret
 from copilot.spool import Spool, SpooledEvent
 from copilot.wecom.crypto import WeComCrypto
@@ -40,7 +41,7 @@ HEADERS = {"X-API-Key": API_KEY}
 
 @pytest.fixture(scope="module")
 def client(hashing_copilot: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    app = webhook_app(hashing_copilot, webhook_config(), tmp_path_factory.mktemp("webhooks"))
+    app = webhook_app(hashing_copilot, webhook_config(), tmp_path_factory.mktemp("webhooks"), clock=utcnow)
     with TestClient(app) as test_client:
         yield test_client
 
@@ -63,7 +64,7 @@ def spooled(copilot: Any, tenant: str) -> list[SpooledEvent]:
 
 def stored(copilot: Any, tenant: str) -> list[InboxEvent]:
     """The tenant's inbox once a worker has taken the spool in."""
-    take_spool(copilot)
+    take_spool(copilot, utcnow())
     with Session(copilot.engine) as session:
         return list(session.exec(select(InboxEvent).where(InboxEvent.tenant_id == tenant)).all())
 
@@ -159,7 +160,7 @@ def test_stale_timestamp_is_401_and_nothing_is_stored(client: TestClient, tenant
 
 def test_replay_window_of_zero_turns_the_check_off(hashing_copilot: Any, tmp_path_factory: pytest.TempPathFactory,
                                                    tenant: str) -> None:
-    app = webhook_app(hashing_copilot, webhook_config(max_skew_s=0), tmp_path_factory.mktemp("skew"))
+    app = webhook_app(hashing_copilot, webhook_config(max_skew_s=0), tmp_path_factory.mktemp("skew"), clock=utcnow)
     with TestClient(app) as client:
         params, body = encrypted_callback(add_contact_xml(), timestamp=1_500_000_000)
         assert client.post(f"/webhooks/wecom/{tenant}", params=params, content=body).status_code == 200

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from copilot.approvals import AuditLog
+from copilot.clock import utcnow
 from copilot.compliance.frequency import CustomerWindow, FrequencySlot
 from copilot.inbox import InboxEvent, OutboxMessage, claim_events
 from copilot.models import CustomerRow
@@ -45,7 +46,7 @@ POLICY = KNOWLEDGE / "autoreply.yaml"
 
 @pytest.fixture(scope="module")
 def client(hashing_copilot: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    app = webhook_app(hashing_copilot, webhook_config(), tmp_path_factory.mktemp("worker"))
+    app = webhook_app(hashing_copilot, webhook_config(), tmp_path_factory.mktemp("worker"), clock=utcnow)
     with TestClient(app) as test_client:
         yield test_client
 
@@ -292,7 +293,7 @@ def test_kf_replies_stop_at_five_per_window_and_after_48_hours(
     assert len(refused) == 1 and "frequency.kf_replies_in_window" in (refused[0].last_error or "")
     assert kf_replies_counted(hashing_copilot, tenant, "wmKfCust2") == 5
     # the sidebar sees the same count: a sixth reply drafted there is blocked too
-    flag = hashing_copilot.frequency.check(tenant, "", "wmKfCust2", "kf", "reply")
+    flag = hashing_copilot.frequency.check(tenant, "", "wmKfCust2", "kf", "reply", clock.now)
     assert flag is not None and flag.rule_id == "frequency.kf_replies_in_window"
     with Session(hashing_copilot.engine) as session:
         window = session.get(CustomerWindow, (tenant, "wmKfCust2", "kf"))
@@ -314,7 +315,7 @@ def test_worker_that_dies_holding_a_lease_loses_nothing_and_sends_once(
     clock = Clock(dt.datetime(2026, 11, 23, 3, 0))
     wecom_stub.kf_messages.append(kf_message("kfd-1", "wmKfCust3", "wkKF", "转人工"))
     post(client, tenant, kf_event("wkKF"))
-    take_spool(hashing_copilot)
+    take_spool(hashing_copilot, clock.now)
     taken = claim_events(hashing_copilot.engine, owner="doomed", now=clock.now, lease_s=30, limit=10,
                          max_attempts=5, tenants=[tenant])
     assert len(taken) == 1  # ... and the doomed worker is killed here, before it finishes
@@ -337,7 +338,7 @@ def test_worker_that_dies_after_applying_but_before_sending_sends_once_on_restar
     clock = Clock(dt.datetime(2026, 11, 23, 3, 0))
     wecom_stub.kf_messages.append(kf_message("kfe-1", "wmKfCust4", "wkKF", "营业时间"))
     post(client, tenant, kf_event("wkKF"))
-    take_spool(hashing_copilot)
+    take_spool(hashing_copilot, clock.now)
     crashing = make_worker(hashing_copilot, wecom_stub, tenant, clock)
 
     async def process_without_sending() -> None:
@@ -369,7 +370,7 @@ def test_sender_that_dies_mid_send_repeats_only_where_wecom_deduplicates(
             ("mid-ext", "external", {"external_userid": "wmKfCust5", "sender": "LinXiaoYa"}),
         ):
             session.add(OutboxMessage(tenant_id=tenant, idempotency_key=key, channel=channel, target=target,
-                                      text="您好", status="sending", attempts=1,
+                                      text="您好", status="sending", attempts=1, available_at=clock.now,
                                       lease_until=clock.now - dt.timedelta(seconds=1)))
         session.commit()
     drain(make_worker(hashing_copilot, wecom_stub, tenant, clock))

@@ -16,9 +16,9 @@ from typing import Any
 import yaml
 from sqlmodel import Session, select
 
+from copilot.clock import utcnow
 from copilot.db import create_schema, make_engine
 from copilot.inbox import InboxEvent, record_event
-from copilot.models import utcnow
 from copilot.service import Copilot
 from copilot.wecom.tables import AutoReplyPolicyRow
 from copilot.wecom.worker import Worker
@@ -38,6 +38,7 @@ KF_SEND = "/cgi-bin/kf/send_msg"
 CHILD = """
 import asyncio, sys
 from pathlib import Path
+from copilot.clock import utcnow
 from copilot.compliance import ComplianceChecker
 from copilot.db import make_engine
 from copilot.embeddings import HashingEmbedder
@@ -49,7 +50,7 @@ from copilot.wecom.worker import Worker
 url, base_url, tenant, root = sys.argv[1:]
 embedder = HashingEmbedder()
 copilot = Copilot(engine=make_engine(url), embedder=embedder, store=ChromaStore(embedder, Path(root) / "chroma"),
-                  compliance=ComplianceChecker())
+                  compliance=ComplianceChecker(), clock=utcnow)
 worker = Worker(copilot, WebhookConfig(base_url=base_url, lease_s=30, poll_s=0.05), tenants=[tenant],
                 owner="doomed-child")
 asyncio.run(worker.run_forever(asyncio.Event()))
@@ -77,7 +78,7 @@ def test_sigkilled_worker_loses_nothing_and_its_successor_replies_once(
                                    "origin": 3, "send_time": int(now.timestamp()), "msgtype": "text",
                                    "text": {"content": "营业时间"}})
     record_event(engine, tenant="shop", source="wecom", dedupe_key="kf-event-1", kind="kf_msg_or_event",
-                 payload={"MsgType": "event", "Event": "kf_msg_or_event", "Token": "T", "OpenKfId": "wkKF"})
+                 payload={"MsgType": "event", "Event": "kf_msg_or_event", "Token": "T", "OpenKfId": "wkKF"}, now=now)
     wecom_stub.script(KF_SYNC, Reply(delay=600))  # the child hangs inside the event, holding its lease
 
     child = subprocess.Popen([sys.executable, "-c", CHILD, url, wecom_stub.base_url, "shop", str(tmp_path)],

@@ -259,13 +259,14 @@ def add_wecom_tenant(engine: Any, name: str, *rows: Any, agent_id: str = "") -> 
     return name
 
 
-def take_spool(copilot: Any) -> int:
-    """What every worker round starts with: the acked callbacks taken from the spool into the inbox."""
+def take_spool(copilot: Any, now: Any) -> int:
+    """What every worker round starts with: the acked callbacks taken from the spool into the inbox,
+    available from `now` by the clock of the worker that takes them."""
     from copilot.spool import Spool
 
     spool = Spool(copilot.engine)
     try:
-        return spool.move_to_inbox()
+        return spool.move_to_inbox(now)
     finally:
         spool.close()
 
@@ -283,14 +284,15 @@ def webhook_config(stub_base_url: str = "http://127.0.0.1:9", **overrides: Any) 
     return WebhookConfig(**values)
 
 
-def webhook_app(copilot: Any, config: Any, data_dir: Any) -> FastAPI:
-    """The app over `copilot`, with the webhook settings a test chose."""
+def webhook_app(copilot: Any, config: Any, data_dir: Any, *, clock: Any) -> FastAPI:
+    """The app over `copilot`, with the webhook settings a test chose; `clock` judges the replay window of
+    what the test signs (and stamps what the ack path stores)."""
     from pydantic import SecretStr
 
     from api.app import create_app
     from copilot.config import Settings
 
-    app = create_app(Settings(data_dir=data_dir, api_keys=[SecretStr(API_KEY)]), copilot=copilot)
+    app = create_app(Settings(data_dir=data_dir, api_keys=[SecretStr(API_KEY)]), copilot=copilot, clock=clock)
     app.state.webhook_config = config
     return app
 

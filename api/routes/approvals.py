@@ -74,6 +74,11 @@ def _engine(request: Request) -> Engine:
     return engine
 
 
+def _now(request: Request) -> dt.datetime:
+    moment: dt.datetime = request.app.state.clock()
+    return moment
+
+
 @router.get("/approvals", response_model=list[ApprovalOut])
 async def approvals(
     request: Request, caller: CallerDep, status: str | None = None, staff_id: str | None = None,
@@ -83,7 +88,7 @@ async def approvals(
 ) -> list[ApprovalOut]:
     items = await run_in_threadpool(
         lambda: list_items(_engine(request), caller.tenant, status=status, staff_id=staff_id, risk=risk,
-                           category=category, older_than_s=older_than_s, limit=limit))
+                           category=category, older_than_s=older_than_s, limit=limit, now=_now(request)))
     return [ApprovalOut.of(i) for i in items]
 
 
@@ -97,7 +102,7 @@ async def approval(item_id: str, request: Request, caller: CallerDep) -> Approva
 async def approve(item_id: str, body: DecisionIn, request: Request, caller: CallerDep) -> ApprovalOut:
     decision = await run_in_threadpool(
         lambda: decide(_engine(request), caller.tenant, item_id, "approve", reviewer=body.reviewer,
-                       reason=body.reason))
+                       reason=body.reason, now=_now(request)))
     return ApprovalOut.of(decision.item)
 
 
@@ -105,7 +110,7 @@ async def approve(item_id: str, body: DecisionIn, request: Request, caller: Call
 async def reject(item_id: str, body: DecisionIn, request: Request, caller: CallerDep) -> ApprovalOut:
     decision = await run_in_threadpool(
         lambda: decide(_engine(request), caller.tenant, item_id, "reject", reviewer=body.reviewer,
-                       reason=body.reason))
+                       reason=body.reason, now=_now(request)))
     return ApprovalOut.of(decision.item)
 
 
@@ -116,7 +121,7 @@ async def edit(item_id: str, body: EditIn, request: Request, caller: CallerDep,
         decision = await run_in_threadpool(
             lambda: decide(_engine(request), caller.tenant, item_id, "edit", reviewer=body.reviewer,
                            reason=body.reason, text=body.text,
-                           check=lambda text: copilot.check(caller.tenant, text)))
+                           check=lambda text: copilot.check(caller.tenant, text), now=_now(request)))
     except RiskyTextError as exc:
         return JSONResponse(status_code=422, content={
             "error": "RiskyTextError", "detail": str(exc), "risk": exc.risk,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,7 +93,7 @@ async def jsapi_signature(
     page_url = url.split("#", 1)[0]
     ticket = await jsapi.ticket()
     nonce = secrets.token_hex(8)
-    timestamp = int(time.time())
+    timestamp = int(request.app.state.clock().timestamp())
     return {
         "corpid": jsapi.corpid,
         "agentid": jsapi.agentid,

@@ -12,7 +12,6 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
-import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
@@ -24,6 +23,7 @@ from sqlalchemy.engine import Engine
 from starlette.requests import ClientDisconnect
 
 from api.deps import CallerDep
+from copilot.clock import Clock
 from copilot.errors import AuthError, PayloadTooLargeError
 from copilot.inbox import EventStatus, NewEvent, list_events
 from copilot.spool import InboxWriter
@@ -78,14 +78,16 @@ class _Gone(Exception):
     """The sender hung up before its body arrived; nothing was stored and nobody awaits an answer."""
 
 
-def _check_skew(timestamp: str, max_skew_s: int) -> None:
+def _check_skew(request: Request, timestamp: str, max_skew_s: int) -> None:
+    """Refuse a signature timestamp outside the replay window, judged by the app's clock."""
     if max_skew_s <= 0:
         return
     try:
         sent = int(timestamp)
     except ValueError:
         raise AuthError("timestamp is not a unix time in seconds") from None
-    if abs(time.time() - sent) > max_skew_s:
+    clock: Clock = request.app.state.clock
+    if abs(clock().timestamp() - sent) > max_skew_s:
         raise AuthError(f"timestamp is more than {max_skew_s}s from now; refusing a possible replay")
 
 
@@ -112,7 +114,7 @@ async def wecom_verify_url(
     """URL verification: answer the decrypted echostr alone (no quotes, BOM or newline)."""
     config = _config(request)
     app = await run_in_threadpool(app_for, _engine(request), config, tenant)
-    _check_skew(timestamp, config.max_skew_s)
+    _check_skew(request, timestamp, config.max_skew_s)
     try:
         plain = app.crypto().verify_url(msg_signature, timestamp, nonce, echostr)
     except WeComPayloadError as exc:
@@ -133,7 +135,7 @@ async def wecom_callback(
     except _Gone:
         return Response(status_code=400)
     app = app_for(_engine(request), config, tenant)  # cached per tenant for a few seconds; no thread hop
-    _check_skew(timestamp, config.max_skew_s)
+    _check_skew(request, timestamp, config.max_skew_s)
     try:
         envelope = parse_envelope(body)
         event = parse_message(app.crypto().decrypt(msg_signature, timestamp, nonce, envelope.encrypt))
@@ -167,10 +169,11 @@ class MessageEventIn(BaseModel):
     external_userid: str | None = Field(default=None, max_length=128)
 
 
-def _check_hmac(secret: str, timestamp: str | None, signature: str | None, body: bytes, skew_s: int) -> None:
+def _check_hmac(request: Request, secret: str, timestamp: str | None, signature: str | None, body: bytes,
+                skew_s: int) -> None:
     if not timestamp or not signature:
         raise AuthError("send X-Copilot-Timestamp and X-Copilot-Signature")
-    _check_skew(timestamp, skew_s)
+    _check_skew(request, timestamp, skew_s)
     expected = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     given = signature.strip().lower().removeprefix("sha256=")
     if not hmac.compare_digest(expected.encode(), given.encode()):
@@ -189,7 +192,7 @@ async def message_webhook(
     except _Gone:
         return Response(status_code=400)
     secret = await run_in_threadpool(webhook_secret_for, _engine(request), config, tenant)
-    _check_hmac(secret, x_copilot_timestamp, x_copilot_signature, body, config.webhook_skew_s)
+    _check_hmac(request, secret, x_copilot_timestamp, x_copilot_signature, body, config.webhook_skew_s)
     try:
         message = MessageEventIn.model_validate_json(body)
     except PydanticValidationError as exc:

@@ -27,10 +27,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from copilot.clock import as_utc
 from copilot.compliance.result import Flag, Severity
 from copilot.db import session_scope
 from copilot.errors import ConflictError, ValidationError
-from copilot.models import utcnow
 
 __all__ = [
     "KF_MAX_REPLIES",
@@ -72,7 +72,7 @@ class FrequencySlot(SQLModel, table=True):
     period: str = Field(primary_key=True)  # local date, or the window's opening time
     slot: int = Field(primary_key=True)
     staff_id: str = ""
-    sent_at: dt.datetime = Field(default_factory=utcnow)
+    sent_at: dt.datetime
 
 
 class FrequencyLimitError(ConflictError):
@@ -107,22 +107,18 @@ class FrequencyGuard:
         engine: Engine,
         *,
         proactive_daily_cap: int = 3,
-        clock: Callable[[], dt.datetime] = utcnow,
         timezone: str = "Asia/Shanghai",
         cap_for: Callable[[str], int | None] | None = None,
     ) -> None:
         self._engine = engine
         self._cap = proactive_daily_cap
-        self._clock = clock
         self._zone = ZoneInfo(timezone)
         self._cap_for = cap_for
         SQLModel.metadata.create_all(engine, tables=[CustomerWindow.__table__, FrequencySlot.__table__])  # type: ignore[attr-defined]
 
-    def record_customer_message(
-        self, tenant: str, customer_id: str, channel: str, at: dt.datetime | None = None
-    ) -> None:
+    def record_customer_message(self, tenant: str, customer_id: str, channel: str, at: dt.datetime) -> None:
         """The customer wrote: on 微信客服 this opens a fresh 48-hour window with 5 new replies."""
-        at = _utc(at or self._clock())
+        at = as_utc(at)
         for _ in range(_RETRIES):
             try:
                 with session_scope(self._engine) as session:
@@ -133,10 +129,9 @@ class FrequencyGuard:
         raise ConflictError("could not record the customer's message: the database stayed busy")
 
     def check(
-        self, tenant: str, staff_id: str, customer_id: str, channel: str, kind: SendKind
+        self, tenant: str, staff_id: str, customer_id: str, channel: str, kind: SendKind, now: dt.datetime
     ) -> Flag | None:
-        """The most severe limit one more send would break now, or None when it may go out."""
-        now = self._clock()
+        """The most severe limit one more send at `now` would break, or None when it may go out."""
         worst: Flag | None = None
         with session_scope(self._engine) as session:
             for limit in self._limits(session, tenant, staff_id, customer_id, channel, kind, now):
@@ -154,14 +149,14 @@ class FrequencyGuard:
         customer_id: str,
         channel: str,
         kind: SendKind,
-        at: dt.datetime | None = None,
+        at: dt.datetime,
     ) -> list[FrequencySlot]:
         """Take a slot in every limit this send counts against, atomically; returns them (see `release`).
 
         Raises FrequencyLimitError (recording nothing) when a platform limit is already used up; the tenant
         cap never refuses, since a send past it was approved by a manager.
         """
-        at = _utc(at or self._clock())
+        at = as_utc(at)
         for attempt in range(_RETRIES):
             taken_slots: list[FrequencySlot] = []
             try:
@@ -203,7 +198,7 @@ class FrequencyGuard:
     ) -> list[_Limit]:
         if kind not in _KINDS:
             raise ValidationError(f"kind must be one of {', '.join(_KINDS)}; got {kind!r}")
-        now = _utc(now)
+        now = as_utc(now)
         local = now.astimezone(self._zone)
         today = local.date().isoformat()
         midnight = (local + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -243,7 +238,7 @@ class FrequencyGuard:
 
     def _kf_limit(self, session: Session, tenant: str, customer_id: str, now: dt.datetime) -> _Limit:
         window = session.get(CustomerWindow, (tenant, customer_id, KF_CHANNEL))
-        opened = _utc(window.last_customer_at) if window is not None else None
+        opened = as_utc(window.last_customer_at) if window is not None else None
         if opened is None or now > opened + KF_WINDOW:
             return _Limit(
                 "kf_window",
@@ -272,7 +267,7 @@ class FrequencyGuard:
 def open_window(session: Session, tenant: str, customer_id: str, channel: str, at: dt.datetime) -> None:
     """`FrequencyGuard.record_customer_message` inside the caller's transaction (e.g. the one that applies
     a webhook event); an older message never moves the window back."""
-    at = _utc(at)
+    at = as_utc(at)
     moved = session.execute(
         update(CustomerWindow)
         .where(
@@ -312,11 +307,6 @@ def _flag(limit: _Limit) -> Flag:
         message=limit.message,
         suggestion=limit.suggestion,
     )
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    """SQLite hands datetimes back naive; everything here is UTC."""
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def _retryable(exc: Exception) -> None:

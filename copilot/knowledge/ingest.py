@@ -16,9 +16,10 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
 
+from copilot.clock import utcnow
 from copilot.db import session_scope
 from copilot.knowledge.loader import Library
-from copilot.models import ContentRow, CustomerRow, LibraryDoc, ScriptRow, StaffRow, Tenant, utcnow
+from copilot.models import ContentRow, CustomerRow, LibraryDoc, ScriptRow, StaffRow, Tenant
 from copilot.retrieval import KnowledgeDoc, doc_for_content, doc_for_script
 from copilot.vectorstore import ChromaStore
 

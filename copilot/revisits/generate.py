@@ -39,7 +39,8 @@ _TURN_DAYS = 90
 class FrequencyCheck(Protocol):
     """What generation needs of `copilot.compliance.frequency.FrequencyGuard`."""
 
-    def check(self, tenant: str, staff_id: str, customer_id: str, channel: str, kind: Any) -> object | None: ...
+    def check(self, tenant: str, staff_id: str, customer_id: str, channel: str, kind: Any,
+              now: dt.datetime) -> object | None: ...
 
 
 class GenerationReport(BaseModel):
@@ -139,7 +140,7 @@ def generate(
                     continue
                 counts["matched"] += 1
                 if (guard is not None and (must_ask is None or customer_id in must_ask)
-                        and guard.check(tenant, staff_id, customer_id, PROACTIVE_CHANNEL, "proactive")):
+                        and guard.check(tenant, staff_id, customer_id, PROACTIVE_CHANNEL, "proactive", now)):
                     counts["blocked_by_frequency"] += 1
                     continue
                 pending.append(_item(tenant, day, staff_id, customer_id, name, hits, facts, rules.ranking, now))

@@ -17,9 +17,10 @@ from pydantic import BaseModel
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from copilot.clock import utcnow
 from copilot.contracts import SuggestRequest
 from copilot.errors import CopilotError, NotFoundError
-from copilot.models import CustomerRow, StaffRow, utcnow
+from copilot.models import CustomerRow, StaffRow
 from copilot.revisits.generate import PROACTIVE_CHANNEL, FrequencyCheck, GenerationReport, generate, local_now
 from copilot.revisits.rules import RuleSet, RuleStore
 from copilot.revisits.store import RevisitItem, ensure_table, get_item, mark, record_outcome, rule_report
@@ -133,7 +134,8 @@ class Revisits:
             if len(shown) >= limit:
                 break
             if self.guard is not None:
-                flag = self.guard.check(tenant, staff_id, item.customer_id, PROACTIVE_CHANNEL, "proactive")
+                flag = self.guard.check(tenant, staff_id, item.customer_id, PROACTIVE_CHANNEL, "proactive",
+                                        self.clock())
                 if flag is not None:
                     held.append(HeldOut(id=item.id, customer_id=item.customer_id,
                                         reason=str(getattr(flag, "message", flag))))

@@ -17,9 +17,10 @@ from sqlalchemy import Date as SADate
 from sqlalchemy.engine import Engine
 from sqlmodel import JSON, Field, Session, SQLModel, col, func, select
 
+from copilot.clock import utcnow
 from copilot.db import session_scope
 from copilot.errors import ConflictError, NotFoundError, ValidationError
-from copilot.models import new_id, utcnow
+from copilot.models import new_id
 
 __all__ = [
     "ACTIONS",

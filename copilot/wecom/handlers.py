@@ -123,6 +123,7 @@ class Handlers:
             tenant_id=event.tenant_id, idempotency_key=f"welcome:{event.dedupe_key}", channel="welcome",
             target={"welcome_code": wecom.welcome_code}, text=text, kind="welcome", priority=0,
             customer_id=customer.id, staff_id=staff_id, event_id=event.id, not_after=created + WELCOME_SEND_BY,
+            created_at=now, available_at=now,
         )
         self._gate(effects, policy, text, strict=False)
         return effects
@@ -219,6 +220,7 @@ class Handlers:
             tenant_id=tenant, idempotency_key=f"reply:{event.source}:{event.dedupe_key}",
             channel=inbound.reply_channel, target=inbound.target, text=text, kind=plan.kind,
             customer_id=inbound.customer_id, staff_id=inbound.staff_id, event_id=event.id,
+            created_at=now, available_at=now,
         )
         self._gate(effects, policy, text, strict=strict, confidence=confidence)
         return effects
@@ -291,7 +293,6 @@ class Handlers:
     def _enqueue(self, session: Session, effects: Effects, now: dt.datetime, ttl_s: float) -> None:
         message = effects.outbox
         assert message is not None
-        message.created_at = message.available_at = now
         if effects.hold is not None:
             message.status = "held"
         stored = enqueue_outbox(session, message)

@@ -12,18 +12,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 
 from sqlalchemy import and_, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from copilot.approvals import ApprovalItem, add_audit
+from copilot.clock import Clock
 from copilot.compliance.frequency import KF_CHANNEL, FrequencyGuard, FrequencyLimitError, FrequencySlot
 from copilot.db import session_scope
 from copilot.errors import UpstreamError
 from copilot.inbox import OutboxMessage
-from copilot.models import utcnow
 from copilot.wecom.apps import ClientPool
 from copilot.wecom.client import WeComApiError
 from copilot.wecom.handlers import customer_id_for
@@ -43,7 +43,7 @@ class _Refused(Exception):
 
 class OutboxSender:
     def __init__(self, engine: Engine, clients: ClientPool, *, guard: FrequencyGuard,
-                 clock: Callable[[], dt.datetime] = utcnow,
+                 clock: Clock,
                  lease_s: float = 30.0, max_attempts: int = 5, retry_base_s: float = 2.0,
                  tenants: Collection[str] | None = None) -> None:
         self._tenants = list(tenants) if tenants is not None else None

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
-from copilot.models import utcnow
+from copilot.clock import utcnow
 
 __all__ = ["AutoReplyPolicyRow", "AutomationState", "KfCursor", "WeComApp"]
 

@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from copilot.approvals import expire_stale
+from copilot.clock import Clock
 from copilot.db import session_scope
 from copilot.errors import AuthError, ConfigurationError, UpstreamError, ValidationError
 from copilot.inbox import InboxEvent, LeaseLostError, claim_events, complete_event, fail_event
-from copilot.models import new_id, utcnow
+from copilot.models import new_id
 from copilot.spool import Spool
 from copilot.wecom.apps import ClientPool, WebhookConfig
 from copilot.wecom.handlers import Effects, Handlers
@@ -43,7 +43,7 @@ _PERMANENT = (ValidationError, AuthError, ConfigurationError)
 
 class Worker:
     def __init__(
-        self, copilot: Copilot, config: WebhookConfig, *, clock: Callable[[], dt.datetime] = utcnow,
+        self, copilot: Copilot, config: WebhookConfig, *, clock: Clock | None = None,
         owner: str | None = None, client_options: dict[str, Any] | None = None, batch: int = 20,
         tenants: Collection[str] | None = None, concurrency: int = 4,
     ) -> None:
@@ -51,13 +51,14 @@ class Worker:
         self.tenants = list(tenants) if tenants is not None else None  # None: every tenant
         self.engine = copilot.engine
         self.config = config
-        self.clock = clock
+        # The copilot's clock unless a caller injects one: one clock decides what this worker takes.
+        self.clock = clock or copilot.clock
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{new_id()[:6]}"
         self.batch = batch
         self.clients = ClientPool(self.engine, config, **(client_options or {}))
         self.policies = PolicyBook(self.engine, default_tenant=config.default_tenant, path=config.autoreply_path)
         self.handlers = Handlers(copilot, self.clients, self.policies)
-        self.sender = OutboxSender(self.engine, self.clients, guard=copilot.frequency, clock=clock, lease_s=config.lease_s,
+        self.sender = OutboxSender(self.engine, self.clients, guard=copilot.frequency, clock=self.clock, lease_s=config.lease_s,
                                    max_attempts=config.max_attempts, tenants=self.tenants)
         self.spool = Spool.beside(self.engine)
         self._last_expiry = 0.0
@@ -66,7 +67,7 @@ class Worker:
         """Process one batch of due events and send what is due; returns how many events were handled."""
         await self._expire_approvals()
         if self.spool is not None:
-            await asyncio.to_thread(self.spool.move_to_inbox)
+            await asyncio.to_thread(self.spool.move_to_inbox, self.clock())
         events = await asyncio.to_thread(
             lambda: claim_events(self.engine, owner=self.owner, now=self.clock(), lease_s=self.config.lease_s,
                                  limit=self.batch, max_attempts=self.config.max_attempts, tenants=self.tenants))
