@@ -26,10 +26,11 @@ install-dev: $(DEVSTAMP)
 run: $(STAMP)
 	$(VENV)/bin/copilot run
 
-## make test: ruff, mypy, the whole pytest suite, then the suite again on shifted clocks.
+## make test: ruff, mypy, the import rules, the whole pytest suite, then the suite again on shifted clocks.
 test: $(DEVSTAMP)
-	$(VENV)/bin/ruff check copilot api eval tests bench
+	$(VENV)/bin/ruff check copilot api eval cli tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest
 	$(MAKE) --no-print-directory test-shifted
 
@@ -44,8 +45,8 @@ test-shifted: $(DEVSTAMP)
 	done
 
 lint: $(DEVSTAMP)
-	$(VENV)/bin/ruff check copilot api eval tests bench
-	$(VENV)/bin/ruff format --check copilot api eval tests bench
+	$(VENV)/bin/ruff check copilot api eval cli tests bench
+	$(VENV)/bin/ruff format --check copilot api eval cli tests bench
 
 ## make screenshot: regenerate docs/sidebar.png from the demo data (needs Debian's chromium).
 screenshot: $(DEVSTAMP)
@@ -53,7 +54,7 @@ screenshot: $(DEVSTAMP)
 
 ## make eval-full: every suite on every data set with the real embedding model (slow; writes eval/out/full).
 eval-full: $(STAMP)
-	$(PY) -m eval full --out eval/out/full
+	$(VENV)/bin/copilot eval full --out eval/out/full
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

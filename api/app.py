@@ -17,9 +17,9 @@ from copilot.clock import Clock
 from copilot.config import Settings, get_settings
 from copilot.revisits import RevisitScheduler
 from copilot.service import Copilot
-from copilot.spool import InboxWriter
-from copilot.wecom.apps import WebhookConfig
-from copilot.wecom.worker import Worker
+from copilot.webhooks.spool import InboxWriter
+from copilot.wecom.automation.apps import WebhookConfig
+from copilot.wecom.automation.worker import Worker
 
 __all__ = ["create_app", "settle_heap"]
 
@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None, *, copilot: Copilot | None = No
         scheduler = RevisitScheduler(revisits.revisits_for_app(app)) if copilot is None else None
         if scheduler is not None:
             scheduler.start()
-        # The webhook worker is opt-in here (it can also run alone: python -m copilot.wecom.worker).
+        # The webhook worker is opt-in here (it can also run alone: python -m copilot.wecom.automation.worker).
         stop = asyncio.Event()
         worker = None
         if settings.worker_enabled:

@@ -24,11 +24,12 @@ import yaml
 from sqlalchemy import insert
 
 from copilot.compliance.frequency import FrequencyGuard
-from copilot.db import create_schema, make_engine
-from copilot.models import Conversation, CustomerRow, MessageRow, StaffRow, Tenant
+from copilot.persistence.engine import make_engine
+from copilot.persistence.schema import create_schema
+from copilot.persistence.tables.conversations import Conversation, MessageRow
+from copilot.persistence.tables.library import CustomerRow, StaffRow, Tenant
 from copilot.revisits import RuleSet, generate
 from copilot.revisits.rules import parse_rule_sets
-from copilot.revisits.store import ensure_table
 
 RULES = Path(__file__).resolve().parent.parent / "knowledge" / "revisit_rules.yaml"
 TODAY = dt.date(2026, 11, 22)
@@ -65,7 +66,6 @@ def _profile(rng: random.Random, cid: str, staff: str) -> dict[str, Any]:
 def build(path: Path, customers: int, staff: int, stored_chats: int, seed: int) -> Any:
     engine = make_engine(f"sqlite:///{path}")
     create_schema(engine)
-    ensure_table(engine)
     rng = random.Random(seed)
     staff_ids = [f"staff_{i:03d}" for i in range(staff)]
     with engine.begin() as conn:

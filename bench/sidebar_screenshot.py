@@ -25,9 +25,9 @@ sys.path.insert(0, str(REPO))  # for tests.browser_support when run as a script
 from api.app import create_app  # noqa: E402
 from copilot.compliance import ComplianceChecker  # noqa: E402
 from copilot.config import Settings  # noqa: E402
-from copilot.db import make_engine  # noqa: E402
+from copilot.persistence.engine import make_engine  # noqa: E402
+from copilot.retrieval.vectorstore import ChromaStore  # noqa: E402
 from copilot.service import Copilot, build_embedder  # noqa: E402
-from copilot.vectorstore import ChromaStore  # noqa: E402
 from tests.browser_support import chromium_missing_reason, launch_chromium, serve  # noqa: E402
 
 DEMO_NOW = dt.datetime(2026, 11, 22, 2, 0, 0)  # the demo library is written for 2026-11-22, 10:00 in Shanghai

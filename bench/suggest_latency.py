@@ -19,11 +19,11 @@ import yaml
 
 from copilot.compliance import ComplianceChecker
 from copilot.config import Settings
-from copilot.contracts import MessageIn, SuggestRequest
-from copilot.db import make_engine
 from copilot.knowledge.loader import load_library
+from copilot.persistence.engine import make_engine
+from copilot.retrieval.vectorstore import ChromaStore
 from copilot.service import Copilot, build_embedder
-from copilot.vectorstore import ChromaStore
+from copilot.suggestion import MessageIn, SuggestRequest
 
 REPO = Path(__file__).resolve().parent.parent
 MESSAGES = [

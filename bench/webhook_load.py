@@ -38,10 +38,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 def build_copilot(root: Path) -> Any:
     from copilot.compliance import ComplianceChecker
-    from copilot.db import make_engine
-    from copilot.embeddings import HashingEmbedder
+    from copilot.embedding.embedders import HashingEmbedder
+    from copilot.persistence.engine import make_engine
+    from copilot.retrieval.vectorstore import ChromaStore
     from copilot.service import Copilot
-    from copilot.vectorstore import ChromaStore
 
     embedder = HashingEmbedder()
     copilot = Copilot(engine=make_engine(f"sqlite:///{root / 'bench.db'}"), embedder=embedder,
@@ -59,10 +59,10 @@ def free_port() -> int:
 def child_copilot(root: Path, role: str) -> Any:
     """A Copilot over the bench database; each process gets its own (empty) vector store directory."""
     from copilot.compliance import ComplianceChecker
-    from copilot.db import make_engine
-    from copilot.embeddings import HashingEmbedder
+    from copilot.embedding.embedders import HashingEmbedder
+    from copilot.persistence.engine import make_engine
+    from copilot.retrieval.vectorstore import ChromaStore
     from copilot.service import Copilot
-    from copilot.vectorstore import ChromaStore
 
     embedder = HashingEmbedder()
     return Copilot(engine=make_engine(f"sqlite:///{root / 'bench.db'}"), embedder=embedder,
@@ -81,7 +81,7 @@ def run_server(root: Path, port: int, stub_url: str) -> None:
 
 def run_worker(root: Path, stub_url: str) -> None:
     from copilot.config import Settings
-    from copilot.wecom.worker import Worker, yield_cpu
+    from copilot.wecom.automation.worker import Worker, yield_cpu
 
     config = webhook_config(stub_url, autoreply_path=REPO / "knowledge" / "autoreply.yaml")
     yield_cpu(Settings(data_dir=root))  # as `copilot worker` does
@@ -233,7 +233,7 @@ def main() -> None:
 def bench(rate: float, seconds: float, duplicates: float, drain_timeout: float, warmup: int) -> None:
     from sqlmodel import Session, col, func, select
 
-    from copilot.inbox import InboxEvent, OutboxMessage
+    from copilot.persistence.tables.webhooks import InboxEvent, OutboxMessage
 
     with tempfile.TemporaryDirectory() as tmp, running_stub() as stub:
         root = Path(tmp)

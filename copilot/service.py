@@ -15,15 +15,39 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from copilot.approvals import create_for_candidates
-from copilot.classify import MessageClassifier, Prediction
+from copilot.approvals.items import create_for_candidates
 from copilot.clock import Clock, utcnow
 from copilot.compliance import ComplianceChecker, ComplianceResult, Flag, combine
 from copilot.compliance.frequency import FrequencyGuard, SendKind
 from copilot.compliance.llm_check import LLMComplianceCheck
 from copilot.compliance.tenants import TenantCompliance
 from copilot.config import DEFAULT_EMBEDDING_MODEL, Settings, apply_offline_defaults
-from copilot.contracts import (
+from copilot.conversation.message_intents import MessageClassifier, Prediction
+from copilot.conversation.purchase_intent import IntentResult, score_intent
+from copilot.conversation.query import build_query
+from copilot.conversation.stages import StageResult, detect_stage
+from copilot.conversation.turns import Turn
+from copilot.drafting.llm_drafter import LLMDrafter
+from copilot.drafting.rerank import Reranker
+from copilot.drafting.script import ScriptDrafter
+from copilot.drafting.types import DraftContext, Drafter, DraftOutcome
+from copilot.embedding.embedders import Embedder
+from copilot.errors import NotFoundError
+from copilot.knowledge.loader import load_library
+from copilot.knowledge.schema import CustomerProfile, Stage
+from copilot.llm.client import build_chat_model
+from copilot.llm.prompts import load_prompt
+from copilot.llm.tokens import TokenCounter, seed_tiktoken_cache
+from copilot.persistence.engine import make_engine
+from copilot.persistence.ingest import IngestReport, Progress, ingest_library
+from copilot.persistence.repository import Repository
+from copilot.persistence.schema import create_schema
+from copilot.persistence.tables.conversations import CandidateRow, FlagRow, SuggestionRow
+from copilot.retrieval.filters import Filters
+from copilot.retrieval.hybrid import Hit, HybridRetriever
+from copilot.retrieval.lexical import warm_up
+from copilot.retrieval.vectorstore import ChromaStore
+from copilot.suggestion import (
     AnalysisOut,
     CandidateOut,
     CitationOut,
@@ -35,38 +59,17 @@ from copilot.contracts import (
     SuggestRequest,
     flags_out,
 )
-from copilot.db import create_schema, make_engine
-from copilot.dialogue import Turn
-from copilot.drafting.llm import LLMDrafter
-from copilot.drafting.script import ScriptDrafter
-from copilot.drafting.types import DraftContext, Drafter, DraftOutcome
-from copilot.embeddings import Embedder
-from copilot.errors import NotFoundError
-from copilot.intent import IntentResult, score_intent
-from copilot.knowledge.ingest import IngestReport, Progress, ingest_library
-from copilot.knowledge.loader import load_library
-from copilot.knowledge.schema import CustomerProfile, Stage
-from copilot.lexical import warm_up
-from copilot.llm import build_chat_model
-from copilot.models import CandidateRow, FlagRow, SuggestionRow
-from copilot.prompts import load_prompt
-from copilot.ranking import Reranker
-from copilot.repository import Repository
-from copilot.retrieval import Filters, Hit, HybridRetriever, build_query
-from copilot.stages import StageResult, detect_stage
-from copilot.tokens import TokenCounter, seed_tiktoken_cache
-from copilot.vectorstore import ChromaStore
 
 __all__ = ["Copilot", "build_embedder"]
 
 def build_embedder(settings: Settings) -> Embedder:
     """The embedder the settings name: the built-in offline model, `hashing` (tests), or any
     sentence-transformers folder or hub name."""
-    from copilot.embeddings import HashingEmbedder, SentenceTransformerEmbedder
+    from copilot.embedding.embedders import HashingEmbedder, SentenceTransformerEmbedder
 
     apply_offline_defaults(settings)
     if settings.embedding_model == DEFAULT_EMBEDDING_MODEL:
-        from copilot.embedding_model import prepare_default_model
+        from copilot.embedding.builtin_model import prepare_default_model
 
         path = prepare_default_model(settings.models_dir / "multilingual-e5-small")
         return SentenceTransformerEmbedder(path)
@@ -82,6 +85,7 @@ class _Analysis:
     stage: StageResult
     intent: IntentResult
     customer_check: ComplianceResult
+    query: str  # what retrieval looks for, for every search this request makes
 
 
 class Copilot:
@@ -232,7 +236,8 @@ class Copilot:
         last_stage = None
         if profile is not None and request.staff_id:
             last_stage = self.repo.last_stage(tenant, profile.id, request.staff_id)
-        vote = self._library_vote(tenant, build_query([(t.role, t.text) for t in turns], profile)) if turns else None
+        query = build_query(turns, profile)
+        vote = self._library_vote(tenant, query) if turns else None
         now = self.clock()
         stage = detect_stage(turns, profile, today=now.date(), last_stage=last_stage, library_vote=vote)
         if request.stage is not None and request.stage != stage.name.value:
@@ -244,7 +249,7 @@ class Copilot:
         customer_text = next((t.text for t in reversed(turns) if t.role == "customer"), "")
         checker = self.tenant_compliance.for_tenant(tenant)
         check = checker.check(customer_text) if customer_text else ComplianceResult(risk="none", flags=())
-        return _Analysis(turns, profile, stage, intent, check)
+        return _Analysis(turns, profile, stage, intent, check, query)
 
     def _library_vote(self, tenant: str, query: str) -> dict[str, float]:
         """How the best-matching scripts spread over stages: the library's own opinion of this turn."""
@@ -256,11 +261,7 @@ class Copilot:
         return vote
 
     def _evidence(self, tenant: str, analysis: _Analysis, stage: Stage) -> tuple[tuple[Hit, ...], tuple[Hit, ...]]:
-        profile = analysis.profile
-        query = build_query([(t.role, t.text) for t in analysis.turns], profile)
-        if not analysis.turns and profile is not None:
-            last = profile.last_order
-            query = " ".join([query, *(line.name for line in last.items)] if last else [query])
+        profile, query = analysis.profile, analysis.query
         segment = profile.segment if profile else None
         has_orders = bool(profile.orders) if profile else None
         scripts = self.retriever.search(tenant, query or stage.value, k=24, filters=Filters(
@@ -273,7 +274,7 @@ class Copilot:
 
     def _top_up(self, outcome: DraftOutcome, context: DraftContext, tenant: str, analysis: _Analysis) -> DraftOutcome:
         """Too few candidates (narrow segment, unfillable variables): widen to the stage's whole library."""
-        query = build_query([(t.role, t.text) for t in analysis.turns], analysis.profile) or context.stage.value
+        query = analysis.query or context.stage.value
         profile = analysis.profile
         wider = self.retriever.search(tenant, query, k=80, filters=Filters(
             kinds=("script",), stage=context.stage.value, today=context.now.date(),

@@ -255,10 +255,3 @@ def convert(name: str, source: Path, out: Path, train_out: Path | None = None, l
         n_train = write_jsonl(train, train_out or out.with_name(out.stem + ".train.jsonl"))
     return write_jsonl(data, out), n_train
 
-
-if __name__ == "__main__":
-    import sys
-
-    from eval.cli import eval_app
-
-    eval_app(["convert", *sys.argv[1:]], prog_name="python -m eval.adapters")

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from copilot.lexical import BM25Index, tokenize
-from copilot.retrieval import Filters, KnowledgeDoc
+from copilot.retrieval.documents import KnowledgeDoc
+from copilot.retrieval.filters import Filters
+from copilot.retrieval.lexical import BM25Index, tokenize
 from copilot.service import Copilot
 
 __all__ = [

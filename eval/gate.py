@@ -110,7 +110,7 @@ def run_gate(thresholds: Path = DEFAULT_THRESHOLDS, *, harness: Harness | None =
     config = load_thresholds(thresholds)
     if harness is not None:
         return check(measure(harness, config, root), config)
-    from copilot.embeddings import HashingEmbedder
+    from copilot.embedding.embedders import HashingEmbedder
     from eval.harness import build_copilot
 
     with tempfile.TemporaryDirectory(prefix="copilot-gate-") as scratch:

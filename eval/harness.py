@@ -13,11 +13,11 @@ from pathlib import Path
 
 from copilot.compliance import ComplianceChecker
 from copilot.config import Settings
-from copilot.contracts import MessageIn, SuggestRequest
-from copilot.db import make_engine
-from copilot.embeddings import Embedder
+from copilot.embedding.embedders import Embedder
+from copilot.persistence.engine import make_engine
+from copilot.retrieval.vectorstore import ChromaStore
 from copilot.service import Copilot, build_embedder
-from copilot.vectorstore import ChromaStore
+from copilot.suggestion import MessageIn, SuggestRequest
 from eval.records import Message
 
 __all__ = ["EVAL_NOW", "TENANT", "Harness", "build_copilot", "choose_embedder", "request_for"]
@@ -38,7 +38,7 @@ class Harness:
 def choose_embedder(name: str | None, settings: Settings) -> Embedder:
     """`hashing` for fast deterministic runs; otherwise the embedder the settings configure."""
     if name == "hashing":
-        from copilot.embeddings import HashingEmbedder
+        from copilot.embedding.embedders import HashingEmbedder
 
         return HashingEmbedder()
     if name:

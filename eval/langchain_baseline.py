@@ -18,8 +18,9 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 
-from copilot.embeddings import Embedder
-from copilot.retrieval import Filters, KnowledgeDoc
+from copilot.embedding.embedders import Embedder
+from copilot.retrieval.documents import KnowledgeDoc
+from copilot.retrieval.filters import Filters
 
 __all__ = ["EmbedderEmbeddings", "LangChainChromaRetriever", "PlainChroma"]
 

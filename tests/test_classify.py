@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from copilot.classify import OOS_LABEL, MessageClassifier
-from copilot.embeddings import HashingEmbedder
+from copilot.conversation.message_intents import OOS_LABEL, MessageClassifier
+from copilot.embedding.embedders import HashingEmbedder
 from copilot.errors import ValidationError
 
 TRAIN = [

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from copilot import embedding_model
-from copilot.embedding_model import (
+from copilot.embedding import builtin_model as embedding_model
+from copilot.embedding.builtin_model import (
     E5Source,
     dequantize_q4_0,
     describe_model,

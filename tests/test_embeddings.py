@@ -19,7 +19,7 @@ import pytest
 from chromadb.api.types import DefaultEmbeddingFunction
 from chromadb.config import Settings
 
-from copilot.embeddings import (
+from copilot.embedding.embedders import (
     ChromaEmbeddingFunction,
     Embedder,
     HashingEmbedder,
@@ -84,7 +84,7 @@ def test_hashing_embedder_is_deterministic_across_instances_and_processes() -> N
     here = HashingEmbedder().embed_queries(texts)
     np.testing.assert_array_equal(here, HashingEmbedder().embed_queries(texts))
     code = (
-        "import json, sys; from copilot.embeddings import HashingEmbedder;"
+        "import json, sys; from copilot.embedding.embedders import HashingEmbedder;"
         f"print(json.dumps(HashingEmbedder().embed_queries({texts!r}).tolist()))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}

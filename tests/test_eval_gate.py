@@ -14,7 +14,7 @@ from eval.harness import build_copilot
 
 @pytest.fixture(scope="module")
 def gate_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str, Any], Any]:
-    from copilot.embeddings import HashingEmbedder
+    from copilot.embedding.embedders import HashingEmbedder
 
     config = load_thresholds(DEFAULT_THRESHOLDS)
     harness = build_copilot(HashingEmbedder(), Path(__file__).resolve().parent.parent / "knowledge",

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
 
 from copilot.compliance.frequency import KF_MAX_REPLIES, FrequencyGuard, FrequencyLimitError
 from copilot.compliance.result import Severity
-from copilot.db import make_engine
 
 T0 = dt.datetime(2026, 11, 22, 2, 0, tzinfo=dt.UTC)  # 10:00 in Shanghai
 
@@ -25,8 +23,8 @@ class Clock:
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    return make_engine(f"sqlite:///{tmp_path / 'freq.db'}")
+def engine(fresh_engine: Engine) -> Engine:
+    return fresh_engine
 
 
 @pytest.fixture

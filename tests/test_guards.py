@@ -8,8 +8,8 @@ import pytest
 from langchain_core.messages import HumanMessage
 from pydantic import BaseModel, SecretStr
 
-from copilot import llm
 from copilot.config import Settings
+from copilot.llm import client as llm
 
 
 def test_connecting_beyond_loopback_fails() -> None:

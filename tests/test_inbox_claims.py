@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from copilot.clock import utcnow
-from copilot.inbox import NewEvent, claim_events, record_events
+from copilot.webhooks.inbox import NewEvent, claim_events, record_events
 
 
 @pytest.fixture

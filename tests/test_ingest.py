@@ -10,12 +10,12 @@ import yaml
 from sqlmodel import Session, func, select
 
 from copilot.compliance import ComplianceChecker
-from copilot.db import make_engine
-from copilot.embeddings import HashingEmbedder
+from copilot.embedding.embedders import HashingEmbedder
 from copilot.errors import LibraryError
-from copilot.models import ScriptRow
+from copilot.persistence.engine import make_engine
+from copilot.persistence.tables.library import ScriptRow
+from copilot.retrieval.vectorstore import ChromaStore
 from copilot.service import Copilot
-from copilot.vectorstore import ChromaStore
 from tests.conftest import KNOWLEDGE, fixed_clock
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from copilot.dialogue import Turn
-from copilot.intent import score_intent
+from copilot.conversation.purchase_intent import score_intent
+from copilot.conversation.turns import Turn
 from copilot.knowledge.schema import BehaviourEvent, CustomerProfile, Order, OrderLine
 
 NOW = dt.datetime(2026, 11, 22, 2, tzinfo=dt.UTC)

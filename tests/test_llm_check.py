@@ -10,8 +10,8 @@ from copilot.compliance import ComplianceChecker
 from copilot.compliance.llm_check import UNAVAILABLE_MESSAGE, LLMComplianceCheck, combine
 from copilot.compliance.result import ComplianceResult, Flag, Severity
 from copilot.config import Settings
-from copilot.llm import ModelRequestsBlocked, build_chat_model, model_requests_allowed
-from copilot.prompts import load_prompt
+from copilot.llm.client import ModelRequestsBlocked, build_chat_model, model_requests_allowed
+from copilot.llm.prompts import load_prompt
 from tests.openai_stub import OpenAIStub, StubReply, json_reply, openai_stub
 
 __all__ = ["openai_stub"]

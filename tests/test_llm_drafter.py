@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-import copilot.llm
+import copilot.llm.client
 from copilot.config import Settings
-from copilot.dialogue import Turn
-from copilot.drafting.llm import LLMDrafter, profile_field_exists
+from copilot.conversation.turns import Turn
+from copilot.drafting.llm_drafter import LLMDrafter, profile_field_exists
 from copilot.drafting.types import Citation, DraftCandidate, DraftContext, DraftOutcome
 from copilot.errors import ConfigurationError
 from copilot.knowledge.schema import CustomerProfile, Order, OrderLine, Persona, Stage
-from copilot.llm import (
+from copilot.llm.client import (
     MalformedAnswerError,
     ModelRequestsBlocked,
     build_chat_model,
@@ -29,9 +29,10 @@ from copilot.llm import (
     model_requests_allowed,
     parse_json_answer,
 )
-from copilot.prompts import load_prompt
-from copilot.retrieval import Hit, KnowledgeDoc
-from copilot.tokens import TokenCounter, seed_tiktoken_cache
+from copilot.llm.prompts import load_prompt
+from copilot.llm.tokens import TokenCounter, seed_tiktoken_cache
+from copilot.retrieval.documents import KnowledgeDoc
+from copilot.retrieval.hybrid import Hit
 from tests.openai_stub import OpenAIStub, StubReply, json_reply, openai_stub
 
 __all__ = ["openai_stub"]
@@ -407,7 +408,7 @@ def test_blocked_switch_raises_and_sends_nothing(openai_stub: OpenAIStub, tokens
     openai_stub.script(json_reply(GOOD_ANSWER))
 
     with model_requests_allowed(False):
-        assert copilot.llm.ALLOW_MODEL_REQUESTS is False
+        assert copilot.llm.client.ALLOW_MODEL_REQUESTS is False
         with pytest.raises(ModelRequestsBlocked):
             drafter.draft(make_context())
         with pytest.raises(ModelRequestsBlocked):
@@ -418,10 +419,10 @@ def test_blocked_switch_raises_and_sends_nothing(openai_stub: OpenAIStub, tokens
 
 
 def test_model_requests_allowed_restores_the_previous_value() -> None:
-    before = copilot.llm.ALLOW_MODEL_REQUESTS
+    before = copilot.llm.client.ALLOW_MODEL_REQUESTS
     with model_requests_allowed(not before):
-        assert copilot.llm.ALLOW_MODEL_REQUESTS is (not before)
-    assert copilot.llm.ALLOW_MODEL_REQUESTS is before
+        assert copilot.llm.client.ALLOW_MODEL_REQUESTS is (not before)
+    assert copilot.llm.client.ALLOW_MODEL_REQUESTS is before
 
 
 def test_no_model_is_built_without_a_configured_server() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from copilot.errors import ConfigurationError, ValidationError
-from copilot.prompts import load_prompt, template_fields
+from copilot.llm.prompts import load_prompt, template_fields
 
 DRAFT_VARIABLES = {
     "brand", "persona_name", "role", "tone", "polite_forms", "banned_topics", "max_reply_chars",

@@ -20,10 +20,10 @@ from pydantic import SecretStr
 from api.app import create_app
 from api.routes import revisits as revisit_routes
 from copilot.config import Settings
-from copilot.db import session_scope
-from copilot.dialogue import Turn
+from copilot.conversation.turns import Turn
 from copilot.knowledge.schema import CustomerProfile
-from copilot.models import CustomerRow
+from copilot.persistence.engine import session_scope
+from copilot.persistence.tables.library import CustomerRow
 from copilot.revisits import Revisits, RuleStore
 from tests.conftest import KNOWLEDGE
 

@@ -9,11 +9,12 @@ import pytest
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
+from cli.revisits import revisits_app
 from copilot.config import get_settings
-from copilot.db import create_schema, make_engine, session_scope
-from copilot.models import CustomerRow, StaffRow, Tenant
-from copilot.revisits.store import RevisitItem
-from copilot.revisits_cli import revisits_app
+from copilot.persistence.engine import make_engine, session_scope
+from copilot.persistence.schema import create_schema
+from copilot.persistence.tables.library import CustomerRow, StaffRow, Tenant
+from copilot.persistence.tables.revisits import RevisitItem
 
 RULES = 'rules:\n  - {id: rep, kind: repurchase_due, priority: 80, lead_days: 3, reason: "「{product}」该复购了"}\n'
 ORDER = {"id": "o1", "date": "2026-10-28", "items": [{"sku": "A", "name": "奶粉", "qty": 1, "price": 9, "cycle_days": 25}]}

@@ -15,14 +15,16 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from copilot.compliance.frequency import FrequencyGuard
-from copilot.db import create_schema, make_engine, session_scope
-from copilot.dialogue import Turn
+from copilot.conversation.turns import Turn
 from copilot.knowledge.schema import CustomerProfile
-from copilot.models import CustomerRow, StaffRow, Tenant
-from copilot.repository import Repository
+from copilot.persistence.engine import make_engine, session_scope
+from copilot.persistence.repository import Repository
+from copilot.persistence.schema import create_schema
+from copilot.persistence.tables.library import CustomerRow, StaffRow, Tenant
+from copilot.persistence.tables.revisits import RevisitItem
 from copilot.revisits import Revisits, RevisitScheduler, RuleSet, generate
 from copilot.revisits.generate import score
-from copilot.revisits.store import RevisitItem, mark, record_outcome
+from copilot.revisits.store import mark, record_outcome
 
 T = "acme"
 DAY = dt.date(2026, 11, 22)

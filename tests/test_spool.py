@@ -17,9 +17,10 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from copilot.clock import utcnow
-from copilot.db import make_engine
-from copilot.inbox import InboxEvent, NewEvent, insert_events
-from copilot.spool import InboxWriter, Spool, SpooledEvent
+from copilot.persistence.engine import make_engine
+from copilot.persistence.tables.webhooks import InboxEvent, SpooledEvent
+from copilot.webhooks.inbox import NewEvent, insert_events
+from copilot.webhooks.spool import InboxWriter, Spool
 
 
 @pytest.fixture

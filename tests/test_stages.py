@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from copilot.dialogue import Turn
+from copilot.conversation.stages import detect_stage
+from copilot.conversation.turns import Turn
 from copilot.knowledge.schema import CustomerProfile, Order, OrderLine, Stage
-from copilot.stages import detect_stage
 
 TODAY = dt.date(2026, 11, 22)
 

@@ -6,6 +6,7 @@ import datetime as dt
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -16,7 +17,6 @@ from api.routes import compliance_admin
 from copilot.compliance import ComplianceChecker
 from copilot.compliance.frequency import FrequencyGuard
 from copilot.compliance.tenants import TenantCompliance, load_config
-from copilot.db import make_engine
 from copilot.errors import ValidationError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -113,13 +113,13 @@ def test_invalid_settings_name_the_problem(library: Path, body: str, message: st
         TenantCompliance(ComplianceChecker(), libraries={"t": library})
 
 
-def test_tenant_cap_feeds_the_frequency_guard(library: Path, tmp_path: Path) -> None:
+def test_tenant_cap_feeds_the_frequency_guard(library: Path, fresh_engine: Any) -> None:
     text = (library / "compliance.yaml").read_text(encoding="utf-8")
     (library / "compliance.yaml").write_text(text.replace("proactive_daily_cap: 3", "proactive_daily_cap: 1"))
     registry = TenantCompliance(ComplianceChecker(), libraries={"t": library})
     now = dt.datetime(2026, 11, 22, 2, tzinfo=dt.UTC)
     guard = FrequencyGuard(
-        make_engine(f"sqlite:///{tmp_path / 'f.db'}"), cap_for=registry.proactive_daily_cap
+        fresh_engine, cap_for=registry.proactive_daily_cap
     )
     guard.record_send("t", "s", "c", "wecom", "proactive", now)
     guard.record_send("other", "s", "c", "wecom", "proactive", now)

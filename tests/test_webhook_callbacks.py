@@ -19,9 +19,9 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from copilot.clock import utcnow
-from copilot.inbox import InboxEvent, WebhookSecret
-from copilot.spool import Spool, SpooledEvent
-from copilot.wecom.crypto import WeComCrypto
+from copilot.persistence.tables.webhooks import InboxEvent, SpooledEvent, WebhookSecret
+from copilot.webhooks.spool import Spool
+from copilot.wecom.protocol.crypto import WeComCrypto
 from tests.wecom_stub import (
     API_KEY,
     CALLBACK_AES_KEY,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from copilot.errors import AuthError, UpstreamError
-from copilot.wecom.client import WeComApiError, WeComClient
+from copilot.wecom.protocol.client import WeComApiError, WeComClient
 from tests.wecom_stub import Reply, StubWeCom, running_stub
 from tests.wecom_stub import wecom_stub as wecom_stub  # fixture
 

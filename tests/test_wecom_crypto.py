@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from copilot.errors import AuthError, ConfigurationError, ValidationError
-from copilot.wecom.crypto import (
+from copilot.wecom.protocol.crypto import (
     WeComCrypto,
     WeComCryptoError,
     WeComKeyError,

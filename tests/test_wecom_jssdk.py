@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from copilot.errors import ValidationError
-from copilot.wecom.jssdk import agent_config_signature
+from copilot.wecom.protocol.jssdk import agent_config_signature
 
 # The example of WeCom's "JS-SDK 签名算法" page.
 TICKET = "sM4AOVdWfPE4DxkXGEs8VMCPGGVi4C3VM0P37wVUCFvkVAy_90u5h9nbSlYy3-Sl-HhTdfl2fzFy1AOcHKP7qg"

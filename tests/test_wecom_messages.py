@@ -7,8 +7,8 @@ import json
 import pytest
 
 from copilot.errors import ValidationError
-from copilot.wecom.crypto import WeComCrypto, WeComPayloadError
-from copilot.wecom.messages import parse_envelope, parse_message, parse_xml
+from copilot.wecom.protocol.crypto import WeComCrypto, WeComPayloadError
+from copilot.wecom.protocol.messages import parse_envelope, parse_message, parse_xml
 
 ADD_CONTACT = """<xml>
 <ToUserName><![CDATA[ww-corp]]></ToUserName>

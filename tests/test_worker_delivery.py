@@ -15,13 +15,14 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from copilot.approvals import AuditLog
 from copilot.clock import utcnow
-from copilot.compliance.frequency import CustomerWindow, FrequencySlot
-from copilot.inbox import InboxEvent, OutboxMessage, claim_events
-from copilot.models import CustomerRow
-from copilot.wecom.tables import AutoReplyPolicyRow, KfCursor
-from copilot.wecom.worker import Worker
+from copilot.persistence.tables.approvals import AuditLog
+from copilot.persistence.tables.compliance import CustomerWindow, FrequencySlot
+from copilot.persistence.tables.library import CustomerRow
+from copilot.persistence.tables.webhooks import InboxEvent, OutboxMessage
+from copilot.persistence.tables.wecom import AutoReplyPolicyRow, KfCursor
+from copilot.webhooks.inbox import claim_events
+from copilot.wecom.automation.worker import Worker
 from tests.conftest import KNOWLEDGE
 from tests.wecom_stub import (
     CORP_ID,

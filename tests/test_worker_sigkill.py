@@ -17,11 +17,13 @@ import yaml
 from sqlmodel import Session, select
 
 from copilot.clock import utcnow
-from copilot.db import create_schema, make_engine
-from copilot.inbox import InboxEvent, record_event
+from copilot.persistence.engine import make_engine
+from copilot.persistence.schema import create_schema
+from copilot.persistence.tables.webhooks import InboxEvent
+from copilot.persistence.tables.wecom import AutoReplyPolicyRow
 from copilot.service import Copilot
-from copilot.wecom.tables import AutoReplyPolicyRow
-from copilot.wecom.worker import Worker
+from copilot.webhooks.inbox import record_event
+from copilot.wecom.automation.worker import Worker
 from tests.conftest import KNOWLEDGE, REPO
 from tests.wecom_stub import (
     Clock,
@@ -40,12 +42,12 @@ import asyncio, sys
 from pathlib import Path
 from copilot.clock import utcnow
 from copilot.compliance import ComplianceChecker
-from copilot.db import make_engine
-from copilot.embeddings import HashingEmbedder
+from copilot.persistence.engine import make_engine
+from copilot.embedding.embedders import HashingEmbedder
 from copilot.service import Copilot
-from copilot.vectorstore import ChromaStore
-from copilot.wecom.apps import WebhookConfig
-from copilot.wecom.worker import Worker
+from copilot.retrieval.vectorstore import ChromaStore
+from copilot.wecom.automation.apps import WebhookConfig
+from copilot.wecom.automation.worker import Worker
 
 url, base_url, tenant, root = sys.argv[1:]
 embedder = HashingEmbedder()

@@ -225,7 +225,7 @@ def encrypted_callback(
     as_json: bool = False,
 ) -> tuple[dict[str, str], str]:
     """Query parameters and body of a callback carrying `plaintext`, signed as WeCom signs it."""
-    from copilot.wecom.crypto import WeComCrypto
+    from copilot.wecom.protocol.crypto import WeComCrypto
 
     crypto = WeComCrypto(token, aes_key, receive_id)
     stamp = str(int(time.time()) if timestamp is None else timestamp)
@@ -249,7 +249,7 @@ def add_wecom_tenant(engine: Any, name: str, *rows: Any, agent_id: str = "") -> 
     """A tenant with the test WeCom app, plus whatever other rows (policy, secrets) a test needs."""
     from sqlmodel import Session
 
-    from copilot.wecom.tables import WeComApp
+    from copilot.persistence.tables.wecom import WeComApp
 
     with Session(engine) as session:
         session.add(WeComApp(tenant_id=name, corp_id=CORP_ID, secret=CORP_SECRET, token=CALLBACK_TOKEN,
@@ -262,7 +262,7 @@ def add_wecom_tenant(engine: Any, name: str, *rows: Any, agent_id: str = "") -> 
 def take_spool(copilot: Any, now: Any) -> int:
     """What every worker round starts with: the acked callbacks taken from the spool into the inbox,
     available from `now` by the clock of the worker that takes them."""
-    from copilot.spool import Spool
+    from copilot.webhooks.spool import Spool
 
     spool = Spool(copilot.engine)
     try:
@@ -272,7 +272,7 @@ def take_spool(copilot: Any, now: Any) -> int:
 
 
 def webhook_config(stub_base_url: str = "http://127.0.0.1:9", **overrides: Any) -> Any:
-    from copilot.wecom.apps import WebhookConfig
+    from copilot.wecom.automation.apps import WebhookConfig
 
     values: dict[str, Any] = {
         "token": CALLBACK_TOKEN, "aes_key": CALLBACK_AES_KEY, "receive_id": CALLBACK_RECEIVE_ID,

@@ -1,4 +1,4 @@
-"""Approval queue and audit log endpoints (see `copilot.approvals` for the state machine)."""
+"""Approval queue and audit log endpoints (see `copilot.approvals.items` for the state machine)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 
 from api.deps import CallerDep, CopilotDep
-from copilot.approvals import ApprovalItem, AuditLog, RiskyTextError, decide, get_item, list_audit, list_items
+from copilot.approvals.items import RiskyTextError, decide, get_item, list_audit, list_items
+from copilot.persistence.tables.approvals import ApprovalItem, AuditLog
 
 __all__ = ["router"]
 

@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.deps import CallerDep, CopilotDep
 from copilot.knowledge.schema import Stage
-from copilot.retrieval import Filters
+from copilot.retrieval.filters import Filters
 
 router = APIRouter(prefix="/v1", tags=["knowledge"])
 

@@ -24,10 +24,12 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CallerDep, CopilotDep
-from copilot.dialogue import Turn
+from copilot.approvals.feedback import FeedbackAction, export_cases, list_feedback, record_feedback
+from copilot.clock import as_utc
+from copilot.conversation.turns import Turn
 from copilot.errors import NotFoundError, ValidationError
-from copilot.feedback import FeedbackAction, SidebarFeedback, export_cases, list_feedback, record_feedback
-from copilot.wecom.jssdk import agent_config_signature
+from copilot.persistence.tables.conversations import SidebarFeedback
+from copilot.wecom.protocol.jssdk import agent_config_signature
 
 __all__ = ["STATIC_DIR", "SidebarJsapi", "router"]
 
@@ -105,9 +107,7 @@ async def jsapi_signature(
 
 # ---- new customer messages -------------------------------------------------------------------------
 def _utc_naive(ts: dt.datetime | None) -> dt.datetime | None:
-    if ts is None or ts.tzinfo is None:
-        return ts
-    return ts.astimezone(dt.UTC).replace(tzinfo=None)
+    return None if ts is None else as_utc(ts).replace(tzinfo=None)
 
 
 def _turn_out(turn: Turn) -> dict[str, Any]:
@@ -158,8 +158,7 @@ def _feedback_out(row: SidebarFeedback) -> dict[str, Any]:
 
 
 def _utc_iso(moment: dt.datetime) -> str:
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
-    return aware.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return as_utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @router.get("/v1/feedback/export")

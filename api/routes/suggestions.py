@@ -9,8 +9,8 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CallerDep, CopilotDep
-from copilot.contracts import AnalysisOut, ComplianceOut, SuggestionOut, SuggestRequest
 from copilot.errors import ValidationError
+from copilot.suggestion import AnalysisOut, ComplianceOut, SuggestionOut, SuggestRequest
 
 router = APIRouter(prefix="/v1", tags=["suggestions"])
 

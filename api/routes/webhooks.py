@@ -1,7 +1,7 @@
 """Inbound webhooks: WeCom callbacks and the generic signed JSON message source, plus the inbox listing.
 
 The ack path only verifies, decrypts, parses and spools the raw event under its dedupe key (see
-`copilot.spool`), then answers 200 with an empty body; WeCom gives up after 5 seconds and retries, so all
+`copilot.webhooks.spool`), then answers 200 with an empty body; WeCom gives up after 5 seconds and retries, so all
 real work is the worker's.
 Malformed content answers 400 here (not through the shared error map) with the WeCom library code logged.
 """
@@ -9,8 +9,6 @@ Malformed content answers 400 here (not through the shared error map) with the W
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import logging
 from typing import Annotated, Any, Literal
 
@@ -23,15 +21,16 @@ from sqlalchemy.engine import Engine
 from starlette.requests import ClientDisconnect
 
 from api.deps import CallerDep
-from copilot.clock import Clock
-from copilot.errors import AuthError, PayloadTooLargeError
-from copilot.inbox import EventStatus, NewEvent, list_events
-from copilot.spool import InboxWriter
-from copilot.wecom.apps import WebhookConfig, app_for, webhook_secret_for
-from copilot.wecom.crypto import WeComCryptoError, WeComPayloadError
-from copilot.wecom.messages import WeComEvent, parse_envelope, parse_message
+from copilot.errors import PayloadTooLargeError
+from copilot.webhooks.inbox import EventStatus, NewEvent
+from copilot.webhooks.signing import check_replay_window, verify_signed_body
+from copilot.webhooks.spool import InboxWriter, recent_events
+from copilot.wecom.automation.apps import WebhookConfig, app_for, webhook_secret_for
+from copilot.wecom.automation.intake import inbox_event
+from copilot.wecom.protocol.crypto import WeComCryptoError, WeComPayloadError
+from copilot.wecom.protocol.messages import parse_envelope, parse_message
 
-__all__ = ["classify", "router"]
+__all__ = ["router"]
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
@@ -79,31 +78,13 @@ class _Gone(Exception):
 
 
 def _check_skew(request: Request, timestamp: str, max_skew_s: int) -> None:
-    """Refuse a signature timestamp outside the replay window, judged by the app's clock."""
-    if max_skew_s <= 0:
-        return
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        raise AuthError("timestamp is not a unix time in seconds") from None
-    clock: Clock = request.app.state.clock
-    if abs(clock().timestamp() - sent) > max_skew_s:
-        raise AuthError(f"timestamp is more than {max_skew_s}s from now; refusing a possible replay")
+    check_replay_window(timestamp, request.app.state.clock(), max_skew_s)
 
 
 def _bad_request(tenant: str, exc: WeComPayloadError) -> JSONResponse:
     log.warning("wecom callback rejected tenant=%s code=%s: %s", tenant, exc.code, exc)
     return JSONResponse(status_code=400, content={"error": "WeComPayloadError", "code": exc.code,
                                                   "detail": str(exc)})
-
-
-def classify(event: WeComEvent) -> tuple[str, int]:
-    """The inbox kind and priority of a decrypted event; welcome codes go first (they live 20 s)."""
-    if event.event == "change_external_contact" and event.change_type == "add_external_contact":
-        return "add_external_contact", 0
-    if event.event == "kf_msg_or_event":
-        return "kf_msg_or_event", 1
-    return (event.event or event.msg_type or "unknown"), 2
 
 
 @router.get("/webhooks/wecom/{tenant}", response_class=PlainTextResponse)
@@ -144,9 +125,7 @@ async def wecom_callback(
     except WeComCryptoError as exc:
         log.warning("wecom callback refused tenant=%s code=%s", tenant, exc.code)
         raise
-    kind, priority = classify(event)
-    stored = await _writer(request).record(
-        NewEvent(tenant, "wecom", event.dedupe_key, kind, event.raw, priority))
+    stored = await _writer(request).record(inbox_event(tenant, event))
     if not stored:
         log.info("wecom callback tenant=%s duplicate %s", tenant, event.dedupe_key)
     return Response(status_code=200, content=b"")
@@ -169,17 +148,6 @@ class MessageEventIn(BaseModel):
     external_userid: str | None = Field(default=None, max_length=128)
 
 
-def _check_hmac(request: Request, secret: str, timestamp: str | None, signature: str | None, body: bytes,
-                skew_s: int) -> None:
-    if not timestamp or not signature:
-        raise AuthError("send X-Copilot-Timestamp and X-Copilot-Signature")
-    _check_skew(request, timestamp, skew_s)
-    expected = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    given = signature.strip().lower().removeprefix("sha256=")
-    if not hmac.compare_digest(expected.encode(), given.encode()):
-        raise AuthError("X-Copilot-Signature does not match HMAC-SHA256(secret, timestamp + '.' + body)")
-
-
 @router.post("/webhooks/messages/{tenant}")
 async def message_webhook(
     tenant: str, request: Request,
@@ -192,7 +160,8 @@ async def message_webhook(
     except _Gone:
         return Response(status_code=400)
     secret = await run_in_threadpool(webhook_secret_for, _engine(request), config, tenant)
-    _check_hmac(request, secret, x_copilot_timestamp, x_copilot_signature, body, config.webhook_skew_s)
+    verify_signed_body(secret, x_copilot_timestamp, x_copilot_signature, body, now=request.app.state.clock(),
+                       max_skew_s=config.webhook_skew_s)
     try:
         message = MessageEventIn.model_validate_json(body)
     except PydanticValidationError as exc:
@@ -224,18 +193,6 @@ async def webhook_events(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[EventOut]:
     """Newest first: events still in the spool (`received`), then the inbox's."""
-
-    def listing() -> list[EventOut]:
-        received = [] if status not in (None, "received") else [
-            EventOut(id=None, source=r.source, kind=r.kind, dedupe_key=r.dedupe_key, status="received", attempts=0,
-                     last_error=None, received_at=r.received_at, processed_at=None, result={})
-            for r in _writer(request).waiting(caller.tenant, source=source, limit=limit)]
-        taken = [] if status == "received" or len(received) >= limit else [
-            EventOut(id=r.id, source=r.source, kind=r.kind, dedupe_key=r.dedupe_key, status=r.status,
-                     attempts=r.attempts, last_error=r.last_error, received_at=r.received_at,
-                     processed_at=r.processed_at, result=r.result)
-            for r in list_events(_engine(request), caller.tenant, source=source, status=status,
-                                 limit=limit - len(received))]
-        return received + taken
-
-    return await run_in_threadpool(listing)
+    views = await run_in_threadpool(lambda: recent_events(_writer(request), _engine(request), caller.tenant,
+                                                          source=source, status=status, limit=limit))
+    return [EventOut(**vars(view)) for view in views]

@@ -25,20 +25,19 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, func, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel import Session, col, select
 
 from copilot.clock import as_utc
 from copilot.compliance.result import Flag, Severity
-from copilot.db import session_scope
 from copilot.errors import ConflictError, ValidationError
+from copilot.persistence.engine import session_scope
+from copilot.persistence.tables.compliance import CustomerWindow, FrequencySlot
 
 __all__ = [
     "KF_MAX_REPLIES",
     "KF_WINDOW",
-    "CustomerWindow",
     "FrequencyGuard",
     "FrequencyLimitError",
-    "FrequencySlot",
     "SendKind",
     "open_window",
 ]
@@ -52,27 +51,8 @@ _KINDS = ("reply", "proactive", "group")
 _RETRIES = 50
 
 
-class CustomerWindow(SQLModel, table=True):
-    """When the customer last wrote on a channel; the 微信客服 reply window opens there."""
-
-    __tablename__ = "compliance_customer_windows"
-    tenant_id: str = Field(primary_key=True)
-    customer_id: str = Field(primary_key=True)
-    channel: str = Field(primary_key=True)
-    last_customer_at: dt.datetime
 
 
-class FrequencySlot(SQLModel, table=True):
-    """One counted send; the primary key makes each numbered slot of a period takeable exactly once."""
-
-    __tablename__ = "compliance_frequency_slots"
-    tenant_id: str = Field(primary_key=True)
-    scope: str = Field(primary_key=True)  # kf_window | group_daily | proactive_daily
-    key: str = Field(primary_key=True)  # customer, or staff + customer
-    period: str = Field(primary_key=True)  # local date, or the window's opening time
-    slot: int = Field(primary_key=True)
-    staff_id: str = ""
-    sent_at: dt.datetime
 
 
 class FrequencyLimitError(ConflictError):
@@ -114,7 +94,6 @@ class FrequencyGuard:
         self._cap = proactive_daily_cap
         self._zone = ZoneInfo(timezone)
         self._cap_for = cap_for
-        SQLModel.metadata.create_all(engine, tables=[CustomerWindow.__table__, FrequencySlot.__table__])  # type: ignore[attr-defined]
 
     def record_customer_message(self, tenant: str, customer_id: str, channel: str, at: dt.datetime) -> None:
         """The customer wrote: on 微信客服 this opens a fresh 48-hour window with 5 new replies."""

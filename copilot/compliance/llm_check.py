@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from copilot.compliance.pii import mask_pii
 from copilot.compliance.result import CATEGORIES, PII_CATEGORIES, ComplianceResult, Flag, Severity, combine
 from copilot.errors import UpstreamError
-from copilot.llm import invoke_structured
-from copilot.prompts import Prompt
+from copilot.llm.client import invoke_structured
+from copilot.llm.prompts import Prompt
 
 __all__ = ["LLM_CATEGORIES", "UNAVAILABLE_MESSAGE", "LLMComplianceCheck", "combine"]
 
@@ -49,7 +49,7 @@ class _Answer(BaseModel):
 
 
 class LLMComplianceCheck:
-    """Asks `model` (built by `copilot.llm.build_chat_model`) to review one outgoing text with `prompt`.
+    """Asks `model` (built by `copilot.llm.client.build_chat_model`) to review one outgoing text with `prompt`.
 
     `prompt` is `load_prompt("compliance_check")` or a tenant's variant declaring the single variable `text`.
     """

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from copilot.dialogue import last_customer_text
+from copilot.conversation.turns import last_customer_text
+from copilot.drafting.rerank import Reranker
 from copilot.drafting.types import Citation, DraftCandidate, DraftContext, DraftOutcome
 from copilot.drafting.variables import fill_variables
-from copilot.ranking import Reranker
-from copilot.retrieval import Hit
+from copilot.retrieval.hybrid import Hit
 
 __all__ = ["ScriptDrafter"]
 

@@ -6,9 +6,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from copilot.dialogue import Turn
+from copilot.conversation.turns import Turn
 from copilot.knowledge.schema import CustomerProfile, Persona, Stage
-from copilot.retrieval import Hit
+from copilot.retrieval.hybrid import Hit
 
 __all__ = ["Citation", "DraftCandidate", "DraftContext", "DraftOutcome", "Drafter"]
 

@@ -6,11 +6,11 @@ table, staff actions, outcomes) → `queue` (the facade with lazily drafted open
 
 from __future__ import annotations
 
+from copilot.persistence.tables.revisits import RevisitItem
 from copilot.revisits.generate import FrequencyCheck, GenerationReport, generate
 from copilot.revisits.queue import QueueOut, RevisitOut, Revisits, StaffOut
 from copilot.revisits.rules import RuleSet, RuleStore, parse_rule_sets
 from copilot.revisits.schedule import RevisitScheduler
-from copilot.revisits.store import RevisitItem
 
 __all__ = [
     "FrequencyCheck",

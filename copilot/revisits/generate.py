@@ -19,14 +19,19 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from copilot.compliance.frequency import FrequencyGuard, FrequencySlot
-from copilot.dialogue import Turn
-from copilot.intent import score_intent
+from copilot.clock import as_utc
+from copilot.compliance.frequency import FrequencyGuard
+from copilot.conversation.purchase_intent import score_intent
+from copilot.conversation.turns import Turn
 from copilot.knowledge.schema import CustomerProfile
-from copilot.models import Conversation, CustomerRow, MessageRow, StaffRow, new_id
+from copilot.persistence.tables.base import new_id
+from copilot.persistence.tables.compliance import FrequencySlot
+from copilot.persistence.tables.conversations import Conversation, MessageRow
+from copilot.persistence.tables.library import CustomerRow, StaffRow
+from copilot.persistence.tables.revisits import RevisitItem
 from copilot.revisits.evaluate import CustomerFacts, Hit, evaluate
 from copilot.revisits.rules import Ranking, RuleSet
-from copilot.revisits.store import RevisitItem, ensure_table, record_outcome
+from copilot.revisits.store import record_outcome
 
 __all__ = ["FrequencyCheck", "GenerationReport", "generate", "local_now", "refresh_outcomes", "score"]
 
@@ -88,7 +93,6 @@ def generate(
 ) -> GenerationReport:
     """Queue `day`'s items for `tenant`. `now` is the run's moment (see `local_now`), used for intent."""
     started = time.perf_counter()
-    ensure_table(engine)
     zone = ZoneInfo(rules.schedule.timezone)
     start_utc = dt.datetime.combine(day, dt.time(), tzinfo=zone).astimezone(dt.UTC)
     end_utc = start_utc + dt.timedelta(days=1)
@@ -160,7 +164,7 @@ def _facts(
 ) -> CustomerFacts:
     last: dict[str, dt.datetime] = dict(stored or {})
     for turn in profile.chat:
-        ts = _aware(turn.ts)
+        ts = as_utc(turn.ts)
         if turn.role not in last or ts > last[turn.role]:
             last[turn.role] = ts
 
@@ -238,7 +242,7 @@ def _message_facts(
         .group_by(col(Conversation.customer_id), col(MessageRow.role))
     )
     for customer_id, role, ts in rows:
-        last.setdefault(customer_id, {})[role] = _aware(ts)
+        last.setdefault(customer_id, {})[role] = as_utc(ts)
     contacted = set(session.exec(
         select(Conversation.customer_id).join(MessageRow, joined).where(
             col(MessageRow.tenant_id) == tenant, col(MessageRow.role) == "staff",
@@ -299,7 +303,7 @@ def refresh_outcomes(engine: Engine, tenant: str, day: dt.date, window_days: int
                        col(MessageRow.role) == "customer",
                        col(MessageRow.ts) >= dt.datetime.combine(oldest, dt.time(), tzinfo=dt.UTC))
             ):
-                replies.setdefault(cid, []).append(_aware(ts))
+                replies.setdefault(cid, []).append(as_utc(ts))
     for item in items:
         outcome = _outcome(item, profiles.get(item.customer_id) or {}, replies.get(item.customer_id, []),
                            day, window_days)
@@ -317,13 +321,9 @@ def _outcome(
         placed = dt.date.fromisoformat(str(order.get("date"))[:10])
         if order.get("status") not in ("refunded", "cancelled") and item.day <= placed <= last_day:
             return "bought"
-    queued = _aware(item.created_at)
-    chat = [_aware(dt.datetime.fromisoformat(str(t["ts"]))) for t in profile.get("chat") or ()
+    queued = as_utc(item.created_at)
+    chat = [as_utc(dt.datetime.fromisoformat(str(t["ts"]))) for t in profile.get("chat") or ()
             if t.get("role") == "customer"]
     if any(ts > queued for ts in [*replies, *chat]):
         return "replied"
     return "no_response" if today > last_day else None
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value

@@ -18,12 +18,13 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from copilot.clock import utcnow
-from copilot.contracts import SuggestRequest
 from copilot.errors import CopilotError, NotFoundError
-from copilot.models import CustomerRow, StaffRow
+from copilot.persistence.tables.library import CustomerRow, StaffRow
+from copilot.persistence.tables.revisits import RevisitItem
 from copilot.revisits.generate import PROACTIVE_CHANNEL, FrequencyCheck, GenerationReport, generate, local_now
 from copilot.revisits.rules import RuleSet, RuleStore
-from copilot.revisits.store import RevisitItem, ensure_table, get_item, mark, record_outcome, rule_report
+from copilot.revisits.store import get_item, mark, record_outcome, rule_report
+from copilot.suggestion import SuggestRequest
 
 if TYPE_CHECKING:
     from copilot.service import Copilot
@@ -86,7 +87,6 @@ class Revisits:
         self.rules = rules
         self.guard = guard
         self.clock = clock or copilot.clock
-        ensure_table(self.engine)
 
     def rule_set(self, tenant: str) -> RuleSet:
         return self.rules.for_tenant(tenant)

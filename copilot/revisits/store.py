@@ -12,23 +12,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal, get_args
 
-from sqlalchemy import Column, Index, UniqueConstraint
-from sqlalchemy import Date as SADate
 from sqlalchemy.engine import Engine
-from sqlmodel import JSON, Field, Session, SQLModel, col, func, select
+from sqlmodel import Session, col, func, select
 
 from copilot.clock import utcnow
-from copilot.db import session_scope
 from copilot.errors import ConflictError, NotFoundError, ValidationError
-from copilot.models import new_id
+from copilot.persistence.engine import session_scope
+from copilot.persistence.tables.revisits import RevisitItem
 
 __all__ = [
     "ACTIONS",
     "OUTCOMES",
     "Action",
     "Outcome",
-    "RevisitItem",
-    "ensure_table",
     "get_item",
     "mark",
     "record_outcome",
@@ -43,41 +39,6 @@ _STATUS = {"done": "done", "snooze": "snoozed", "dismiss": "dismissed"}
 _OUTCOME_RANK = {"no_response": 0, "replied": 1, "bought": 2}
 
 
-class RevisitItem(SQLModel, table=True):
-    __tablename__ = "revisit_items"
-    __table_args__ = (
-        UniqueConstraint("tenant_id", "customer_id", "day", name="uq_revisit_customer_day"),
-        Index("ix_revisit_staff_day", "tenant_id", "staff_id", "day"),
-    )
-    id: str = Field(default_factory=new_id, primary_key=True)
-    tenant_id: str
-    day: dt.date = Field(sa_column=Column(SADate, nullable=False))
-    staff_id: str
-    customer_id: str
-    customer_name: str = ""
-    rule_id: str
-    kind: str
-    stage: str
-    priority: float
-    intent: int = 0
-    score: float = 0.0
-    reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    evidence: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    status: str = "open"  # open | done | snoozed | dismissed
-    snoozed_until: dt.date | None = None
-    note: str | None = None
-    decided_at: dt.datetime | None = None
-    draft: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    drafted_at: dt.datetime | None = None
-    outcome: str | None = None
-    outcome_source: str | None = None  # staff | computed
-    outcome_at: dt.datetime | None = None
-    created_at: dt.datetime = Field(default_factory=utcnow)
-
-
-def ensure_table(engine: Engine) -> None:
-    """Create the table when the schema registry has not (yet) listed this module."""
-    SQLModel.metadata.create_all(engine, tables=[RevisitItem.__table__])  # type: ignore[attr-defined]
 
 
 def get_item(engine: Engine, tenant: str, item_id: str) -> RevisitItem:

@@ -17,10 +17,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from copilot.contracts import CandidateOut
 from copilot.errors import NotFoundError
 from copilot.knowledge.schema import CustomerProfile
-from copilot.lexical import tokenize
+from copilot.retrieval.lexical import tokenize
+from copilot.suggestion import CandidateOut
 from eval import metrics as m
 from eval.harness import Harness, request_for
 from eval.records import DraftRecord

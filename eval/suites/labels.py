@@ -6,9 +6,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from copilot.classify import OOS_LABEL, MessageClassifier
+from copilot.conversation.message_intents import OOS_LABEL, MessageClassifier
+from copilot.conversation.query import build_query
 from copilot.errors import ValidationError
-from copilot.retrieval import Filters, build_query
+from copilot.retrieval.filters import Filters
 from eval import metrics as m
 from eval.baselines import KeywordClassifier, keyword_intent, majority, stratified_random
 from eval.harness import Harness, request_for
@@ -38,7 +39,7 @@ def run_stage(h: Harness, records: Sequence[StageRecord], opts: RunOptions) -> S
     for r in records:
         pred.append(h.copilot.analyze(h.tenant, request_for(r.messages, r.customer_id)).stage.name)
         # Retrieval alone: the stage the best-matching scripts belong to (the detector's library vote).
-        query = build_query([(msg.role, msg.text) for msg in r.messages], None)
+        query = build_query(r.messages, None)
         hits = h.copilot.search(h.tenant, query, filters=Filters(kinds=("script",)), k=10)
         votes: dict[str, float] = {}
         for hit in hits:

@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from copilot.dialogue import Turn
+from copilot.conversation.query import build_query
+from copilot.conversation.turns import Turn
 from copilot.errors import ValidationError
-from copilot.lexical import BM25Index
-from copilot.retrieval import Filters, build_query
+from copilot.retrieval.filters import Filters
+from copilot.retrieval.lexical import BM25Index
 from eval import metrics as m
 from eval.baselines import Bm25Retriever, DenseRetriever, context_query
 from eval.harness import Harness
@@ -41,7 +42,7 @@ def _query(h: Harness, r: RetrievalRecord) -> str:
     if r.query:
         return r.query
     profile = h.copilot.repo.customer(h.tenant, r.customer_id) if r.customer_id else None
-    return build_query([(msg.role, msg.text) for msg in r.messages or []], profile)
+    return build_query(r.messages or [], profile)
 
 
 def _filters(r: RetrievalRecord) -> Filters:

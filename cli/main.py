@@ -1,0 +1,220 @@
+"""The `copilot` command line: prepare, ingest, suggest, serve."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from pydantic import SecretStr
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cli.eval import eval_app
+from cli.revisits import revisits_app
+from copilot.config import Settings, apply_offline_defaults, get_settings
+from copilot.errors import CopilotError, LibraryError
+
+if TYPE_CHECKING:
+    from copilot.service import Copilot
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="私域 1v1 sales copilot.")
+app.add_typer(revisits_app, name="revisits")
+app.add_typer(eval_app, name="eval")
+console = Console()
+err = Console(stderr=True)
+
+STAGE_NAMES = {"icebreak": "破冰", "discovery": "挖需", "recommend": "推荐", "revisit": "回访/复购"}
+
+
+def _fail(exc: CopilotError) -> None:
+    err.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def prepare() -> None:
+    """Prepare the embedding model (converted once, offline) and tiktoken's files."""
+    from copilot.llm.tokens import seed_tiktoken_cache
+    from copilot.service import build_embedder
+
+    settings = get_settings()
+    apply_offline_defaults(settings)
+    started = time.perf_counter()
+    seed_tiktoken_cache(settings.tiktoken_cache_dir)
+    embedder = build_embedder(settings)
+    console.print(f"embedding model ready: {embedder.name} (dim {embedder.dim}) in {time.perf_counter() - started:.1f}s")
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path | None, typer.Argument(help="library folder (default: COPILOT_KNOWLEDGE_DIR)")] = None,
+    tenant: Annotated[str | None, typer.Option(help="tenant id (default: COPILOT_DEFAULT_TENANT)")] = None,
+) -> None:
+    """Validate a library and load it; unchanged items are not embedded again."""
+    from copilot.service import Copilot
+
+    settings = get_settings()
+    folder = path or settings.knowledge_dir
+    copilot = Copilot.from_settings(settings)
+    with Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("embed", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            report = copilot.ingest(folder, tenant=tenant or settings.default_tenant, progress=progress)
+        except LibraryError as exc:
+            err.print(f"[bold red]{len(exc.problems)} problem(s); nothing was loaded:[/]")
+            for problem in exc.problems:
+                err.print(f"  {problem}")
+            raise typer.Exit(code=2) from None
+    console.print(report.summary())
+
+
+@app.command()
+def suggest(
+    customer: Annotated[str, typer.Option("--customer", help="customer id")],
+    message: Annotated[list[str] | None, typer.Option("--message", help="the customer's message (repeatable)")] = None,
+    staff: Annotated[str | None, typer.Option(help="staff id")] = None,
+    n: Annotated[int | None, typer.Option(help="number of candidates")] = None,
+    tenant: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Draft replies for a customer and print them readably."""
+    from copilot.service import Copilot
+    from copilot.suggestion import MessageIn, SuggestRequest
+
+    settings = get_settings()
+    copilot = Copilot.from_settings(settings)
+    request = SuggestRequest(
+        customer_id=customer, staff_id=staff,
+        messages=[MessageIn(role="customer", text=m) for m in message or []], n=n,
+    )
+    try:
+        out = copilot.suggest(tenant or settings.default_tenant, request)
+    except CopilotError as exc:
+        _fail(exc)
+        return
+    stage = out.stage
+    console.print(f"[bold]阶段[/] {STAGE_NAMES[stage.name]} ({stage.name}, {stage.confidence:.0%}) — "
+                  + "；".join(stage.reasons))
+    console.print(f"[bold]购买意向[/] {out.intent.score}/100 ({out.intent.level}) — "
+                  + "；".join(f"{f.label} {f.points:+.0f}" for f in out.intent.factors[:4]))
+    if out.customer_message_flags:
+        console.print("[yellow]客户消息风险:[/] " + "；".join(f.message for f in out.customer_message_flags))
+    for i, cand in enumerate(out.candidates, 1):
+        risk = cand.compliance.risk + ("，需审批" if cand.requires_approval else "")
+        console.print(f"\n[bold]候选 {i}[/] [dim]({cand.drafter}，合规：{risk})[/]")
+        console.print(cand.text, markup=False)
+        cites = ", ".join(f"{c.kind}:{c.id}" + (f".{c.field}" if c.field else "") for c in cand.citations)
+        console.print(f"[dim]引用：{cites}[/]")
+        for flag in cand.compliance.flags:
+            start, end = flag.span
+            console.print(f"[yellow]  ⚠ {cand.text[start:end]!r} {flag.category}: {flag.message}[/]")
+    if out.drafter_note:
+        console.print(f"[dim]{out.drafter_note}[/]")
+
+
+@app.command()
+def classify(
+    text: Annotated[list[str], typer.Argument(help="customer messages to label")],
+    tenant: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Label customer messages with the library's intents (intents.yaml); `oos` = out of scope."""
+    from copilot.service import Copilot
+
+    settings = get_settings()
+    copilot = Copilot.from_settings(settings)
+    try:
+        predictions = copilot.classify(tenant or settings.default_tenant, text)
+    except CopilotError as exc:
+        _fail(exc)
+        return
+    for message, (label, confidence) in zip(text, predictions, strict=True):
+        console.print(f"{label}\t{confidence:.2f}\t{message}", markup=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Serve the API (and print the URL and the dev API key)."""
+    _serve(get_settings(), host=host, port=port, copilot=None)
+
+
+@app.command()
+def worker() -> None:
+    """Run a webhook worker: take acknowledged callbacks in, reply through the outbox (until Ctrl-C)."""
+    import logging
+
+    from copilot.wecom.automation.worker import run_standalone
+
+    logging.basicConfig(level=logging.INFO)
+    console.print("webhook worker running; Ctrl-C stops it after the batch in hand")
+    run_standalone(get_settings())
+
+
+@app.command()
+def run(
+    path: Annotated[Path | None, typer.Argument(help="library folder (default: COPILOT_KNOWLEDGE_DIR)")] = None,
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Prepare the model, ingest the library (changes only) and serve, in one process."""
+    from copilot.service import Copilot
+
+    settings = get_settings()
+    started = time.perf_counter()
+    copilot = Copilot.from_settings(settings)
+    try:
+        report = copilot.ingest(path or settings.knowledge_dir, tenant=settings.default_tenant)
+    except LibraryError as exc:
+        _fail(exc)
+        return
+    console.print(f"{report.summary()}  (ready in {time.perf_counter() - started:.1f}s)")
+    _serve(settings, host=host, port=port, copilot=copilot)
+
+
+def _serve(settings: Settings, *, host: str | None, port: int | None, copilot: Copilot | None) -> None:
+    import uvicorn
+
+    from api.app import create_app
+
+    if not settings.api_keys:
+        settings = _with_dev_key(settings)
+    host = host or settings.host
+    port = port or settings.port
+    key = settings.api_keys[0].get_secret_value()
+    console.print(f"copilot API on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
+    console.print(f"dev API key: {key}   (send it as the X-API-Key header)")
+    uvicorn.run(create_app(settings, copilot=copilot), host=host, port=port, log_level="info")
+
+
+def _with_dev_key(settings: Settings) -> Settings:
+    """Generate a dev key once and keep it in the data dir, so restarts keep working with it."""
+    if settings.env == "prod":
+        err.print("[bold red]error:[/] COPILOT_API_KEYS must be set in prod")
+        sys.exit(2)
+    path = settings.data_dir / "dev_api_key"
+    if path.exists():
+        key = path.read_text().strip()
+    else:
+        key = "dev-" + secrets.token_urlsafe(24)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(key + "\n")
+        path.chmod(0o600)
+    return settings.model_copy(update={"api_keys": [*settings.api_keys, _secret(key)]})
+
+
+def _secret(value: str) -> SecretStr:
+    return SecretStr(value)
+
+
+if __name__ == "__main__":
+    app()

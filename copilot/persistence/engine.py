@@ -1,0 +1,75 @@
+"""Database engine and sessions (SQLModel over SQLAlchemy)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Table, event, insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, SQLModel, create_engine
+
+__all__ = ["insert_new", "is_sqlite_file", "make_engine", "session_scope"]
+
+
+def make_engine(url: str, *, lock_timeout_s: float = 30.0) -> Engine:
+    """An engine for `url`; SQLite files get WAL (readers never block the writer) and wait up to
+    `lock_timeout_s` for the write lock (0: fail at once, for callers that wait on their own terms)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": lock_timeout_s})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return engine
+
+
+def is_sqlite_file(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
+
+
+def insert_new(connection: Connection, model: type[SQLModel], rows: list[dict[str, Any]],
+               unique: list[str]) -> list[bool]:
+    """Insert `rows` in the caller's transaction, skipping any whose `unique` columns are taken;
+    each flag says whether its row was new. No exception on the duplicate path where the database
+    can say ON CONFLICT DO NOTHING; elsewhere a savepoint per row keeps a duplicate from aborting."""
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    dialect = connection.dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        module = sqlite if dialect == "sqlite" else postgresql
+        return [connection.execute(module.insert(table).values(**row).on_conflict_do_nothing(
+            index_elements=unique)).rowcount == 1 for row in rows]
+    flags: list[bool] = []
+    for row in rows:
+        try:
+            with connection.begin_nested():
+                connection.execute(insert(table).values(**row))
+            flags.append(True)
+        except IntegrityError:
+            flags.append(False)
+    return flags
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """One unit of work: committed when the block ends, rolled back on any error."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise

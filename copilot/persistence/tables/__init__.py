@@ -1,0 +1,41 @@
+"""Every SQL table of the copilot, one module per concern; importing this package registers them all on
+`SQLModel.metadata`, which is what `copilot.persistence.schema` creates.
+
+Every table carries `tenant_id`; times are UTC (SQLite hands them back naive: read them with
+`copilot.clock.as_utc`).
+"""
+
+from copilot.persistence.tables.approvals import ApprovalItem, AuditLog, StaffNotification
+from copilot.persistence.tables.compliance import CustomerWindow, FrequencySlot
+from copilot.persistence.tables.conversations import (
+    CandidateRow,
+    Conversation,
+    FlagRow,
+    MessageRow,
+    SidebarFeedback,
+    SuggestionRow,
+)
+from copilot.persistence.tables.library import (
+    ContentRow,
+    CustomerRow,
+    LibraryDoc,
+    ScriptRow,
+    StaffRow,
+    Tenant,
+)
+from copilot.persistence.tables.revisits import RevisitItem
+from copilot.persistence.tables.webhooks import (
+    InboxEvent,
+    OutboxMessage,
+    SpoolCursor,
+    SpooledEvent,
+    WebhookSecret,
+)
+from copilot.persistence.tables.wecom import AutomationState, AutoReplyPolicyRow, KfCursor, WeComApp
+
+__all__ = [
+    "ApprovalItem", "AuditLog", "AutoReplyPolicyRow", "AutomationState", "CandidateRow", "ContentRow",
+    "Conversation", "CustomerRow", "CustomerWindow", "FlagRow", "FrequencySlot", "InboxEvent", "KfCursor",
+    "LibraryDoc", "MessageRow", "OutboxMessage", "RevisitItem", "ScriptRow", "SidebarFeedback", "SpoolCursor",
+    "SpooledEvent", "StaffNotification", "StaffRow", "SuggestionRow", "Tenant", "WeComApp", "WebhookSecret",
+]

@@ -1,0 +1,115 @@
+"""Dense side of retrieval: a Chroma collection per tenant and embedding model.
+
+We always compute vectors with our own embedder and hand them to Chroma, and we register our
+embedder as the collection's embedding function, so Chroma's downloading default is never used.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import chromadb
+import numpy as np
+from chromadb.config import Settings as ChromaSettings
+
+from copilot.embedding.embedders import ChromaEmbeddingFunction, Embedder
+
+__all__ = ["ChromaStore", "DenseHit", "VectorDoc"]
+
+_SLUG = re.compile(r"[^a-zA-Z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class VectorDoc:
+    key: str  # "script:S-ICE-001", "content:C-ART-001"
+    text: str
+    metadata: Mapping[str, str | int | float | bool]
+
+
+@dataclass(frozen=True)
+class DenseHit:
+    key: str
+    similarity: float
+
+
+class ChromaStore:
+    def __init__(self, embedder: Embedder, path: Path | None = None) -> None:
+        self.embedder = embedder
+        settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+        if path is None:
+            self._client: Any = chromadb.EphemeralClient(settings=settings)
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            self._client = chromadb.PersistentClient(path=str(path), settings=settings)
+        self._ef = ChromaEmbeddingFunction(embedder)
+        self._collections: dict[str, Any] = {}
+
+    def _collection(self, tenant: str) -> Any:
+        if tenant not in self._collections:
+            model = _SLUG.sub("-", self.embedder.name)[-40:].strip("-_") or "model"
+            name = f"kb_{_SLUG.sub('-', tenant)}_{model}"[:60]
+            self._collections[tenant] = self._client.get_or_create_collection(
+                name=name,
+                embedding_function=self._ef,
+                configuration={"hnsw": {"space": "cosine"}},
+            )
+        return self._collections[tenant]
+
+    def existing_keys(self, tenant: str) -> set[str]:
+        got = self._collection(tenant).get(include=[])
+        return set(got["ids"])
+
+    def upsert(self, tenant: str, docs: Sequence[VectorDoc], batch_size: int = 256) -> int:
+        collection = self._collection(tenant)
+        for start in range(0, len(docs), batch_size):
+            batch = docs[start : start + batch_size]
+            vectors = self.embedder.embed_passages([d.text for d in batch])
+            collection.upsert(
+                ids=[d.key for d in batch],
+                embeddings=vectors,
+                documents=[d.text for d in batch],
+                metadatas=[dict(d.metadata) for d in batch],
+            )
+        return len(docs)
+
+    def delete(self, tenant: str, keys: Sequence[str]) -> None:
+        if keys:
+            self._collection(tenant).delete(ids=list(keys))
+
+    def query(
+        self, tenant: str, vector: np.ndarray, k: int, where: Mapping[str, Any] | None = None
+    ) -> list[DenseHit]:
+        """Nearest documents to a query vector (from `embedder.embed_queries`)."""
+        collection = self._collection(tenant)
+        total = collection.count()
+        if total == 0 or k <= 0:
+            return []
+        result = collection.query(
+            query_embeddings=vector.reshape(1, -1),
+            n_results=min(k, total),
+            where=dict(where) if where else None,
+            include=["distances"],
+        )
+        ids = result["ids"][0]
+        distances = (result.get("distances") or [[1.0] * len(ids)])[0]
+        return [DenseHit(key, 1.0 - float(dist)) for key, dist in zip(ids, distances, strict=True)]
+
+    def vectors(self, tenant: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored document vectors, so rankers never embed a library item twice."""
+        if not keys:
+            return {}
+        got = self._collection(tenant).get(ids=list(keys), include=["embeddings"])
+        embeddings = got.get("embeddings")
+        if embeddings is None or len(embeddings) == 0:
+            return {}
+        matrix = np.asarray(embeddings, dtype=np.float32)
+        return dict(zip(got["ids"], matrix, strict=True))
+
+    def similarities(self, tenant: str, keys: Sequence[str], vector: np.ndarray) -> dict[str, float]:
+        """Cosine between the query vector and stored documents, without embedding them again."""
+        query = vector.astype(np.float32)
+        return {key: float(stored @ query) for key, stored in self.vectors(tenant, keys).items()}
