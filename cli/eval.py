@@ -36,7 +36,9 @@ err = Console(stderr=True)
 @eval_app.command("run")
 def run_command(
     suite: Annotated[str, typer.Argument(help="stage | intent | compliance | retrieval | response | classify | drafts")],
-    data: Annotated[Path, typer.Option("--data", help="JSONL records to score")],
+    data: Annotated[list[Path] | None, typer.Option(
+        "--data", help="JSONL records to score (repeat for several files); compliance defaults to the frozen test "
+                       "split, chat and prose")] = None,
     train: Annotated[Path | None, typer.Option("--train", help="training JSONL (classify only)")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="output folder (default eval/out/SUITE)")] = None,
     embedder: Annotated[str | None, typer.Option(
@@ -48,9 +50,13 @@ def run_command(
 ) -> None:
     """Score one suite and write OUT/summary.json and OUT/report.html."""
     from eval.report import comparison, flatten
-    from eval.runner import RunConfig, run
+    from eval.runner import COMPLIANCE_TEST, RunConfig, run
 
-    config = RunConfig(suite=suite, data=data, train=train, out=out, limit=limit, seed=seed, langchain=langchain)
+    if not data and suite != "compliance":
+        err.print(f"[bold red]error:[/] give --data FILE.jsonl with {suite} records")
+        raise typer.Exit(code=2)
+    files = tuple(data) if data else COMPLIANCE_TEST
+    config = RunConfig(suite=suite, data=files, train=train, out=out, limit=limit, seed=seed, langchain=langchain)
     try:
         result, folder = run(config, embedder_name=embedder, knowledge=knowledge)
     except CopilotError as exc:
@@ -65,12 +71,24 @@ def run_command(
         cells = [systems[s].get(metric) for s in systems]
         table.add_row(metric, *("—" if v is None else f"{v:.4f}" for v in cells))
     console.print(table)
+    if suite == "compliance":
+        _print_categories(result.metrics)
     verdict = comparison(result)
     if verdict:
         ratio = f"{verdict['ratio']:.2f}×" if verdict["ratio"] else "n/a"
         console.print(f"{verdict['metric']}: copilot {verdict['copilot']:.4f} vs best baseline "
                       f"{verdict['best_baseline']} {verdict['baseline_value']:.4f} → ratio {ratio}")
     console.print(f"wrote {folder / 'summary.json'} and {folder / 'report.html'}")
+
+
+def _print_categories(metrics: dict[str, Any]) -> None:
+    """Recall and precision of each category, the figures the compliance targets are stated in."""
+    table = Table(title="per category")
+    for column in ("category", "support", "recall", "precision"):
+        table.add_column(column, justify="left" if column == "category" else "right")
+    for name, row in metrics.get("per_category", {}).items():
+        table.add_row(name, str(row["support"]), f"{row['recall']:.3f}", f"{row['precision']:.3f}")
+    console.print(table)
 
 
 @eval_app.command("convert")

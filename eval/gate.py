@@ -21,6 +21,7 @@ from copilot.errors import ValidationError
 from eval.harness import Harness
 from eval.records import load_records
 from eval.report import lookup
+from eval.runner import load_all
 from eval.suites import SUITES, RunOptions
 
 __all__ = ["DEFAULT_THRESHOLDS", "Check", "GateOutcome", "check", "format_outcome", "load_thresholds", "measure",
@@ -87,7 +88,8 @@ def measure(harness: Harness, config: Mapping[str, Any], root: Path = REPO) -> d
     """Metrics of each configured suite on its sample."""
     measured: dict[str, dict[str, Any]] = {}
     for name, entry in config["suites"].items():
-        records = spread(load_records(root / entry["data"], name), entry.get("sample"))
+        files = entry["data"] if isinstance(entry["data"], list) else [entry["data"]]
+        records = spread(load_all(tuple(root / f for f in files), name), entry.get("sample"))
         train = load_records(root / entry["train"], name) if entry.get("train") else []
         options = RunOptions(seed=int(config.get("seed", 13)), train=train, langchain=False)
         measured[name] = SUITES[name](harness, records, options).metrics

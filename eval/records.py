@@ -68,6 +68,8 @@ class ComplianceRecord(Record):
     model_config = ConfigDict(extra="ignore", frozen=True)
     text: str = Field(min_length=1)
     categories: list[str] = Field(default_factory=list)
+    # Who wrote it: staff or customer (1v1 chat) or prose (general text, measured for false alarms apart).
+    speaker: Literal["staff", "customer", "prose"] | None = None
 
 
 class RetrievalFilters(BaseModel):

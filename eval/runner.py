@@ -14,13 +14,17 @@ from eval.records import SUITE_RECORDS, load_records
 from eval.report import write_report
 from eval.suites import SUITES, RunOptions, SuiteResult
 
-__all__ = ["RunConfig", "load_records", "run", "run_suite"]
+__all__ = ["COMPLIANCE_TEST", "RunConfig", "load_all", "load_records", "run", "run_suite"]
+
+DATASETS = Path(__file__).resolve().parent / "datasets"
+# The frozen compliance test split: 1v1 chat and general prose, scored together (false alarms apart).
+COMPLIANCE_TEST = (DATASETS / "compliance_test.jsonl", DATASETS / "compliance_prose_test.jsonl")
 
 
 @dataclass(frozen=True)
 class RunConfig:
     suite: str
-    data: Path
+    data: Path | tuple[Path, ...]
     train: Path | None = None
     out: Path | None = None
     limit: int | None = None
@@ -28,11 +32,25 @@ class RunConfig:
     langchain: bool = True
 
 
+def load_all(data: Path | tuple[Path, ...], suite: str, *, limit: int | None = None) -> list[Any]:
+    """Records of one file, or of several files one after another (`limit` counts over all of them)."""
+    paths = (data,) if isinstance(data, Path) else data
+    if not paths:
+        raise ValidationError(f"give at least one data file for the {suite} suite")
+    records: list[Any] = []
+    for path in paths:
+        left = None if limit is None else limit - len(records)
+        if left is not None and left <= 0:
+            break
+        records.extend(load_records(path, suite, limit=left))
+    return records
+
+
 def run_suite(harness: Harness, config: RunConfig) -> SuiteResult:
     """Validate both files first (so a typo fails in a second, not after the model loads), then score."""
     if config.suite not in SUITES:
         raise ValidationError(f"unknown suite {config.suite!r}; choose one of {', '.join(SUITES)}")
-    records = load_records(config.data, config.suite, limit=config.limit)
+    records = load_all(config.data, config.suite, limit=config.limit)
     train: list[Any] = []
     if config.suite == "classify":
         if config.train is None:
@@ -51,7 +69,7 @@ def run(config: RunConfig, *, embedder_name: str | None, knowledge: Path | None 
     from eval.harness import build_copilot, choose_embedder
 
     # Fail on bad input before paying for the model and the index.
-    load_records(config.data, config.suite, limit=config.limit)
+    load_all(config.data, config.suite, limit=config.limit)
     if config.train is not None and config.suite in SUITE_RECORDS:
         load_records(config.train, config.suite)
     settings = get_settings()
@@ -62,7 +80,8 @@ def run(config: RunConfig, *, embedder_name: str | None, knowledge: Path | None 
         harness = build_copilot(embedder, knowledge or settings.knowledge_dir, Path(scratch), compliance=compliance)
         result = run_suite(harness, config)
     out = config.out or Path("eval") / "out" / config.suite
-    extra = {"data": str(config.data), "train": str(config.train) if config.train else None,
+    data = [config.data] if isinstance(config.data, Path) else list(config.data)
+    extra = {"data": ", ".join(str(p) for p in data), "train": str(config.train) if config.train else None,
              "embedder": harness.embedder_name, "seconds": round(time.perf_counter() - started, 1)}
     write_report(result, out, extra)
     return result, out

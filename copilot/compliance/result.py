@@ -59,6 +59,11 @@ CATEGORIES: tuple[str, ...] = (
     "harassment",
     "competitor",
     "frequency",
+    "ad_superstition",
+    "prize_lure",
+    "ad_endorsement",
+    "spam_ad",
+    "fraud",
 )
 PII_CATEGORIES = frozenset(c for c in CATEGORIES if c.startswith("pii_"))
 
