@@ -107,6 +107,7 @@ def convert_command(
     max_turns: Annotated[int | None, typer.Option(help="keep only the first N turns (persuasion-intent)")] = None,
     per_stage: Annotated[int, typer.Option(help="records per stage at most (crosswoz-stage)")] = 300,
     limit: Annotated[int | None, typer.Option(help="keep a seeded sample of N records")] = None,
+    split: Annotated[str, typer.Option(help="all | dev (tune on it) | test (frozen, figures only)")] = "all",
     seed: Annotated[int, typer.Option()] = 13,
 ) -> None:
     """Convert a public data set into a suite's JSONL format."""
@@ -116,7 +117,7 @@ def convert_command(
         n, n_train = convert(
             source, source_dir or DEFAULT_SOURCE_DIR, out, train_out, limit, shots=shots, oos_shots=oos_shots,
             per_class=per_class, negatives=negatives, per_dialogue=per_dialogue, max_turns=max_turns, per_stage=per_stage,
-            seed=seed,
+            seed=seed, split=split,
         )
     except CopilotError as exc:
         err.print(f"[bold red]error:[/] {exc}")

@@ -12,7 +12,10 @@ Sources (read from `--source-dir`, by default `../shared/data` beside the reposi
   (mapping in `crosswoz_stage`); `crosswoz-response`: the true system reply against other dialogues'.
 - `project-response`: any of our conversation files (`messages` per line) → `response`.
 
-Sampling is seeded, so a conversion is reproducible byte for byte.
+Sampling is seeded, so a conversion is reproducible byte for byte. `split` keeps one half of the source
+(`dev` for tuning, `test` frozen for figures; `all` by default): a dialogue, or for the classification sets an
+evaluation text, belongs to a half by a CRC-32 of its id or text, so the halves never change and never
+share a dialogue. Training shots (classify) come from the source's training part either way.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import csv
 import json
 import random
 import zipfile
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -28,11 +32,20 @@ from typing import Any
 
 from copilot.errors import ValidationError
 
-__all__ = ["CONVERTERS", "DEFAULT_SOURCE_DIR", "crosswoz_stage", "next_turn_records", "write_jsonl"]
+__all__ = ["CONVERTERS", "DEFAULT_SOURCE_DIR", "SPLITS", "crosswoz_stage", "in_split", "next_turn_records",
+           "write_jsonl"]
 
 DEFAULT_SOURCE_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 Dialogue = list[tuple[str, str]]  # (role, text), oldest first; role is "customer" or "staff"
 Records = list[dict[str, Any]]
+SPLITS = ("all", "dev", "test")
+
+
+def in_split(key: str, split: str) -> bool:
+    """Whether a dialogue (or text) with this key belongs to `split`: CRC-32 even → dev, odd → test."""
+    if split not in SPLITS:
+        raise ValidationError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    return split == "all" or (zlib.crc32(key.encode("utf-8")) % 2 == 1) == (split == "test")
 
 
 def write_jsonl(records: Iterable[dict[str, Any]], path: Path) -> int:
@@ -102,20 +115,21 @@ def persuasion_intent(source: Path, args: dict[str, Any]) -> tuple[Records, Reco
     max_turns = args.get("max_turns")
     out = [
         {"id": key, "messages": _messages(d[:max_turns] if max_turns else d), "outcome": int(donations[key] > 0)}
-        for key, d in sorted(dialogues.items()) if key in donations and d
+        for key, d in sorted(dialogues.items()) if key in donations and d and in_split(key, args.get("split", "all"))
     ]
     return out, []
 
 
 def persuasion_response(source: Path, args: dict[str, Any]) -> tuple[Records, Records]:
     dialogues, _ = _persuasion(source)
-    ordered = [d for _, d in sorted(dialogues.items())]
+    ordered = [d for key, d in sorted(dialogues.items()) if in_split(key, args.get("split", "all"))]
     return next_turn_records(ordered, target="staff", negatives=args["negatives"], per_dialogue=args["per_dialogue"],
                              seed=args["seed"]), []
 
 
 # ---- intent classification -----------------------------------------------------------------------
-def _few_shot(by_label: dict[str, list[str]], shots: int, per_class: int, seed: int) -> tuple[Records, Records]:
+def _few_shot(by_label: dict[str, list[str]], shots: int, per_class: int, seed: int,
+              split: str = "all") -> tuple[Records, Records]:
     rng = random.Random(seed)
     train: Records = []
     data: Records = []
@@ -123,7 +137,7 @@ def _few_shot(by_label: dict[str, list[str]], shots: int, per_class: int, seed: 
         texts = sorted(set(by_label[label]))
         rng.shuffle(texts)
         train.extend({"text": t, "label": label} for t in texts[:shots])
-        data.extend({"text": t, "label": label} for t in texts[shots : shots + per_class])
+        data.extend({"text": t, "label": label} for t in [t for t in texts[shots:] if in_split(t, split)][:per_class])
     return data, train
 
 
@@ -132,7 +146,7 @@ def banking77(source: Path, args: dict[str, Any]) -> tuple[Records, Records]:
     with _need(source / "intents" / "banking77" / "train.csv").open(encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
             by_label[row["category"]].append(row["text"].strip())
-    return _few_shot(by_label, args["shots"], args["per_class"], args["seed"])
+    return _few_shot(by_label, args["shots"], args["per_class"], args["seed"], args.get("split", "all"))
 
 
 def clinc150(source: Path, args: dict[str, Any]) -> tuple[Records, Records]:
@@ -154,8 +168,9 @@ def clinc150(source: Path, args: dict[str, Any]) -> tuple[Records, Records]:
         val_by[label].append(text)
     data: Records = []
     for label in sorted(val_by):
-        data.extend({"text": t, "label": label} for t in sorted(val_by[label])[: args["per_class"]])
-    data.extend({"text": t, "label": "oos"} for t, _ in raw["oos_val"])
+        kept = [t for t in sorted(val_by[label]) if in_split(t, args.get("split", "all"))]
+        data.extend({"text": t, "label": label} for t in kept[: args["per_class"]])
+    data.extend({"text": t, "label": "oos"} for t, _ in raw["oos_val"] if in_split(t, args.get("split", "all")))
     return data, train
 
 
@@ -183,19 +198,20 @@ def crosswoz_stage(acts: Sequence[Sequence[str]]) -> str | None:
     return None
 
 
-def _crosswoz(source: Path) -> list[list[tuple[str, str, list[list[str]]]]]:
+def _crosswoz(source: Path, split: str = "all") -> list[list[tuple[str, str, list[list[str]]]]]:
     with zipfile.ZipFile(_need(source / "crosswoz" / "val.json.zip")) as archive:
         raw = json.loads(archive.read("val.json"))
     return [
         [("customer" if m["role"] == "usr" else "staff", m["content"], m["dialog_act"]) for m in d["messages"]]
-        for _, d in sorted(raw.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else kv[0])
+        for key, d in sorted(raw.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else kv[0])
+        if in_split(key, split)
     ]
 
 
 def crosswoz_stage_records(source: Path, args: dict[str, Any]) -> tuple[Records, Records]:
     """Labelled user turns, at most `per_stage` per stage (seeded sample, dialogue order kept)."""
     by_stage: dict[str, Records] = defaultdict(list)
-    for d in _crosswoz(source):
+    for d in _crosswoz(source, args.get("split", "all")):
         for t, (role, _, acts) in enumerate(d):
             stage = crosswoz_stage(acts) if role == "customer" else None
             if stage:
@@ -211,7 +227,7 @@ def crosswoz_stage_records(source: Path, args: dict[str, Any]) -> tuple[Records,
 
 
 def crosswoz_response(source: Path, args: dict[str, Any]) -> tuple[Records, Records]:
-    dialogues = [[(role, text) for role, text, _ in d] for d in _crosswoz(source)]
+    dialogues = [[(role, text) for role, text, _ in d] for d in _crosswoz(source, args.get("split", "all"))]
     return next_turn_records(dialogues, target="staff", negatives=args["negatives"],
                              per_dialogue=args["per_dialogue"], seed=args["seed"]), []
 
@@ -247,6 +263,7 @@ def convert(name: str, source: Path, out: Path, train_out: Path | None = None, l
     """Write the converted data (and, for classify sources, the training file); returns both counts."""
     if name not in CONVERTERS:
         raise ValidationError(f"unknown source {name!r}; choose one of {', '.join(CONVERTERS)}")
+    in_split("", args.get("split", "all"))  # an unknown split fails before anything is read
     data, train = CONVERTERS[name](source, args)
     if limit is not None and len(data) > limit:
         data = random.Random(args.get("seed", 13)).sample(data, limit)

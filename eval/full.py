@@ -1,8 +1,9 @@
 """`copilot eval full`: every project suite and every public proxy, one Copilot, one index page.
 
 This is the slow, informative run (`make eval-full`): the configured embedding model, every record of
-the project sets, and seeded conversions of the public sets (sizes below keep it to minutes on two
-cores). Each run gets its own folder with `summary.json` and `report.html`; `index.html` and
+the frozen test splits of the project sets (each over its own library), and seeded conversions of the
+test half of the public sets (sizes below keep it to minutes on two cores). Dev splits are for tuning and
+are not in the plan; `copilot eval run` scores them. Each run gets its own folder with `summary.json` and `report.html`; `index.html` and
 `summary.json` at the top compare the copilot with the best baseline everywhere.
 """
 
@@ -25,6 +26,7 @@ from eval.runner import RunConfig, run_suite
 __all__ = ["PLAN", "Planned", "run_full"]
 
 DATASETS = Path(__file__).resolve().parent / "datasets"
+REPO = DATASETS.parent.parent
 
 
 @dataclass(frozen=True)
@@ -35,28 +37,33 @@ class Planned:
     train: str | None = None
     options: tuple[tuple[str, Any], ...] = ()  # converter options
     limit: int | None = None
+    knowledge: str | None = None  # another library (ingested as its own tenant); default: the configured one
 
 
+SKINCARE = "libraries/skincare"
 PLAN: tuple[Planned, ...] = (
-    Planned("stage", "stage", "stage.jsonl"),
-    Planned("intent", "intent", "intent.jsonl"),
+    Planned("stage", "stage", "stage_test.jsonl"),
+    Planned("stage_skincare", "stage", "stage_skincare_test.jsonl", knowledge=SKINCARE),
+    Planned("intent", "intent", "intent_test.jsonl"),
     Planned("compliance", "compliance", "compliance.jsonl"),
-    Planned("retrieval", "retrieval", "retrieval.jsonl"),
-    Planned("response", "response", "response.jsonl"),
-    Planned("classify", "classify", "classify.jsonl", train="classify_train.jsonl"),
-    Planned("drafts", "drafts", "drafts.jsonl"),
+    Planned("retrieval", "retrieval", "retrieval_test.jsonl"),
+    Planned("response", "response", "response_test.jsonl"),
+    Planned("response_skincare", "response", "response_skincare_test.jsonl", knowledge=SKINCARE),
+    Planned("classify", "classify", "classify_test.jsonl", train="classify_train.jsonl"),
+    Planned("drafts", "drafts", "drafts_test.jsonl"),
     Planned("persuasion-intent", "intent", "convert:persuasion-intent"),
-    Planned("persuasion-response", "response", "convert:persuasion-response", options=(("per_dialogue", 1),)),
-    Planned("crosswoz-stage", "stage", "convert:crosswoz-stage", options=(("per_stage", 300),)),
-    Planned("crosswoz-response", "response", "convert:crosswoz-response", options=(("per_dialogue", 1),),
+    Planned("persuasion-response", "response", "convert:persuasion-response", options=(("per_dialogue", 2),)),
+    Planned("crosswoz-stage", "stage", "convert:crosswoz-stage", options=(("per_stage", 150),)),
+    Planned("crosswoz-response", "response", "convert:crosswoz-response", options=(("per_dialogue", 2),),
             limit=300),
     Planned("banking77", "classify", "convert:banking77", options=(("shots", 10), ("per_class", 10))),
     Planned("clinc150", "classify", "convert:clinc150",
-            options=(("shots", 10), ("per_class", 5), ("oos_shots", 50))),
+            options=(("shots", 10), ("per_class", 10), ("oos_shots", 50))),
 )
 
+# Public sets: only their frozen test half (`eval.adapters.in_split`); the dev half is for tuning.
 _CONVERT_DEFAULTS = {"shots": 10, "oos_shots": 50, "per_class": 20, "negatives": 9, "per_dialogue": 2,
-                     "max_turns": None, "per_stage": 300, "seed": 13}
+                     "max_turns": None, "per_stage": 300, "seed": 13, "split": "test"}
 
 
 def _files(item: Planned, source_dir: Path, scratch: Path) -> tuple[Path, Path | None]:
@@ -84,7 +91,8 @@ def run_full(harness: Harness, out: Path, source_dir: Path, only: set[str] | Non
                 log(f"skip {item.name}: {exc}")
                 results[item.name] = {"suite": item.suite, "skipped": str(exc)}
                 continue
-            result = run_suite(harness, RunConfig(suite=item.suite, data=data, train=train))
+            over = harness.library(REPO / item.knowledge) if item.knowledge else harness
+            result = run_suite(over, RunConfig(suite=item.suite, data=data, train=train))
             seconds = round(time.perf_counter() - started, 1)
             source = item.data if item.data.startswith("convert:") else f"eval/datasets/{item.data}"
             write_report(result, out / item.name, {"data": source, "embedder": harness.embedder_name,

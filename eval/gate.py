@@ -1,8 +1,12 @@
 """The CI gate: a fast, deterministic subset of every suite against committed thresholds.
 
 It builds one Copilot over the demo library with `HashingEmbedder` (no model, identical vectors on
-every machine), scores a spread sample of each project data set, and fails when any metric falls
-below its `min` (or rises above its `max`) in `eval/thresholds.yaml`. Thresholds are the measured
+every machine; a thresholds file may name another with `embedder:`), ingests any other
+library an entry names as a tenant of its own, scores a spread sample of each entry's data set, and fails
+when any metric falls below its `min` (or rises above its `max`) in `eval/thresholds.yaml`.
+
+An entry is named after its suite, or names the suite with `suite:` (so `stage_skincare` can run the
+`stage` suite over `libraries/skincare`). Thresholds are the measured
 values of a known-good commit minus a small margin, so a regression in stages, intent, ranking,
 retrieval, classification, compliance or drafting fails the build rather than a dashboard.
 """
@@ -25,10 +29,12 @@ from eval.runner import load_all
 from eval.suites import SUITES, RunOptions
 
 __all__ = ["DEFAULT_THRESHOLDS", "Check", "GateOutcome", "check", "format_outcome", "load_thresholds", "measure",
-           "run_gate", "spread"]
+           "run_gate", "spread", "suite_of"]
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_THRESHOLDS = REPO / "eval" / "thresholds.yaml"
+# Suites whose data files keep a layout of their own (see eval/datasets/COMPLIANCE_GUIDE.md).
+_OWN_LAYOUT = frozenset({"compliance"})
 
 
 @dataclass(frozen=True)
@@ -65,10 +71,16 @@ def load_thresholds(path: Path) -> dict[str, Any]:
     if not isinstance(suites, Mapping) or not suites:
         raise ValidationError(f"{path}: needs a 'suites' mapping of suite name → data, sample, min/max")
     for name, entry in suites.items():
-        if name not in SUITES:
-            raise ValidationError(f"{path}: unknown suite {name!r}; choose from {', '.join(SUITES)}")
+        suite = entry.get("suite", name) if isinstance(entry, Mapping) else name
+        if suite not in SUITES:
+            raise ValidationError(f"{path}: entry {name!r} names unknown suite {suite!r}; name the entry after a "
+                                  f"suite or add `suite:` with one of {', '.join(SUITES)}")
         if not isinstance(entry, Mapping) or "data" not in entry or not (entry.get("min") or entry.get("max")):
             raise ValidationError(f"{path}: suite {name!r} needs 'data' and at least one of 'min' or 'max'")
+        files = entry["data"] if isinstance(entry["data"], list) else [entry["data"]]
+        if suite not in _OWN_LAYOUT and not all(str(f).endswith("_test.jsonl") for f in files):
+            raise ValidationError(f"{path}: entry {name!r} reads {entry['data']}; the gate reads frozen test splits "
+                                  "only: point it at *_test.jsonl files (tune on the *_dev.jsonl beside them)")
         for bound in ("min", "max"):
             for metric, value in (entry.get(bound) or {}).items():
                 if not isinstance(value, int | float):
@@ -84,15 +96,21 @@ def spread(records: Sequence[Any], n: int | None) -> list[Any]:
     return [records[int(i * step)] for i in range(n)]
 
 
+def suite_of(name: str, entry: Mapping[str, Any]) -> str:
+    return str(entry.get("suite", name))
+
+
 def measure(harness: Harness, config: Mapping[str, Any], root: Path = REPO) -> dict[str, dict[str, Any]]:
-    """Metrics of each configured suite on its sample."""
+    """Metrics of each configured entry on its sample, each over the library it names."""
     measured: dict[str, dict[str, Any]] = {}
     for name, entry in config["suites"].items():
+        suite = suite_of(name, entry)
         files = entry["data"] if isinstance(entry["data"], list) else [entry["data"]]
-        records = spread(load_all(tuple(root / f for f in files), name), entry.get("sample"))
-        train = load_records(root / entry["train"], name) if entry.get("train") else []
+        records = spread(load_all(tuple(root / f for f in files), suite), entry.get("sample"))
+        train = load_records(root / entry["train"], suite) if entry.get("train") else []
         options = RunOptions(seed=int(config.get("seed", 13)), train=train, langchain=False)
-        measured[name] = SUITES[name](harness, records, options).metrics
+        over = harness.library(root / entry["knowledge"]) if entry.get("knowledge") else harness
+        measured[name] = SUITES[suite](over, records, options).metrics
     return measured
 
 
@@ -112,11 +130,13 @@ def run_gate(thresholds: Path = DEFAULT_THRESHOLDS, *, harness: Harness | None =
     config = load_thresholds(thresholds)
     if harness is not None:
         return check(measure(harness, config, root), config)
-    from copilot.embedding.embedders import HashingEmbedder
-    from eval.harness import build_copilot
+    from copilot.config import get_settings
+    from eval.harness import build_copilot, choose_embedder
 
+    # `embedder: hashing` (the default) needs no model; any other name is loaded like `--embedder`.
+    embedder = choose_embedder(str(config.get("embedder", "hashing")), get_settings())
     with tempfile.TemporaryDirectory(prefix="copilot-gate-") as scratch:
-        built = build_copilot(HashingEmbedder(), root / config.get("knowledge", "knowledge"), Path(scratch))
+        built = build_copilot(embedder, root / config.get("knowledge", "knowledge"), Path(scratch))
         return check(measure(built, config, root), config)
 
 

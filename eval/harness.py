@@ -20,7 +20,7 @@ from copilot.service import Copilot, build_embedder
 from copilot.suggestion import MessageIn, SuggestRequest
 from eval.records import Message
 
-__all__ = ["EVAL_NOW", "TENANT", "Harness", "build_copilot", "choose_embedder", "request_for"]
+__all__ = ["EVAL_NOW", "TENANT", "Harness", "build_copilot", "choose_embedder", "request_for", "tenant_of"]
 
 TENANT = "default"
 # The demo library's "today" (10:00 in Shanghai); its orders and chats are dated relative to it.
@@ -33,6 +33,21 @@ class Harness:
     tenant: str
     embedder_name: str
     knowledge: Path
+
+    def library(self, knowledge: Path) -> Harness:
+        """The same Copilot over another library, ingested once as a tenant of its own (as `make run`
+        ingests the extra demo libraries): `libraries/skincare` becomes tenant `skincare`."""
+        if knowledge.resolve() == self.knowledge.resolve():
+            return self
+        tenant = tenant_of(knowledge)
+        if tenant not in self.copilot.repo.tenants():
+            self.copilot.ingest(knowledge, tenant=tenant)
+        return Harness(copilot=self.copilot, tenant=tenant, embedder_name=self.embedder_name, knowledge=knowledge)
+
+
+def tenant_of(knowledge: Path) -> str:
+    """The tenant an extra library is evaluated as: its folder name."""
+    return knowledge.resolve().name
 
 
 def choose_embedder(name: str | None, settings: Settings) -> Embedder:

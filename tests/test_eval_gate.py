@@ -27,7 +27,7 @@ def test_committed_thresholds_pass(gate_run: tuple[Any, dict[str, Any], Any]) ->
     outcome = check(measured, config)
     assert not outcome.failures, format_outcome(outcome)
     assert {c.suite for c in outcome.checks} == {"stage", "intent", "compliance", "retrieval", "response",
-                                                 "classify", "drafts"}
+                                                 "classify", "drafts", "stage_skincare", "response_skincare"}
 
 
 def test_a_raised_threshold_fails_the_gate(gate_run: tuple[Any, dict[str, Any], Any], tmp_path: Path) -> None:
@@ -64,6 +64,33 @@ def test_run_gate_uses_the_file_it_is_given(gate_run: tuple[Any, dict[str, Any],
     assert [c.metric for c in outcome.failures] == ["macro_f1"]
 
 
+def test_the_gate_reads_test_splits_only(tmp_path: Path) -> None:
+    from copilot.errors import ValidationError
+
+    config = load_thresholds(DEFAULT_THRESHOLDS)
+    for name, entry in config["suites"].items():
+        if entry.get("suite", name) != "compliance":
+            assert entry["data"].endswith("_test.jsonl"), name
+    path = tmp_path / "dev.yaml"
+    path.write_text("suites:\n  stage:\n    data: eval/datasets/stage_dev.jsonl\n    min: {macro_f1: 0.5}\n",
+                    encoding="utf-8")
+    with pytest.raises(ValidationError, match="frozen test splits only"):
+        load_thresholds(path)
+
+
+def test_an_entry_runs_its_suite_over_the_library_it_names(gate_run: tuple[Any, dict[str, Any], Any]) -> None:
+    harness, _, measured = gate_run
+    assert "skincare" in harness.copilot.repo.tenants()
+    assert measured["stage_skincare"]["macro_f1"] != measured["stage"]["macro_f1"]
+    skincare = harness.library(Path(__file__).resolve().parent.parent / "libraries" / "skincare")
+    assert skincare.tenant == "skincare"
+    from copilot.errors import NotFoundError
+
+    assert harness.copilot.repo.customer("skincare", "cust_101").id == "cust_101"
+    with pytest.raises(NotFoundError):
+        harness.copilot.repo.customer(harness.tenant, "cust_101")
+
+
 def test_thresholds_file_errors_say_what_to_fix(tmp_path: Path) -> None:
     from copilot.errors import ValidationError
 
@@ -71,6 +98,6 @@ def test_thresholds_file_errors_say_what_to_fix(tmp_path: Path) -> None:
     path.write_text("suites:\n  stage:\n    data: x.jsonl\n", encoding="utf-8")
     with pytest.raises(ValidationError, match="'min' or 'max'"):
         load_thresholds(path)
-    path.write_text("suites:\n  nope:\n    data: x\n    min: {a: 1}\n", encoding="utf-8")
+    path.write_text("suites:\n  nope:\n    data: x_test.jsonl\n    min: {a: 1}\n", encoding="utf-8")
     with pytest.raises(ValidationError, match="unknown suite"):
         load_thresholds(path)

@@ -139,3 +139,21 @@ def test_persuasion_outcome_is_the_persuadee_actual_donation(tmp_path: Path) -> 
 def test_missing_public_data_says_where_to_point(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="--source-dir"):
         convert("banking77", tmp_path, tmp_path / "x.jsonl")
+
+
+def test_public_sets_split_into_halves_that_never_share_a_dialogue(tmp_path: Path) -> None:
+    from eval.adapters import DEFAULT_SOURCE_DIR, convert, in_split
+
+    assert in_split("anything", "all")
+    assert in_split("abc", "dev") != in_split("abc", "test")
+    with pytest.raises(ValidationError, match="unknown split"):
+        convert("crosswoz-response", DEFAULT_SOURCE_DIR, tmp_path / "x.jsonl", split="train")
+    if not (DEFAULT_SOURCE_DIR / "persuasionforgood" / "annotated_info.csv").exists():
+        pytest.skip("public data folder not beside the repository")
+    ids = {}
+    for split in ("all", "dev", "test"):
+        convert("persuasion-intent", DEFAULT_SOURCE_DIR, tmp_path / f"{split}.jsonl", split=split)
+        ids[split] = {json.loads(line)["id"] for line in (tmp_path / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()}
+    assert ids["dev"] and ids["test"]
+    assert not ids["dev"] & ids["test"]
+    assert ids["dev"] | ids["test"] == ids["all"]
