@@ -166,18 +166,21 @@ def run(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
 ) -> None:
-    """Prepare the model, ingest the library (changes only) and serve, in one process."""
+    """Prepare the model, ingest the library and the extra demo libraries (changes only) and serve, in one process."""
     from copilot.service import Copilot
 
     settings = get_settings()
     started = time.perf_counter()
     copilot = Copilot.from_settings(settings)
-    try:
-        report = copilot.ingest(path or settings.knowledge_dir, tenant=settings.default_tenant)
-    except LibraryError as exc:
-        _fail(exc)
-        return
-    console.print(f"{report.summary()}  (ready in {time.perf_counter() - started:.1f}s)")
+    libraries = {settings.default_tenant: path or settings.knowledge_dir, **settings.demo_libraries}
+    for tenant, folder in libraries.items():
+        try:
+            report = copilot.ingest(folder, tenant=tenant)
+        except LibraryError as exc:
+            _fail(exc)
+            return
+        console.print(f"[bold]{tenant}[/] ({folder}): {report.summary()}")
+    console.print(f"ready in {time.perf_counter() - started:.1f}s")
     _serve(settings, host=host, port=port, copilot=copilot)
 
 
@@ -186,13 +189,18 @@ def _serve(settings: Settings, *, host: str | None, port: int | None, copilot: C
 
     from api.app import create_app
 
-    if not settings.api_keys:
+    generated = not settings.api_keys
+    if generated:
         settings = _with_dev_key(settings)
     host = host or settings.host
     port = port or settings.port
     key = settings.api_keys[0].get_secret_value()
     console.print(f"copilot API on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
     console.print(f"dev API key: {key}   (send it as the X-API-Key header)")
+    if generated:
+        for bound in settings.api_keys[1:]:
+            tenant, _, secret = bound.get_secret_value().partition(":")
+            console.print(f"dev API key of tenant {tenant}: {secret}")
     uvicorn.run(create_app(settings, copilot=copilot), host=host, port=port, log_level="info")
 
 
@@ -201,15 +209,20 @@ def _with_dev_key(settings: Settings) -> Settings:
     if settings.env == "prod":
         err.print("[bold red]error:[/] COPILOT_API_KEYS must be set in prod")
         sys.exit(2)
-    path = settings.data_dir / "dev_api_key"
+    keys = [_dev_key(settings.data_dir / "dev_api_key")]
+    # Each extra demo library is a tenant of its own, reached with a key bound to it (`tenant:key`).
+    keys += [f"{tenant}:{_dev_key(settings.data_dir / f'dev_api_key.{tenant}')}" for tenant in settings.demo_libraries]
+    return settings.model_copy(update={"api_keys": [*settings.api_keys, *(_secret(k) for k in keys)]})
+
+
+def _dev_key(path: Path) -> str:
     if path.exists():
-        key = path.read_text().strip()
-    else:
-        key = "dev-" + secrets.token_urlsafe(24)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(key + "\n")
-        path.chmod(0o600)
-    return settings.model_copy(update={"api_keys": [*settings.api_keys, _secret(key)]})
+        return path.read_text().strip()
+    key = "dev-" + secrets.token_urlsafe(24)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
 
 
 def _secret(value: str) -> SecretStr:

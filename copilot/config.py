@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["DEFAULT_EMBEDDING_MODEL", "Settings", "apply_offline_defaults", "get_settings"]
@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
     chroma_path: Path | None = Field(default=None, description="Chroma directory; default data_dir/chroma")
     knowledge_dir: Path = Field(default=_PROJECT_ROOT / "knowledge", description="library to ingest")
+    demo_libraries: Annotated[dict[str, Path], NoDecode] = Field(
+        default_factory=lambda: {"skincare": _PROJECT_ROOT / "libraries" / "skincare"},
+        description="extra libraries `copilot run` ingests, each as its own tenant: tenant=path,…",
+    )
     embedding_model: str = Field(default=DEFAULT_EMBEDDING_MODEL, description="path, hub name or builtin")
     hf_offline: bool = Field(default=True, description="keep Hugging Face hub lookups off")
 
@@ -82,6 +86,30 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("demo_libraries", mode="before")
+    @classmethod
+    def _split_libraries(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        libraries: dict[str, str] = {}
+        for part in (p.strip() for p in value.split(",")):
+            if not part:
+                continue
+            tenant, sep, path = (x.strip() for x in part.partition("="))
+            if not sep or not tenant or not path:
+                raise ValueError(f"{part!r}: write each extra library as tenant=path, e.g. skincare=libraries/skincare")
+            if tenant in libraries:
+                raise ValueError(f"tenant {tenant!r} is listed twice; give each library its own tenant")
+            libraries[tenant] = path
+        return libraries
+
+    @model_validator(mode="after")
+    def _demo_tenants_differ(self) -> Settings:
+        if self.default_tenant in self.demo_libraries:
+            raise ValueError(f"COPILOT_DEMO_LIBRARIES names the default tenant {self.default_tenant!r}; the "
+                             "default tenant's library is COPILOT_KNOWLEDGE_DIR, give the extra one another tenant")
+        return self
 
     @property
     def sqlalchemy_url(self) -> str:
