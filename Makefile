@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: run test test-shifted lint typecheck pytest install install-dev screenshot eval-full bench clean
+.PHONY: run test test-shifted fuzz lint typecheck pytest install install-dev screenshot eval-full bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ test: $(DEVSTAMP)
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest
 	$(MAKE) --no-print-directory test-shifted
+
+## make fuzz: serve the app as deployed (demo library, WeCom configured against a local stub) and let
+## schemathesis send generated requests to every operation: any 5xx or off-schema answer fails.
+FUZZ_EXAMPLES ?= 25
+fuzz: $(DEVSTAMP)
+	$(PY) -m tests.fuzz_api --max-examples $(FUZZ_EXAMPLES)
 
 ## make test-shifted: the suite (without the slow model tests) with the process clock moved 40 and 400
 ## days ahead by libfaketime, so a test that pins a date against the wall clock fails the day it is written.

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.deps import parse_api_keys
-from api.errors import install_error_handlers
+from api.errors import ERROR_RESPONSES, install_error_handlers
 from api.limits import BodySizeLimit
 from api.routes import approvals, compliance_admin, knowledge, revisits, sidebar, suggestions, webhooks
 from copilot.clock import Clock
@@ -82,11 +82,11 @@ def create_app(settings: Settings | None = None, *, copilot: Copilot | None = No
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.include_router(suggestions.router)
-    app.include_router(knowledge.router)
-    app.include_router(sidebar.router)
-    app.include_router(compliance_admin.router)
-    app.include_router(revisits.router)
-    app.include_router(approvals.router)
-    app.include_router(webhooks.router)
+    app.include_router(suggestions.router, responses=ERROR_RESPONSES)
+    app.include_router(knowledge.router, responses=ERROR_RESPONSES)
+    app.include_router(sidebar.router, responses=ERROR_RESPONSES)
+    app.include_router(compliance_admin.router, responses=ERROR_RESPONSES)
+    app.include_router(revisits.router, responses=ERROR_RESPONSES)
+    app.include_router(approvals.router, responses=ERROR_RESPONSES)
+    app.include_router(webhooks.router, responses=ERROR_RESPONSES)
     return app

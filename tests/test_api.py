@@ -95,8 +95,9 @@ def test_unknown_customer_is_404_naming_the_id(client: TestClient) -> None:
 def test_malformed_message_is_422_naming_the_field(client: TestClient, message: dict[str, str], field: str) -> None:
     response = client.post("/v1/suggestions", json={"customer_id": "x", "messages": [message]}, headers=HEADERS)
     assert response.status_code == 422
-    locations = [e["loc"] for e in response.json()["detail"]]
+    locations = [e["loc"] for e in response.json()["fields"]]
     assert any(loc[-1] == field for loc in locations), locations
+    assert field in response.json()["detail"]
 
 
 def test_oversized_body_is_413(client: TestClient) -> None:
@@ -228,4 +229,5 @@ def test_classify_labels_messages_with_the_library_intents(client: TestClient) -
 def test_classify_rejects_an_empty_list_naming_the_field(client: TestClient) -> None:
     response = client.post("/v1/classify", headers=HEADERS, json={"texts": []})
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"][-1] == "texts"
+    assert response.json()["fields"][0]["loc"][-1] == "texts"
+    assert response.json()["detail"].startswith("body.texts: ")

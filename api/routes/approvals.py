@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 
 from api.deps import CallerDep, CopilotDep
-from copilot.approvals.items import RiskyTextError, decide, get_item, list_audit, list_items
+from api.params import IdPath, IdQuery, Seconds, TextQuery
+from copilot.approvals.items import ApprovalStatus, RiskyTextError, decide, get_item, list_audit, list_items
 from copilot.persistence.tables.approvals import ApprovalItem, AuditLog
 
 __all__ = ["router"]
@@ -82,9 +83,9 @@ def _now(request: Request) -> dt.datetime:
 
 @router.get("/approvals", response_model=list[ApprovalOut])
 async def approvals(
-    request: Request, caller: CallerDep, status: str | None = None, staff_id: str | None = None,
-    risk: str | None = None, category: str | None = None,
-    older_than_s: Annotated[float | None, Query(ge=0)] = None,
+    request: Request, caller: CallerDep, status: ApprovalStatus | None = None, staff_id: IdQuery = None,
+    risk: Literal["none", "low", "review", "block"] | None = None, category: TextQuery = None,
+    older_than_s: Seconds = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[ApprovalOut]:
     items = await run_in_threadpool(
@@ -94,13 +95,13 @@ async def approvals(
 
 
 @router.get("/approvals/{item_id}", response_model=ApprovalOut)
-async def approval(item_id: str, request: Request, caller: CallerDep) -> ApprovalOut:
+async def approval(item_id: IdPath, request: Request, caller: CallerDep) -> ApprovalOut:
     item = await run_in_threadpool(get_item, _engine(request), caller.tenant, item_id)
     return ApprovalOut.of(item)
 
 
 @router.post("/approvals/{item_id}/approve", response_model=ApprovalOut)
-async def approve(item_id: str, body: DecisionIn, request: Request, caller: CallerDep) -> ApprovalOut:
+async def approve(item_id: IdPath, body: DecisionIn, request: Request, caller: CallerDep) -> ApprovalOut:
     decision = await run_in_threadpool(
         lambda: decide(_engine(request), caller.tenant, item_id, "approve", reviewer=body.reviewer,
                        reason=body.reason, now=_now(request)))
@@ -108,7 +109,7 @@ async def approve(item_id: str, body: DecisionIn, request: Request, caller: Call
 
 
 @router.post("/approvals/{item_id}/reject", response_model=ApprovalOut)
-async def reject(item_id: str, body: DecisionIn, request: Request, caller: CallerDep) -> ApprovalOut:
+async def reject(item_id: IdPath, body: DecisionIn, request: Request, caller: CallerDep) -> ApprovalOut:
     decision = await run_in_threadpool(
         lambda: decide(_engine(request), caller.tenant, item_id, "reject", reviewer=body.reviewer,
                        reason=body.reason, now=_now(request)))
@@ -116,7 +117,7 @@ async def reject(item_id: str, body: DecisionIn, request: Request, caller: Calle
 
 
 @router.post("/approvals/{item_id}/edit", response_model=ApprovalOut)
-async def edit(item_id: str, body: EditIn, request: Request, caller: CallerDep,
+async def edit(item_id: IdPath, body: EditIn, request: Request, caller: CallerDep,
                copilot: CopilotDep) -> ApprovalOut | JSONResponse:
     try:
         decision = await run_in_threadpool(
@@ -132,7 +133,7 @@ async def edit(item_id: str, body: EditIn, request: Request, caller: CallerDep,
 
 @router.get("/audit", response_model=list[AuditOut])
 async def audit(
-    request: Request, caller: CallerDep, customer_id: str | None = None, staff_id: str | None = None,
+    request: Request, caller: CallerDep, customer_id: IdQuery = None, staff_id: IdQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AuditOut]:
     rows = await run_in_threadpool(

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import CallerDep, CopilotDep
+from api.params import IdPath, TextQuery
 from copilot.knowledge.schema import Stage
 from copilot.retrieval.filters import Filters
 
@@ -20,8 +21,8 @@ async def search_knowledge(
     caller: CallerDep,
     q: Annotated[str, Query(min_length=1, max_length=500)],
     stage: Stage | None = None,
-    scenario: str | None = None,
-    tag: str | None = None,
+    scenario: TextQuery = None,
+    tag: TextQuery = None,
     kind: Literal["script", "content"] | None = None,
     k: Annotated[int, Query(ge=1, le=50)] = 10,
 ) -> dict[str, Any]:
@@ -44,7 +45,7 @@ async def search_knowledge(
 
 
 @router.get("/knowledge/items/{kind}/{item_id}")
-async def get_item(kind: Literal["script", "content"], item_id: str, copilot: CopilotDep,
+async def get_item(kind: Literal["script", "content"], item_id: IdPath, copilot: CopilotDep,
                    caller: CallerDep) -> dict[str, Any]:
     if kind == "script":
         row = copilot.repo.script(caller.tenant, item_id)
@@ -60,12 +61,12 @@ async def list_customers(
     copilot: CopilotDep,
     caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict[str, Any]:
     items, total = copilot.repo.customers(caller.tenant, limit=limit, offset=offset)
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
 @router.get("/customers/{customer_id}")
-async def get_customer(customer_id: str, copilot: CopilotDep, caller: CallerDep) -> dict[str, Any]:
+async def get_customer(customer_id: IdPath, copilot: CopilotDep, caller: CallerDep) -> dict[str, Any]:
     return copilot.repo.customer(caller.tenant, customer_id).model_dump(mode="json")

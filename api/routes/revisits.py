@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CallerDep
+from api.params import IdPath
 from copilot.config import Settings
 from copilot.revisits import GenerationReport, QueueOut, RevisitOut, Revisits, RuleStore, StaffOut
 
@@ -50,7 +51,8 @@ class NoteIn(BaseModel):
 
 
 class SnoozeIn(NoteIn):
-    until: dt.date
+    until: dt.date = Field(description="the day the item comes back: after today in the tenant's time zone, "
+                           "at most a year ahead", examples=["2026-12-09"])
 
 
 class OutcomeIn(BaseModel):
@@ -65,7 +67,7 @@ async def staff(request: Request, caller: CallerDep) -> list[StaffOut]:
 
 @router.get("/staff/{staff_id}/revisits", response_model=QueueOut)
 async def staff_queue(
-    request: Request, caller: CallerDep, staff_id: str, date: dt.date | None = None,
+    request: Request, caller: CallerDep, staff_id: IdPath, date: dt.date | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
 ) -> QueueOut:
     return await run_in_threadpool(revisits_for(request).queue, caller.tenant, staff_id, date, limit=limit)
@@ -89,29 +91,29 @@ async def report(
 
 
 @router.get("/revisits/{item_id}", response_model=RevisitOut)
-async def item(request: Request, caller: CallerDep, item_id: str) -> RevisitOut:
+async def item(request: Request, caller: CallerDep, item_id: IdPath) -> RevisitOut:
     return await run_in_threadpool(revisits_for(request).item, caller.tenant, item_id)
 
 
 @router.post("/revisits/{item_id}/done", response_model=RevisitOut)
-async def done(request: Request, caller: CallerDep, item_id: str, body: NoteIn | None = None) -> RevisitOut:
+async def done(request: Request, caller: CallerDep, item_id: IdPath, body: NoteIn | None = None) -> RevisitOut:
     note = body.note if body else None
     return await run_in_threadpool(revisits_for(request).act, caller.tenant, item_id, "done", note=note)
 
 
 @router.post("/revisits/{item_id}/dismiss", response_model=RevisitOut)
-async def dismiss(request: Request, caller: CallerDep, item_id: str, body: NoteIn | None = None) -> RevisitOut:
+async def dismiss(request: Request, caller: CallerDep, item_id: IdPath, body: NoteIn | None = None) -> RevisitOut:
     note = body.note if body else None
     return await run_in_threadpool(revisits_for(request).act, caller.tenant, item_id, "dismiss", note=note)
 
 
 @router.post("/revisits/{item_id}/snooze", response_model=RevisitOut)
-async def snooze(request: Request, caller: CallerDep, item_id: str, body: SnoozeIn) -> RevisitOut:
+async def snooze(request: Request, caller: CallerDep, item_id: IdPath, body: SnoozeIn) -> RevisitOut:
     return await run_in_threadpool(
         revisits_for(request).act, caller.tenant, item_id, "snooze", until=body.until, note=body.note
     )
 
 
 @router.post("/revisits/{item_id}/outcome", response_model=RevisitOut)
-async def outcome(request: Request, caller: CallerDep, item_id: str, body: OutcomeIn) -> RevisitOut:
+async def outcome(request: Request, caller: CallerDep, item_id: IdPath, body: OutcomeIn) -> RevisitOut:
     return await run_in_threadpool(revisits_for(request).outcome, caller.tenant, item_id, body.outcome)

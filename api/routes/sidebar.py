@@ -24,6 +24,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CallerDep, CopilotDep
+from api.params import IdPath
 from copilot.approvals.feedback import FeedbackAction, export_cases, list_feedback, record_feedback
 from copilot.clock import as_utc
 from copilot.conversation.turns import Turn
@@ -119,7 +120,7 @@ def _turn_out(turn: Turn) -> dict[str, Any]:
 
 
 @router.get("/v1/customers/{customer_id}/last-message")
-async def last_message(customer_id: str, copilot: CopilotDep, caller: CallerDep) -> dict[str, Any]:
+async def last_message(customer_id: IdPath, copilot: CopilotDep, caller: CallerDep) -> dict[str, Any]:
     """The customer's latest message and the recent turns (stored ones, else the profile's chat)."""
 
     def read() -> list[Turn]:

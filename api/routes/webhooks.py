@@ -14,13 +14,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.engine import Engine
 from starlette.requests import ClientDisconnect
 
 from api.deps import CallerDep
+from api.params import TenantPath
 from copilot.errors import PayloadTooLargeError
 from copilot.webhooks.inbox import EventStatus, NewEvent
 from copilot.webhooks.signing import check_replay_window, verify_signed_body
@@ -36,6 +37,12 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+# WeCom's query parameters: a sha1 hex signature, a unix timestamp, a short nonce.
+Signature = Annotated[str, Query(max_length=64)]
+Stamp = Annotated[str, Query(max_length=20)]
+Nonce = Annotated[str, Query(max_length=64)]
 
 
 def _config(request: Request) -> WebhookConfig:
@@ -87,10 +94,11 @@ def _bad_request(tenant: str, exc: WeComPayloadError) -> JSONResponse:
                                                   "detail": str(exc)})
 
 
-@router.get("/webhooks/wecom/{tenant}", response_class=PlainTextResponse)
+@router.get("/webhooks/wecom/{tenant}", response_class=Response, responses={
+    200: {"description": "the decrypted echostr, alone", "content": {"text/plain": {"schema": {"type": "string"}}}}})
 async def wecom_verify_url(
-    tenant: str, request: Request, msg_signature: str = "", timestamp: str = "", nonce: str = "",
-    echostr: str = "",
+    tenant: TenantPath, request: Request, msg_signature: Signature = "", timestamp: Stamp = "", nonce: Nonce = "",
+    echostr: Annotated[str, Query(max_length=1024)] = "",
 ) -> Response:
     """URL verification: answer the decrypted echostr alone (no quotes, BOM or newline)."""
     config = _config(request)
@@ -108,7 +116,7 @@ async def wecom_verify_url(
 
 @router.post("/webhooks/wecom/{tenant}")
 async def wecom_callback(
-    tenant: str, request: Request, msg_signature: str = "", timestamp: str = "", nonce: str = "",
+    tenant: TenantPath, request: Request, msg_signature: Signature = "", timestamp: Stamp = "", nonce: Nonce = "",
 ) -> Response:
     config = _config(request)
     try:
@@ -150,9 +158,9 @@ class MessageEventIn(BaseModel):
 
 @router.post("/webhooks/messages/{tenant}")
 async def message_webhook(
-    tenant: str, request: Request,
-    x_copilot_timestamp: Annotated[str | None, Header()] = None,
-    x_copilot_signature: Annotated[str | None, Header()] = None,
+    tenant: TenantPath, request: Request,
+    x_copilot_timestamp: Annotated[str | None, Header(max_length=20)] = None,
+    x_copilot_signature: Annotated[str | None, Header(max_length=80)] = None,
 ) -> Response:
     config = _config(request)
     try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
@@ -29,6 +29,7 @@ from copilot.suggestion import FlagOut, SuggestionOut
 
 __all__ = [
     "APPROVAL_STATUSES",
+    "ApprovalStatus",
     "RiskyTextError",
     "add_audit",
     "create_for_candidates",
@@ -41,7 +42,8 @@ __all__ = [
     "list_items",
 ]
 
-APPROVAL_STATUSES = ("pending", "approved", "edited_approved", "rejected", "expired")
+ApprovalStatus = Literal["pending", "approved", "edited_approved", "rejected", "expired"]
+APPROVAL_STATUSES: tuple[str, ...] = get_args(ApprovalStatus)
 Action = Literal["approve", "edit", "reject"]
 _TARGET: dict[str, str] = {"approve": "approved", "edit": "edited_approved", "reject": "rejected"}
 DEFAULT_TTL_S = 24 * 3600

@@ -36,6 +36,7 @@ Outcome = Literal["replied", "bought", "no_response"]
 ACTIONS: tuple[str, ...] = get_args(Action)
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 _STATUS = {"done": "done", "snooze": "snoozed", "dismiss": "dismissed"}
+MAX_SNOOZE = dt.timedelta(days=365)
 _OUTCOME_RANK = {"no_response": 0, "replied": 1, "bought": 2}
 
 
@@ -60,6 +61,8 @@ def mark(
         raise ValidationError("snooze needs `until`: the date the item should come back")
     if action == "snooze" and until is not None and today is not None and until <= today:
         raise ValidationError(f"snooze `until` must be after {today.isoformat()}")
+    if action == "snooze" and until is not None and today is not None and until > today + MAX_SNOOZE:
+        raise ValidationError(f"snooze `until` must be at most a year ahead (by {(today + MAX_SNOOZE).isoformat()})")
     status = _STATUS[action]
     with session_scope(engine) as session:
         item = session.get(RevisitItem, item_id)
