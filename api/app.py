@@ -12,7 +12,17 @@ from fastapi import FastAPI
 from api.deps import parse_api_keys
 from api.errors import ERROR_RESPONSES, install_error_handlers
 from api.limits import BodySizeLimit
-from api.routes import approvals, compliance_admin, knowledge, revisits, sidebar, suggestions, webhooks
+from api.routes import (
+    approvals,
+    backoffice,
+    compliance_admin,
+    knowledge,
+    revisits,
+    sidebar,
+    suggestions,
+    webhooks,
+)
+from copilot.backoffice import BackOfficeScheduler
 from copilot.clock import Clock
 from copilot.config import Settings, get_settings
 from copilot.revisits import RevisitScheduler
@@ -53,6 +63,10 @@ def create_app(settings: Settings | None = None, *, copilot: Copilot | None = No
         scheduler = RevisitScheduler(revisits.revisits_for_app(app)) if copilot is None else None
         if scheduler is not None:
             scheduler.start()
+        # Inspection of live messages, reply timeouts and escalations: a deployment's periodic job too.
+        inspection = BackOfficeScheduler(backoffice.backoffice_for_app(app)) if copilot is None else None
+        if inspection is not None:
+            inspection.start()
         # The webhook worker is opt-in here (it can also run alone: python -m copilot.wecom.automation.worker).
         stop = asyncio.Event()
         worker = None
@@ -65,6 +79,8 @@ def create_app(settings: Settings | None = None, *, copilot: Copilot | None = No
             await worker
         if scheduler is not None:
             await scheduler.stop()
+        if inspection is not None:
+            await inspection.stop()
         await asyncio.to_thread(app.state.inbox_writer.close)
 
     app = FastAPI(
@@ -89,4 +105,5 @@ def create_app(settings: Settings | None = None, *, copilot: Copilot | None = No
     app.include_router(revisits.router, responses=ERROR_RESPONSES)
     app.include_router(approvals.router, responses=ERROR_RESPONSES)
     app.include_router(webhooks.router, responses=ERROR_RESPONSES)
+    app.include_router(backoffice.router, responses=ERROR_RESPONSES)
     return app

@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cli.archive import archive_app
 from cli.eval import eval_app
 from cli.revisits import revisits_app
 from copilot.config import Settings, apply_offline_defaults, get_settings
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="私域 1v1 sales copilot.")
 app.add_typer(revisits_app, name="revisits")
 app.add_typer(eval_app, name="eval")
+app.add_typer(archive_app, name="archive")
 console = Console()
 err = Console(stderr=True)
 

@@ -4,6 +4,7 @@ Layout of a library (see knowledge/README.md):
     persona.yaml          one mapping (Persona)
     staff.yaml            list of StaffMember
     intents.yaml          optional IntentCatalogue (customer-message intents with examples)
+    inspection.yaml       optional InspectionRules (质检: reply timeouts, words, behaviours, calendar)
     scripts/*.yaml        lists of Script
     content/*.yaml        lists of ContentItem
     customers/*.yaml      lists of CustomerProfile
@@ -24,6 +25,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from copilot.errors import LibraryError, LibraryProblem
+from copilot.knowledge.inspection import InspectionRules
 from copilot.knowledge.schema import (
     ContentItem,
     CustomerProfile,
@@ -33,7 +35,9 @@ from copilot.knowledge.schema import (
     StaffMember,
 )
 
-__all__ = ["Library", "Located", "load_library"]
+__all__ = ["INSPECTION_FILE", "Library", "Located", "load_inspection", "load_library"]
+
+INSPECTION_FILE = "inspection.yaml"
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -54,6 +58,7 @@ class Library:
     content: list[ContentItem] = field(default_factory=list)
     customers: list[CustomerProfile] = field(default_factory=list)
     intents: IntentCatalogue | None = None
+    inspection: InspectionRules | None = None
     origins: dict[tuple[str, str], Located] = field(default_factory=dict)  # (kind, id) → origin
 
     def origin(self, kind: str, item_id: str) -> Located:
@@ -88,6 +93,9 @@ def load_library(root: Path) -> Library:
     staff = _load_file(root / "staff.yaml", StaffMember, problems) if (root / "staff.yaml").exists() else []
     intents_path = root / "intents.yaml"
     intents = _load_file(intents_path, IntentCatalogue, problems, single=True) if intents_path.exists() else []
+    inspection_path = root / INSPECTION_FILE
+    inspection = (_load_file(inspection_path, InspectionRules, problems, single=True)
+                  if inspection_path.exists() else [])
     scripts = list(_load_dir(root / "scripts", Script, problems))
     content = list(_load_dir(root / "content", ContentItem, problems))
     customers = list(_load_dir(root / "customers", CustomerProfile, problems))
@@ -99,6 +107,7 @@ def load_library(root: Path) -> Library:
         content=[c for c, _ in content],
         customers=[c for c, _ in customers],
         intents=intents[0][0] if intents else None,
+        inspection=inspection[0][0] if inspection else None,
     )
     for kind, located in (("staff", staff), ("script", scripts), ("content", content), ("customer", customers)):
         seen: dict[str, Located] = {}
@@ -115,6 +124,18 @@ def load_library(root: Path) -> Library:
     if problems.items:
         raise LibraryError(problems.items)
     return library
+
+
+def load_inspection(path: Path) -> InspectionRules:
+    """One tenant's `inspection.yaml`, validated like the rest of the library: every problem is raised
+    as file:line:field in one LibraryError. An empty file means no rules."""
+    problems = _Problems(path.parent.resolve())
+    if not path.is_file():
+        raise LibraryError([LibraryProblem(str(path), 0, "-", "inspection rules file does not exist")])
+    loaded = _load_file(path.resolve(), InspectionRules, problems, single=True)
+    if problems.items:
+        raise LibraryError(problems.items)
+    return loaded[0][0] if loaded else InspectionRules()
 
 
 def _check_references(library: Library, root: Path, problems: _Problems) -> None:
@@ -203,7 +224,7 @@ def _line_of(node: Node | None, loc: tuple[Any, ...]) -> int:
                     best = key_node.start_mark.line + 1
                     break
             else:
-                return best
+                continue  # not a key of the file: a tagged union's tag (e.g. a rule's kind), look past it
         elif isinstance(node, SequenceNode) and isinstance(key, int) and key < len(node.value):
             node = node.value[key]
             best = node.start_mark.line + 1

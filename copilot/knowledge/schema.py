@@ -28,6 +28,7 @@ __all__ = [
     "Script",
     "StaffMember",
     "Stage",
+    "customer_id_for",
     "in_season",
     "script_variables",
 ]
@@ -52,6 +53,15 @@ def in_season(season: tuple[str, str] | None, today: dt.date) -> bool:
     start, end = season
     now = today.strftime("%m-%d")
     return start <= now <= end if start <= end else (now >= start or now <= end)
+
+
+_UNSAFE_ID = re.compile(r"[^A-Za-z0-9_.\-]")
+
+
+def customer_id_for(external_userid: str) -> str:
+    """A profile id (letters, digits, `_.-`) from a WeCom external_userid."""
+    cleaned = _UNSAFE_ID.sub("_", external_userid.strip())
+    return cleaned if cleaned[:1].isalnum() else f"c{cleaned}"
 
 
 def script_variables(text: str) -> list[str]:

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, create_engine
 
-__all__ = ["insert_new", "is_sqlite_file", "make_engine", "session_scope"]
+__all__ = ["insert_ignore", "insert_new", "is_sqlite_file", "make_engine", "session_scope"]
 
 
 def make_engine(url: str, *, lock_timeout_s: float = 30.0) -> Engine:
@@ -61,6 +61,21 @@ def insert_new(connection: Connection, model: type[SQLModel], rows: list[dict[st
         except IntegrityError:
             flags.append(False)
     return flags
+
+
+def insert_ignore(connection: Connection, model: type[SQLModel], rows: list[dict[str, Any]],
+                  unique: list[str]) -> None:
+    """Insert `rows` in one statement batch, silently skipping those whose `unique` columns are taken
+    (ON CONFLICT DO NOTHING); other databases fall back to `insert_new`, row by row."""
+    if not rows:
+        return
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    dialect = connection.dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        module = sqlite if dialect == "sqlite" else postgresql
+        connection.execute(module.insert(table).on_conflict_do_nothing(index_elements=unique), rows)
+        return
+    insert_new(connection, model, rows, unique)
 
 
 @contextmanager

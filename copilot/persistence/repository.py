@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,13 +10,13 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from copilot.clock import as_utc
 from copilot.conversation.turns import Turn
 from copilot.errors import NotFoundError
 from copilot.knowledge.schema import ContentItem, CustomerProfile, IntentCatalogue, Persona, Script, Stage
 from copilot.persistence.engine import session_scope
+from copilot.persistence.messages import store_live
 from copilot.persistence.tables.conversations import Conversation, MessageRow
-from copilot.persistence.tables.library import ContentRow, CustomerRow, LibraryDoc, ScriptRow, Tenant, utcnow
+from copilot.persistence.tables.library import ContentRow, CustomerRow, LibraryDoc, ScriptRow, Tenant
 from copilot.retrieval.documents import KnowledgeDoc, doc_for_content, doc_for_script
 
 __all__ = ["Repository"]
@@ -139,7 +138,8 @@ class Repository:
             )
             rows = session.exec(
                 select(MessageRow).where(
-                    MessageRow.tenant_id == tenant, col(MessageRow.conversation_id).in_(conv_ids)
+                    MessageRow.tenant_id == tenant, col(MessageRow.conversation_id).in_(conv_ids),
+                    col(MessageRow.withdrawn_at).is_(None),
                 ).order_by(col(MessageRow.ts).desc()).limit(limit)
             ).all()
         return [Turn(r.role, r.text, r.ts) for r in reversed(rows)]  # type: ignore[arg-type]
@@ -147,24 +147,8 @@ class Repository:
     def store_messages(
         self, session: Session, tenant: str, conversation_id: str, turns: Sequence[Turn], source: str = "api"
     ) -> int:
-        """Store turns not seen before in this conversation; returns how many were new."""
-        new = 0
-        now = utcnow()
-        for index, turn in enumerate(turns):
-            ts = as_utc(turn.ts) if turn.ts else None
-            key = hashlib.sha1(f"{turn.role}|{turn.text}|{ts.isoformat() if ts else index}".encode()).hexdigest()
-            exists = session.exec(
-                select(MessageRow.id).where(
-                    MessageRow.tenant_id == tenant,
-                    MessageRow.conversation_id == conversation_id,
-                    MessageRow.dedupe_key == key,
-                )
-            ).first()
-            if exists is None:
-                session.add(MessageRow(tenant_id=tenant, conversation_id=conversation_id, role=turn.role,
-                                       text=turn.text, ts=ts or now, source=source, dedupe_key=key))
-                new += 1
-        return new
+        """Store turns not seen before in this conversation (by any source); returns how many were new."""
+        return store_live(session, tenant, conversation_id, turns, source=source)
 
     def unit_of_work(self) -> Any:
         return session_scope(self.engine)

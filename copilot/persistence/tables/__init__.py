@@ -6,6 +6,14 @@ Every table carries `tenant_id`; times are UTC (SQLite hands them back naive: re
 """
 
 from copilot.persistence.tables.approvals import ApprovalItem, AuditLog, StaffNotification
+from copilot.persistence.tables.backoffice import (
+    ChatDaily,
+    ChatTurn,
+    ContactEvent,
+    InspectionHit,
+    StaffDaily,
+    StatsDirty,
+)
 from copilot.persistence.tables.compliance import CustomerWindow, FrequencySlot
 from copilot.persistence.tables.conversations import (
     CandidateRow,
@@ -34,8 +42,9 @@ from copilot.persistence.tables.webhooks import (
 from copilot.persistence.tables.wecom import AutomationState, AutoReplyPolicyRow, KfCursor, WeComApp
 
 __all__ = [
-    "ApprovalItem", "AuditLog", "AutoReplyPolicyRow", "AutomationState", "CandidateRow", "ContentRow",
-    "Conversation", "CustomerRow", "CustomerWindow", "FlagRow", "FrequencySlot", "InboxEvent", "KfCursor",
+    "ApprovalItem", "AuditLog", "AutoReplyPolicyRow", "AutomationState", "CandidateRow", "ChatDaily", "ChatTurn",
+    "ContactEvent", "ContentRow", "Conversation", "CustomerRow", "CustomerWindow", "FlagRow", "FrequencySlot",
+    "InboxEvent", "InspectionHit", "KfCursor",
     "LibraryDoc", "MessageRow", "OutboxMessage", "RevisitItem", "ScriptRow", "SidebarFeedback", "SpoolCursor",
-    "SpooledEvent", "StaffNotification", "StaffRow", "SuggestionRow", "Tenant", "WeComApp", "WebhookSecret",
+    "SpooledEvent", "StaffDaily", "StaffNotification", "StaffRow", "StatsDirty", "SuggestionRow", "Tenant", "WeComApp", "WebhookSecret",
 ]

@@ -28,10 +28,17 @@ class Conversation(SQLModel, table=True):
 
 
 class MessageRow(SQLModel, table=True):
+    """One message of a chat, whichever source saw it first: the chat archive, a webhook, the sidebar or the
+    suggest API. A message seen by two sources is one row (`copilot.persistence.messages` says how they are
+    matched): `source` is the live source that saw it ("archive" when only the archive did) and `msgid` the
+    archive's id once the archive has seen it."""
+
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("tenant_id", "conversation_id", "dedupe_key"),
+        UniqueConstraint("tenant_id", "msgid", name="uq_messages_msgid"),
         Index("ix_messages_conv_ts", "tenant_id", "conversation_id", "ts"),
+        Index("ix_messages_pending", "tenant_id", "inspected", "id"),
     )
     id: int | None = Field(default=None, primary_key=True)
     tenant_id: str
@@ -41,6 +48,11 @@ class MessageRow(SQLModel, table=True):
     ts: dt.datetime
     source: str = "api"
     dedupe_key: str
+    msgid: str | None = None
+    msgtype: str = "text"  # the archive's msgtype (image, voice, file, ...); live sources send text
+    sender_id: str | None = None  # staff or customer id of the writer (a group chat has several)
+    withdrawn_at: dt.datetime | None = None  # recalled (撤回) by its sender
+    inspected: bool = False  # the back office has counted it and run the inspection rules over it
 
 
 class SuggestionRow(SQLModel, table=True):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,7 +21,10 @@ from copilot.compliance import ComplianceResult
 from copilot.compliance.frequency import KF_CHANNEL, open_window
 from copilot.conversation.turns import Turn
 from copilot.errors import CopilotError, NotFoundError, ValidationError
-from copilot.knowledge.schema import CustomerProfile
+from copilot.knowledge.inspection import CONTACT_EVENTS
+from copilot.knowledge.schema import CustomerProfile, customer_id_for
+from copilot.persistence.engine import insert_new
+from copilot.persistence.tables.backoffice import ContactEvent
 from copilot.persistence.tables.library import CustomerRow, StaffRow
 from copilot.persistence.tables.webhooks import InboxEvent, OutboxMessage
 from copilot.persistence.tables.wecom import AutomationState, KfCursor
@@ -41,14 +43,7 @@ WELCOME_LIFE = dt.timedelta(seconds=20)
 # A send must reach WeCom while the code lives: none starts in the last two seconds (CreateTime is
 # whole seconds, and the request itself takes time under load).
 WELCOME_SEND_BY = WELCOME_LIFE - dt.timedelta(seconds=2)
-_UNSAFE_ID = re.compile(r"[^A-Za-z0-9_.\-]")
 _KF_CUSTOMER, _KF_SERVICER = 3, 5
-
-
-def customer_id_for(external_userid: str) -> str:
-    """A profile id (letters, digits, `_.-`) from a WeCom external_userid."""
-    cleaned = _UNSAFE_ID.sub("_", external_userid.strip())
-    return cleaned if cleaned[:1].isalnum() else f"c{cleaned}"
 
 
 def _from_unix(value: Any, default: dt.datetime) -> dt.datetime:
@@ -75,6 +70,7 @@ class Effects:
     hold_flags: list[FlagOut] = field(default_factory=list)
     fan_out: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # kf messages → new events
     kf_cursor: tuple[str, str] | None = None
+    contact_event: ContactEvent | None = None  # for inspection (copilot.backoffice)
     result: dict[str, Any] = field(default_factory=dict)
 
 
@@ -91,6 +87,8 @@ class Handlers:
             return await self._new_contact(event, now)
         if event.kind == "kf_msg_or_event":
             return await self._kf_pull(event)
+        if event.kind in CONTACT_EVENTS:
+            return self._contact_change(event, now)
         if event.kind == "text":  # the copilot's analysis is CPU-bound; keep the event loop free
             return await asyncio.to_thread(self._text, event, now)
         return Effects(result={"ignored": event.kind})
@@ -129,6 +127,18 @@ class Handlers:
         )
         self._gate(effects, policy, text, strict=False)
         return effects
+
+    def _contact_change(self, event: InboxEvent, now: dt.datetime) -> Effects:
+        """A deleted contact: recorded for the inspection rules that watch it, nothing is sent."""
+        wecom = event_from_raw(event.payload)
+        if not wecom.external_user_id or not wecom.user_id:
+            raise ValidationError(f"{event.kind} without UserID or ExternalUserID")
+        staff_id, _ = self._staff(event.tenant_id, wecom.user_id)
+        customer = customer_id_for(wecom.external_user_id)
+        at = _from_unix(wecom.create_time, now) if wecom.create_time else now
+        return Effects(contact_event=ContactEvent(
+            tenant_id=event.tenant_id, kind=event.kind, staff_id=staff_id or wecom.user_id, customer_id=customer,
+            at=at, dedupe_key=event.dedupe_key), result={"customer_id": customer, "contact_event": event.kind})
 
     async def _contact_name(self, tenant: str, external_userid: str) -> str:
         try:
@@ -288,6 +298,9 @@ class Handlers:
             row = session.get(KfCursor, (tenant, open_kfid)) or KfCursor(tenant_id=tenant, open_kfid=open_kfid)
             row.cursor, row.updated_at = cursor, now
             session.add(row)
+        if effects.contact_event is not None:
+            insert_new(session.connection(), ContactEvent, [effects.contact_event.model_dump(exclude={"id"})],
+                       ["tenant_id", "dedupe_key"])
         if effects.outbox is not None:
             self._enqueue(session, effects, now, approval_ttl_s)
         return effects.result

@@ -5,6 +5,7 @@ Welcome codes go first (they live 20 seconds), then 微信客服 events, then ev
 
 from __future__ import annotations
 
+from copilot.knowledge.inspection import CONTACT_EVENTS
 from copilot.webhooks.inbox import NewEvent
 from copilot.wecom.protocol.messages import WeComEvent
 
@@ -15,6 +16,8 @@ def classify(event: WeComEvent) -> tuple[str, int]:
     """The inbox kind and priority of a decrypted event."""
     if event.event == "change_external_contact" and event.change_type == "add_external_contact":
         return "add_external_contact", 0
+    if event.event == "change_external_contact" and event.change_type in CONTACT_EVENTS:
+        return event.change_type, 2  # kept for inspection: a staff member deleting a customer
     if event.event == "kf_msg_or_event":
         return "kf_msg_or_event", 1
     return (event.event or event.msg_type or "unknown"), 2

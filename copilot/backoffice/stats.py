@@ -1,0 +1,342 @@
+"""Statistics per staff member (and per day) over local days of the tenant's calendar.
+
+The chat figures are GROUP BY queries over the daily rollups (`staff_daily`, one row per staff member and
+day); the two figures that do not add up over days — distinct customers and the median response time of
+a range — are read from the per-conversation rows (`chat_daily`, `chat_turns`), the median with window
+functions (ROW_NUMBER over the sorted response times), which SQLite and PostgreSQL both run. Copilot use (suggestions, approvals, revisits,
+orders) is read from its own tables. Every definition is in the README's statistics section.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from collections import defaultdict
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Date, DateTime, TextClause, bindparam, text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from copilot.backoffice.turns import ROOM_PREFIX
+from copilot.clock import as_utc
+from copilot.knowledge.schema import Order
+from copilot.persistence.tables.approvals import ApprovalItem
+from copilot.persistence.tables.backoffice import ChatDaily
+from copilot.persistence.tables.conversations import SidebarFeedback, SuggestionRow
+from copilot.persistence.tables.library import CustomerRow
+from copilot.persistence.tables.revisits import RevisitItem
+
+__all__ = ["FIELDS", "ORDER_WINDOW_DAYS", "StatsQuery", "staff_stats"]
+
+ORDER_WINDOW_DAYS = 7
+BANDS = ("high", "medium", "low", "unknown")
+# The flat columns of a row, in the order exports write them (compliance_hits and orders_7d are objects).
+FIELDS = (
+    "staff_id", "name", "team", "day", "customer_messages", "messages_sent", "customers", "turns", "answered",
+    "reply_rate", "first_response_median_s", "first_response_mean_s", "within_3min_rate", "timeouts",
+    "compliance_hits", "suggestions_shown", "suggestions_used", "suggestions_edited", "suggestions_ignored",
+    "approval_wait_median_s", "revisits_done", "revisits_overdue", "orders_7d",
+)
+
+
+@dataclass(frozen=True)
+class StatsQuery:
+    tenant: str
+    start: dt.date
+    end: dt.date  # inclusive
+    staff: frozenset[str] | None = None  # None: everyone
+    by_day: bool = False
+
+
+def staff_stats(engine: Engine, query: StatsQuery, *, now: dt.datetime, zone: ZoneInfo,
+                people: dict[str, tuple[str, str | None]]) -> list[dict[str, Any]]:
+    """One row per staff member (and day with `by_day`); `people` maps staff ids to (name, team) and lists
+    who is shown with zeros when they had no activity (by_day rows exist only for days with activity)."""
+    rows: dict[tuple[str, dt.date | None], dict[str, Any]] = {}
+
+    def row(staff_id: str, day: Any = None) -> dict[str, Any]:
+        key = (staff_id, _as_date(day) if query.by_day else None)
+        found = rows.get(key)
+        if found is None:
+            name, team = people.get(staff_id, (staff_id, None))
+            found = rows[key] = _empty(staff_id, name, team, key[1])
+        return found
+
+    if not query.by_day:
+        for staff_id in people:
+            if query.staff is None or staff_id in query.staff:
+                row(staff_id)
+    with Session(engine) as session:
+        _daily(session, query, row)
+        _open_timeouts(session, query, row, now)
+        if not query.by_day:
+            _customers(session, query, row)
+            _medians(session, query, row)
+        _hits(session, query, row)
+        _suggestions(session, query, row, zone)
+        _approvals(session, query, row, zone)
+        _revisits(session, query, row, now.astimezone(zone).date())
+        _orders(session, query, row, zone)
+    out = []
+    for item in rows.values():
+        turns = item["turns"]
+        item["reply_rate"] = round(item["answered"] / turns, 4) if turns else None
+        item["within_3min_rate"] = round(item.pop("_within") / turns, 4) if turns else None
+        item.pop("_within", None)
+        out.append(item)
+    out.sort(key=lambda r: (r["staff_id"], r["day"] or ""))
+    return out
+
+
+def _empty(staff_id: str, name: str, team: str | None, day: dt.date | None) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "staff_id": staff_id, "name": name, "team": team, "customer_messages": 0, "messages_sent": 0,
+        "customers": 0, "turns": 0, "answered": 0, "reply_rate": None, "first_response_median_s": None,
+        "first_response_mean_s": None, "within_3min_rate": None, "_within": 0, "timeouts": 0,
+        "compliance_hits": {}, "suggestions_shown": 0, "suggestions_used": 0, "suggestions_edited": 0,
+        "suggestions_ignored": 0, "approval_wait_median_s": None, "revisits_done": 0, "revisits_overdue": 0,
+        "orders_7d": {band: 0 for band in BANDS},
+    }
+    if day is not None:
+        item["day"] = day.isoformat()
+    else:
+        item["day"] = None
+    return item
+
+
+def _as_date(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])
+
+
+def _filters(query: StatsQuery, params: dict[str, Any], staff_column: str = "staff_id") -> str:
+    params.update(tenant=query.tenant, start=query.start, end=query.end)
+    where = "tenant_id = :tenant AND day >= :start AND day <= :end"
+    if query.staff is not None:
+        names = []
+        for i, staff_id in enumerate(sorted(query.staff)):
+            params[f"s{i}"] = staff_id
+            names.append(f":s{i}")
+        where += f" AND {staff_column} IN ({', '.join(names) or 'NULL'})"
+    return where
+
+
+def _typed(sql: str, params: dict[str, Any]) -> TextClause:
+    """Bind dates and times through SQLAlchemy's types, so they compare as the stored values do."""
+    clause = text(sql)
+    for name, value in params.items():
+        if isinstance(value, dt.datetime):
+            clause = clause.bindparams(bindparam(name, type_=DateTime()))
+        elif isinstance(value, dt.date):
+            clause = clause.bindparams(bindparam(name, type_=Date()))
+    return clause
+
+
+def _group(query: StatsQuery) -> str:
+    return "staff_id, day" if query.by_day else "staff_id"
+
+
+def _daily(session: Session, query: StatsQuery, row: Any) -> None:
+    """The additive figures from the daily rollups (`staff_daily`)."""
+    params: dict[str, Any] = {}
+    group = _group(query)
+    sql = (f"SELECT {group}, SUM(customer_messages), SUM(messages_sent), SUM(customers), SUM(turns), "
+           "SUM(answered), SUM(within_3min), SUM(responses), SUM(response_sum_s), SUM(late), "
+           f"MAX(response_median_s) FROM staff_daily WHERE {_filters(query, params)} GROUP BY {group}")
+    for rec in session.execute(_typed(sql, params), params):
+        item = row(rec[0], rec[1] if query.by_day else None)
+        (received, sent, customers, turns, answered, within, responses, total, late,
+         median) = rec[2:] if query.by_day else rec[1:]
+        item["customer_messages"] += int(received or 0)
+        item["messages_sent"] += int(sent or 0)
+        item["turns"] += int(turns or 0)
+        item["answered"] += int(answered or 0)
+        item["_within"] += int(within or 0)
+        item["timeouts"] += int(late or 0)
+        if responses:
+            item["first_response_mean_s"] = round(float(total) / int(responses), 1)
+        if query.by_day:
+            # One day: its own distinct customers and median, kept on the rollup row.
+            item["customers"] += int(customers or 0)
+            item["first_response_median_s"] = round(float(median), 1) if median is not None else None
+
+
+def _customers(session: Session, query: StatsQuery, row: Any) -> None:
+    """Distinct customers over the whole range (a customer who wrote on two days counts once)."""
+    params: dict[str, Any] = {}
+    sql = ("SELECT staff_id, COUNT(DISTINCT customer_id) FROM chat_daily "
+           f"WHERE {_filters(query, params)} AND customer_messages > 0 GROUP BY staff_id")
+    for staff_id, count in session.execute(_typed(sql, params), params):
+        row(staff_id)["customers"] += int(count or 0)
+
+
+def _open_timeouts(session: Session, query: StatsQuery, row: Any, now: dt.datetime) -> None:
+    """Turns still unanswered whose deadline has passed by `now` (answered-late ones are in the rollup)."""
+    params: dict[str, Any] = {"now": as_utc(now)}
+    group = _group(query)
+    sql = (f"SELECT {group}, COUNT(*) FROM chat_turns WHERE {_filters(query, params)} "
+           f"AND answered_at IS NULL AND deadline IS NOT NULL AND deadline <= :now GROUP BY {group}")
+    for rec in session.execute(_typed(sql, params), params):
+        item = row(rec[0], rec[1] if query.by_day else None)
+        item["timeouts"] += int(rec[-1] or 0)
+
+
+def _medians(session: Session, query: StatsQuery, row: Any) -> None:
+    """Exact medians over the range: window functions over the range's answered turns."""
+    params: dict[str, Any] = {}
+    sql = ("SELECT staff_id, AVG(response_s) FROM ("
+           "SELECT staff_id, response_s, ROW_NUMBER() OVER (PARTITION BY staff_id ORDER BY response_s) AS rn, "
+           "COUNT(*) OVER (PARTITION BY staff_id) AS n FROM chat_turns "
+           f"WHERE {_filters(query, params)} AND response_s IS NOT NULL) AS ranked "
+           "WHERE rn IN ((n + 1) / 2, (n + 2) / 2) GROUP BY staff_id")
+    for staff_id, value in session.execute(_typed(sql, params), params):
+        row(staff_id)["first_response_median_s"] = round(float(value), 1) if value is not None else None
+
+
+def _hits(session: Session, query: StatsQuery, row: Any) -> None:
+    params: dict[str, Any] = {}
+    sql = (f"SELECT {_group(query)}, category, COUNT(*) FROM inspection_hits "
+           f"WHERE {_filters(query, params)} AND message_id IS NOT NULL AND kind <> 'reply_timeout' "
+           f"GROUP BY {_group(query)}, category")
+    for rec in session.execute(_typed(sql, params), params):
+        item = row(rec[0], rec[1] if query.by_day else None)
+        category, count = (rec[2], rec[3]) if query.by_day else (rec[1], rec[2])
+        item["compliance_hits"][str(category)] = item["compliance_hits"].get(str(category), 0) + int(count)
+
+
+def _utc_range(query: StatsQuery, zone: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.combine(query.start, dt.time(), zone).astimezone(dt.UTC)
+    end = dt.datetime.combine(query.end + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.UTC)
+    return start, end
+
+
+def _in_scope(query: StatsQuery, staff_id: str | None) -> bool:
+    return staff_id is not None and (query.staff is None or staff_id in query.staff)
+
+
+def _suggestions(session: Session, query: StatsQuery, row: Any, zone: ZoneInfo) -> None:
+    start, end = _utc_range(query, zone)
+    found = session.exec(select(SuggestionRow.id, SuggestionRow.staff_id, SuggestionRow.created_at).where(
+        SuggestionRow.tenant_id == query.tenant, col(SuggestionRow.created_at) >= start,
+        col(SuggestionRow.created_at) < end, col(SuggestionRow.staff_id).is_not(None))).all()
+    shown = [(sid, str(staff), created) for sid, staff, created in found if _in_scope(query, staff)]
+    if not shown:
+        return
+    actions: dict[str, set[str]] = defaultdict(set)
+    ids = [s[0] for s in shown]
+    for chunk in _chunks(ids, 900):
+        for suggestion_id, action in session.exec(select(SidebarFeedback.suggestion_id, SidebarFeedback.action)
+                                                  .where(col(SidebarFeedback.suggestion_id).in_(chunk))).all():
+            actions[suggestion_id].add(action)
+    for suggestion_id, staff_id, created in shown:
+        item = row(staff_id, as_utc(created).astimezone(zone).date())
+        item["suggestions_shown"] += 1
+        done = actions.get(suggestion_id, set())
+        if "used" in done:
+            item["suggestions_used"] += 1
+        elif "edited" in done:
+            item["suggestions_edited"] += 1
+        else:
+            item["suggestions_ignored"] += 1
+
+
+def _approvals(session: Session, query: StatsQuery, row: Any, zone: ZoneInfo) -> None:
+    start, end = _utc_range(query, zone)
+    found = session.exec(select(ApprovalItem.staff_id, ApprovalItem.created_at, ApprovalItem.decided_at).where(
+        ApprovalItem.tenant_id == query.tenant, col(ApprovalItem.created_at) >= start,
+        col(ApprovalItem.created_at) < end, col(ApprovalItem.decided_at).is_not(None),
+        col(ApprovalItem.status).in_(("approved", "edited_approved", "rejected")))).all()
+    waits: dict[int, list[float]] = defaultdict(list)
+    items: dict[int, dict[str, Any]] = {}
+    for staff_id, created, decided in found:
+        if not _in_scope(query, staff_id) or decided is None:
+            continue
+        item = row(staff_id, as_utc(created).astimezone(zone).date())
+        items[id(item)] = item
+        waits[id(item)].append((as_utc(decided) - as_utc(created)).total_seconds())
+    for key, values in waits.items():
+        items[key]["approval_wait_median_s"] = round(statistics.median(values), 1)
+
+
+def _revisits(session: Session, query: StatsQuery, row: Any, today: dt.date) -> None:
+    found = session.exec(select(RevisitItem.staff_id, col(RevisitItem.day), RevisitItem.status).where(
+        RevisitItem.tenant_id == query.tenant, col(RevisitItem.day) >= query.start,
+        col(RevisitItem.day) <= query.end)).all()
+    for staff_id, day, status in found:
+        if not _in_scope(query, staff_id):
+            continue
+        if status == "done":
+            row(staff_id, day)["revisits_done"] += 1
+        elif status == "open" and _as_date(day) < today:
+            row(staff_id, day)["revisits_overdue"] += 1
+
+
+def _orders(session: Session, query: StatsQuery, row: Any, zone: ZoneInfo) -> None:
+    """Each order of a customer counts once, for the latest chat day with a staff member at most
+    ORDER_WINDOW_DAYS before it, in the intent band of that staff member's latest suggestion for the
+    customer up to that day."""
+    buyers: dict[str, list[Order]] = {}
+    profiles = session.exec(select(CustomerRow.id, CustomerRow.profile).where(
+        CustomerRow.tenant_id == query.tenant, col(CustomerRow.profile)["orders"].as_string().is_not(None))).all()
+    last = query.end + dt.timedelta(days=ORDER_WINDOW_DAYS)
+    for customer_id, profile in profiles:
+        orders = [Order.model_validate(o) for o in (profile or {}).get("orders") or []]
+        orders = [o for o in orders if query.start <= o.date <= last and o.status not in ("refunded", "cancelled")]
+        if orders:
+            buyers[customer_id] = orders
+    if not buyers:
+        return
+    days: dict[str, list[tuple[dt.date, str]]] = defaultdict(list)
+    for chunk in _chunks(sorted(buyers), 900):
+        for staff_id, day, customer_id in session.exec(select(ChatDaily.staff_id, col(ChatDaily.day), ChatDaily.customer_id)
+                                                       .where(ChatDaily.tenant_id == query.tenant,
+                                                              col(ChatDaily.customer_id).in_(chunk),
+                                                              col(ChatDaily.day) >= query.start,
+                                                              col(ChatDaily.day) <= query.end)).all():
+            if _in_scope(query, staff_id) and not customer_id.startswith(ROOM_PREFIX):
+                days[customer_id].append((_as_date(day), staff_id))
+    bands = _bands(session, query.tenant, days.keys(), zone)
+    for customer_id, orders in buyers.items():
+        chats = sorted(set(days.get(customer_id, [])))
+        for order in orders:
+            before = [(d, s) for d, s in chats if d <= order.date <= d + dt.timedelta(days=ORDER_WINDOW_DAYS)]
+            if not before:
+                continue
+            day, staff_id = before[-1]
+            band = _band_on(bands.get((staff_id, customer_id), []), day)
+            row(staff_id, day)["orders_7d"][band] += 1
+
+
+def _bands(session: Session, tenant: str, customers: Iterable[str], zone: ZoneInfo
+           ) -> dict[tuple[str, str], list[tuple[dt.date, dt.datetime, str]]]:
+    out: dict[tuple[str, str], list[tuple[dt.date, dt.datetime, str]]] = defaultdict(list)
+    for chunk in _chunks(sorted(customers), 900):
+        for staff_id, customer_id, created, level in session.exec(
+                select(SuggestionRow.staff_id, SuggestionRow.customer_id, SuggestionRow.created_at,
+                       SuggestionRow.intent_level).where(SuggestionRow.tenant_id == tenant,
+                                                         col(SuggestionRow.customer_id).in_(chunk))).all():
+            if staff_id and customer_id:
+                moment = as_utc(created)
+                out[(staff_id, customer_id)].append((moment.astimezone(zone).date(), moment, level))
+    return out
+
+
+def _band_on(suggestions: list[tuple[dt.date, dt.datetime, str]], day: dt.date) -> str:
+    earlier = [s for s in suggestions if s[0] <= day]
+    if not earlier:
+        return "unknown"
+    level = max(earlier, key=lambda s: s[1])[2]
+    return level if level in BANDS else "unknown"
+
+
+def _chunks(values: Collection[str] | list[str], size: int) -> Iterable[list[str]]:
+    items = list(values)
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

@@ -1,0 +1,147 @@
+"""The back office's derived rows: customer turns and daily message counts per conversation (rebuilt from
+`messages` whenever a conversation changes, so statistics are sums over small tables), inspection hits,
+and contact events (a staff member deleting a customer) that inspection rules watch.
+
+`day` columns are local dates in the tenant's calendar (Asia/Shanghai unless its inspection rules say
+otherwise); every other time is UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Column, Index, UniqueConstraint
+from sqlalchemy import Date as SADate
+from sqlmodel import Field, SQLModel
+
+from copilot.clock import utcnow
+from copilot.persistence.tables.base import json_dict, new_id
+
+__all__ = ["ChatDaily", "ChatTurn", "ContactEvent", "InspectionHit", "StaffDaily", "StatsDirty"]
+
+
+class ChatTurn(SQLModel, table=True):
+    """A customer turn: the customer's messages after the staff side's last message (or the chat's first
+    message), and the staff message that answered it, if any."""
+
+    __tablename__ = "chat_turns"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "started_at", name="uq_chat_turns_start"),
+        Index("ix_chat_turns_day", "tenant_id", "day", "staff_id"),
+        Index("ix_chat_turns_open", "tenant_id", "answered_at", "deadline"),
+        Index("ix_chat_turns_response", "tenant_id", "staff_id", "response_s"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str
+    conversation_id: str = Field(index=True)
+    staff_id: str
+    customer_id: str
+    day: dt.date = Field(sa_column=Column(SADate, nullable=False))
+    started_at: dt.datetime
+    first_message_id: int
+    customer_messages: int = 1
+    answered_at: dt.datetime | None = None
+    answered_by: str | None = None
+    answer_message_id: int | None = None
+    response_s: float | None = None  # working seconds when the rule counts working time, else wall-clock
+    answered_same_day: bool = False
+    deadline: dt.datetime | None = None  # when the reply-timeout rule's limit runs out; None: no rule
+    rule_id: str = ""
+    is_group: bool = False
+
+
+class ChatDaily(SQLModel, table=True):
+    """Messages per conversation, staff member, local day and customer (the sender, in a group chat)."""
+
+    __tablename__ = "chat_daily"
+    __table_args__ = (Index("ix_chat_daily_day", "tenant_id", "day", "staff_id"),)
+    conversation_id: str = Field(primary_key=True)
+    staff_id: str = Field(primary_key=True)
+    day: dt.date = Field(sa_column=Column(SADate, primary_key=True))
+    customer_id: str = Field(primary_key=True)
+    tenant_id: str
+    customer_messages: int = 0
+    staff_messages: int = 0
+
+
+class StaffDaily(SQLModel, table=True):
+    """The additive figures of one staff member's local day, summed from `chat_daily` and `chat_turns`
+    whenever one of its conversations changes (see `StatsDirty`), so a month of a thousand staff members
+    is thirty thousand rows."""
+
+    __tablename__ = "staff_daily"
+    __table_args__ = (Index("ix_staff_daily_day", "tenant_id", "day"),)
+    tenant_id: str = Field(primary_key=True)
+    staff_id: str = Field(primary_key=True)
+    day: dt.date = Field(sa_column=Column(SADate, primary_key=True))
+    customer_messages: int = 0
+    messages_sent: int = 0
+    customers: int = 0
+    turns: int = 0
+    answered: int = 0  # the same day
+    within_3min: int = 0
+    responses: int = 0
+    response_sum_s: float = 0.0
+    response_median_s: float | None = None
+    late: int = 0  # answered after the deadline (turns still open past it are counted when asked)
+
+
+class StatsDirty(SQLModel, table=True):
+    """A staff member's day whose `staff_daily` row must be summed again; written in the transaction that
+    changed its conversations, removed by the transaction that sums it."""
+
+    __tablename__ = "stats_dirty"
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(index=True)
+    staff_id: str
+    day: dt.date = Field(sa_column=Column(SADate, nullable=False))
+
+
+class InspectionHit(SQLModel, table=True):
+    """One finding of an inspection rule; `subject` names what it is about (a message, a turn or a contact
+    event) so the same finding is stored once however often it is found."""
+
+    __tablename__ = "inspection_hits"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "rule_id", "subject", name="uq_inspection_hits_subject"),
+        Index("ix_inspection_hits_day", "tenant_id", "day", "staff_id"),
+        Index("ix_inspection_hits_escalate", "status", "escalate_at"),
+    )
+    id: str = Field(default_factory=new_id, primary_key=True)
+    tenant_id: str
+    rule_id: str
+    kind: str  # reply_timeout | compliance | sensitive_words | behaviour
+    category: str
+    severity: str  # warn | review | block
+    subject: str
+    staff_id: str
+    customer_id: str | None = None
+    conversation_id: str | None = None
+    message_id: int | None = None
+    day: dt.date = Field(sa_column=Column(SADate, nullable=False))
+    at: dt.datetime
+    detail: dict[str, Any] = json_dict()
+    status: str = "open"  # open | handled
+    handled_by: str | None = None
+    handled_at: dt.datetime | None = None
+    note: str | None = None
+    notified_at: dt.datetime | None = None
+    escalate_at: dt.datetime | None = None  # unhandled by then: the supervisor is told
+    escalated_at: dt.datetime | None = None
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class ContactEvent(SQLModel, table=True):
+    """A change of a staff member's customer relation that inspection watches, e.g. a deleted customer."""
+
+    __tablename__ = "contact_events"
+    __table_args__ = (UniqueConstraint("tenant_id", "dedupe_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str
+    kind: str  # del_external_contact (the staff member deleted the customer) | del_follow_user
+    staff_id: str
+    customer_id: str
+    at: dt.datetime
+    dedupe_key: str
+    inspected: bool = False
