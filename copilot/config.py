@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -41,8 +41,13 @@ class Settings(BaseSettings):
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None
     llm_model: str | None = None
-    llm_timeout_s: float = Field(default=20.0, gt=0)
+    llm_timeout_s: float = Field(default=20.0, gt=0, description="longest wait for the model's next chunk")
+    llm_deadline_s: float = Field(default=60.0, gt=0, description="longest a whole LLM answer may take")
     llm_mask_pii: bool = True
+    llm_output_mode: Literal["prompt", "json_object", "json_schema"] = Field(
+        default="prompt", description="how answers are constrained: prompt only, JSON mode or a JSON schema")
+    llm_tokenizer: str = Field(
+        default="auto", description="auto | estimate | tiktoken:<encoding> | path of a tokenizer.json")
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

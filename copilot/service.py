@@ -1,15 +1,18 @@
 """`Copilot`: the composition root. It wires the components from settings, and only it does.
 
 The suggest path is one pass: profile and recent turns → stage → hybrid retrieval → rerank →
-draft N candidates → compliance on each → intent → persist → respond. Models and indexes are
-built once, when the Copilot is built; nothing on the request path loads a model or reads a file.
+draft N script candidates → compliance on each → intent → persist → stream them; then, when an LLM is
+configured, each LLM candidate as soon as the model has written it, checked (compliance, the fact
+check, echoed instructions) and stored → done. `suggest` is that same stream read to the end, so a
+suggestion is stored the same way whichever route asked for it. Models and indexes are built once,
+when the Copilot is built; nothing on the request path loads a model or reads a file.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,17 +30,17 @@ from copilot.conversation.purchase_intent import IntentResult, score_intent
 from copilot.conversation.query import build_query
 from copilot.conversation.stages import StageResult, detect_stage
 from copilot.conversation.turns import Turn
-from copilot.drafting.llm_drafter import LLMDrafter
+from copilot.drafting.llm_drafter import ANSWER_SCHEMA, LLMDrafter
 from copilot.drafting.rerank import Reranker
 from copilot.drafting.script import ScriptDrafter
-from copilot.drafting.types import DraftContext, Drafter, DraftOutcome
+from copilot.drafting.types import DraftCandidate, DraftContext, Drafter, DraftOutcome
 from copilot.embedding.embedders import Embedder
-from copilot.errors import NotFoundError
+from copilot.errors import ConflictError, NotFoundError
 from copilot.knowledge.loader import load_library
 from copilot.knowledge.schema import CustomerProfile, Stage
 from copilot.llm.client import build_chat_model
 from copilot.llm.prompts import load_prompt
-from copilot.llm.tokens import TokenCounter, seed_tiktoken_cache
+from copilot.llm.tokens import build_token_counter, seed_tiktoken_cache
 from copilot.persistence.engine import make_engine
 from copilot.persistence.ingest import IngestReport, Progress, ingest_library
 from copilot.persistence.repository import Repository
@@ -49,12 +52,15 @@ from copilot.retrieval.lexical import warm_up
 from copilot.retrieval.vectorstore import ChromaStore
 from copilot.suggestion import (
     AnalysisOut,
+    CancelledOut,
     CandidateOut,
     CitationOut,
     ComplianceOut,
     IntentOut,
     PromptRef,
     StageOut,
+    StartedOut,
+    SuggestionEvent,
     SuggestionOut,
     SuggestRequest,
     flags_out,
@@ -115,7 +121,10 @@ class Copilot:
         self.retriever = HybridRetriever(store=store)
         self.reranker = Reranker(embedder)
         self.script_drafter = ScriptDrafter(self.reranker, vectors=self.retriever.vectors)
-        self.drafter: Drafter = drafter or self.script_drafter
+        self.drafter: Drafter = drafter or self.script_drafter  # the drafts shown at once
+        self.llm_drafter: LLMDrafter | None = None  # streamed after them, when a model is configured
+        self._inflight: dict[tuple[str, str, str], threading.Event] = {}
+        self._inflight_lock = threading.Lock()
         self.clock = clock
         self.default_candidates = default_candidates
         self.max_messages = max_messages
@@ -143,14 +152,20 @@ class Copilot:
             default_candidates=settings.candidates,
             max_messages=settings.max_messages,
         )
-        model = build_chat_model(settings) if settings.llm_configured else None
-        if model is not None:
-            copilot.drafter = LLMDrafter(
-                model=model, prompt=load_prompt("draft_replies"), fallback=copilot.script_drafter,
-                token_counter=TokenCounter(), mask_pii=settings.llm_mask_pii,
-            )
-            copilot.llm_check = LLMComplianceCheck(model, load_prompt("compliance_check"))
+        copilot.attach_llm(settings)
         return copilot
+
+    def attach_llm(self, settings: Settings) -> None:
+        """Wire the LLM drafter (and the optional LLM compliance review) the settings configure, if any."""
+        model = build_chat_model(settings, answer_schema=ANSWER_SCHEMA) if settings.llm_configured else None
+        if model is None:
+            return
+        self.llm_drafter = LLMDrafter(
+            model=model, prompt=load_prompt("draft_replies"), fallback=self.script_drafter,
+            token_counter=build_token_counter(settings), mask_pii=settings.llm_mask_pii,
+            deadline_s=settings.llm_deadline_s,
+        )
+        self.llm_check = LLMComplianceCheck(model, load_prompt("compliance_check"))
 
     # ---- library -----------------------------------------------------------------------------
     def ingest(self, path: Path, *, tenant: str, progress: Progress | None = None) -> IngestReport:
@@ -197,6 +212,27 @@ class Copilot:
         )
 
     def suggest(self, tenant: str, request: SuggestRequest) -> SuggestionOut:
+        """The whole suggestion at once: `suggest_stream` read to its end."""
+        for event in self.suggest_stream(tenant, request):
+            if isinstance(event.data, SuggestionOut):
+                return event.data
+        raise ConflictError("the suggestion stopped before it was done")  # only a cancelled stream stops early
+
+    def suggest_stream(
+        self,
+        tenant: str,
+        request: SuggestRequest,
+        *,
+        cancelled: threading.Event | None = None,
+        supersede: bool = False,
+    ) -> Iterator[SuggestionEvent]:
+        """The suggestion as it is made: analysis and script drafts at once, LLM drafts one by one, done.
+
+        Every candidate is checked and stored before it is handed out. Setting `cancelled` (the client
+        hung up) ends the stream early; with `supersede`, so does a newer superseding stream for the same
+        customer and staff member (the customer wrote again). The stored suggestion then holds what
+        was handed out, and its fallback reason says why it stopped.
+        """
         started = time.perf_counter()
         now = self.clock()
         analysis = self._analyze(tenant, request)
@@ -211,13 +247,86 @@ class Copilot:
         outcome = self.drafter.draft(context)
         if len(outcome.candidates) < n:
             outcome = self._top_up(outcome, context, tenant, analysis)
-        checks = [self.check(tenant, c.text) for c in outcome.candidates]
         limit = self._frequency_flag(tenant, request, analysis)
-        if limit is not None:
-            checks = [combine(check, [limit]) for check in checks]
-        out = self._persist(tenant, request, analysis, outcome, checks, time.perf_counter() - started)
-        create_for_candidates(self.engine, tenant, out, now=now)  # risky candidates wait for a reviewer
-        return out
+        checks = [self._checked(tenant, c, context, limit) for c in outcome.candidates]
+        stop = self._claim(tenant, request, cancelled, supersede)
+        try:
+            suggestion_id = self._open(tenant, request, analysis, outcome, time.perf_counter() - started)
+            out = self._store(tenant, suggestion_id, 0, list(zip(outcome.candidates, checks, strict=True)), outcome)
+            create_for_candidates(self.engine, tenant, self._result(suggestion_id, analysis, out, None), now=now)
+            result = self._result(suggestion_id, analysis, [], None)
+            yield SuggestionEvent("analysis", StartedOut(
+                suggestion_id=suggestion_id, stage=result.stage, intent=result.intent,
+                customer_message_flags=result.customer_message_flags,
+                customer_message_risk=result.customer_message_risk,
+            ))
+            for candidate in out:
+                yield SuggestionEvent("candidate", candidate)
+            note = outcome.fallback_reason
+            if self.llm_drafter is not None and not stop.is_set():
+                stream = self.llm_drafter.stream(context, exclude={c.text for c in outcome.candidates}, cancelled=stop)
+                for drafted in stream:
+                    check = self._checked(tenant, drafted, context, limit)
+                    [added] = self._store(tenant, suggestion_id, len(out), [(drafted, check)], stream.outcome)
+                    out.append(added)
+                    create_for_candidates(self.engine, tenant, self._result(suggestion_id, analysis, [added], None),
+                                          now=now)
+                    yield SuggestionEvent("candidate", added)
+                note = stream.outcome.fallback_reason
+                self._close(suggestion_id, stream.outcome, note, time.perf_counter() - started)
+            else:
+                self._close(suggestion_id, outcome, note, time.perf_counter() - started)
+            if stop.is_set():
+                yield SuggestionEvent("cancelled", CancelledOut(
+                    suggestion_id=suggestion_id, reason=note or "cancelled before the llm drafts"))
+                return
+            yield SuggestionEvent("done", self._result(suggestion_id, analysis, out, note))
+        finally:
+            self._release(tenant, request, stop)
+
+    @staticmethod
+    def _result(
+        suggestion_id: str, analysis: _Analysis, candidates: list[CandidateOut], note: str | None
+    ) -> SuggestionOut:
+        return SuggestionOut(
+            suggestion_id=suggestion_id, stage=StageOut.of(analysis.stage), intent=IntentOut.of(analysis.intent),
+            candidates=list(candidates), customer_message_flags=flags_out(analysis.customer_check),
+            customer_message_risk=analysis.customer_check.risk, drafter_note=note,
+        )
+
+    def _claim(
+        self, tenant: str, request: SuggestRequest, cancelled: threading.Event | None, supersede: bool
+    ) -> threading.Event:
+        """This request's stop signal; a newer superseding stream for the conversation sets the older one's."""
+        stop = cancelled or threading.Event()
+        if supersede and request.customer_id and request.staff_id:
+            key = (tenant, request.customer_id, request.staff_id)
+            with self._inflight_lock:
+                older = self._inflight.get(key)
+                if older is not None:
+                    older.set()
+                self._inflight[key] = stop
+        return stop
+
+    def _release(self, tenant: str, request: SuggestRequest, stop: threading.Event) -> None:
+        if request.customer_id and request.staff_id:
+            key = (tenant, request.customer_id, request.staff_id)
+            with self._inflight_lock:
+                if self._inflight.get(key) is stop:
+                    del self._inflight[key]
+
+    def _checked(
+        self, tenant: str, candidate: DraftCandidate, context: DraftContext, limit: Flag | None
+    ) -> ComplianceResult:
+        """Compliance on one draft, plus the frequency limit and, for LLM drafts, the model-specific checks."""
+        check = self.check(tenant, candidate.text)
+        extra = [limit] if limit is not None else []
+        if candidate.drafter == "llm":
+            extra += self._llm_flags(tenant, candidate, context)
+        return combine(check, extra) if extra else check
+
+    def _llm_flags(self, tenant: str, candidate: DraftCandidate, context: DraftContext) -> list[Flag]:
+        return []
 
     def _frequency_flag(self, tenant: str, request: SuggestRequest, analysis: _Analysis) -> Flag | None:
         """Would sending one more message now break a platform limit or the tenant's daily cap?"""
@@ -296,15 +405,10 @@ class Copilot:
             prompt_version=outcome.prompt_version, fallback_reason=outcome.fallback_reason,
         )
 
-    def _persist(
-        self,
-        tenant: str,
-        request: SuggestRequest,
-        analysis: _Analysis,
-        outcome: DraftOutcome,
-        checks: list[ComplianceResult],
-        elapsed: float,
-    ) -> SuggestionOut:
+    def _open(
+        self, tenant: str, request: SuggestRequest, analysis: _Analysis, outcome: DraftOutcome, elapsed: float
+    ) -> str:
+        """Store the conversation turns and the suggestion row; its candidates follow as they are made."""
         with self.repo.unit_of_work() as session:
             conversation_id = None
             if analysis.profile is not None and request.staff_id:
@@ -328,17 +432,30 @@ class Copilot:
             )
             session.add(row)
             session.flush()
-            out: list[CandidateOut] = []
-            for rank, (candidate, check) in enumerate(zip(outcome.candidates, checks, strict=True)):
+            for flag in analysis.customer_check.flags:
+                session.add(_flag_row(tenant, row.id, None, flag))
+            return row.id
+
+    def _store(
+        self,
+        tenant: str,
+        suggestion_id: str,
+        first_rank: int,
+        checked: list[tuple[DraftCandidate, ComplianceResult]],
+        outcome: DraftOutcome,
+    ) -> list[CandidateOut]:
+        out: list[CandidateOut] = []
+        with self.repo.unit_of_work() as session:
+            for rank, (candidate, check) in enumerate(checked, start=first_rank):
                 cand = CandidateRow(
-                    tenant_id=tenant, suggestion_id=row.id, rank=rank, text=candidate.text,
+                    tenant_id=tenant, suggestion_id=suggestion_id, rank=rank, text=candidate.text,
                     stage=candidate.stage.value, citations=[c.__dict__ for c in candidate.citations],
                     risk=check.risk, requires_approval=check.requires_approval, drafter=candidate.drafter,
                 )
                 session.add(cand)
                 session.flush()
                 for flag in check.flags:
-                    session.add(_flag_row(tenant, row.id, cand.id, flag))
+                    session.add(_flag_row(tenant, suggestion_id, cand.id, flag))
                 prompt = (
                     PromptRef(name=outcome.prompt_name, version=outcome.prompt_version)
                     if candidate.drafter == "llm" and outcome.prompt_name and outcome.prompt_version
@@ -350,13 +467,21 @@ class Copilot:
                     compliance=ComplianceOut.of(check),
                     requires_approval=check.requires_approval, drafter=candidate.drafter, prompt=prompt,
                 ))
-            for flag in analysis.customer_check.flags:
-                session.add(_flag_row(tenant, row.id, None, flag))
-        return SuggestionOut(
-            suggestion_id=row.id, stage=StageOut.of(analysis.stage), intent=IntentOut.of(analysis.intent),
-            candidates=out, customer_message_flags=flags_out(analysis.customer_check),
-            customer_message_risk=analysis.customer_check.risk, drafter_note=outcome.fallback_reason,
-        )
+        return out
+
+    def _close(self, suggestion_id: str, outcome: DraftOutcome, note: str | None, elapsed: float) -> None:
+        """Record which drafter and prompt finished the suggestion, why it fell back, and how long it took."""
+        with self.repo.unit_of_work() as session:
+            row = session.get(SuggestionRow, suggestion_id)
+            if row is None:
+                return
+            if outcome.candidates or outcome.prompt_name:
+                row.drafter = "llm" if any(c.drafter == "llm" for c in outcome.candidates) else row.drafter
+                row.prompt_name = outcome.prompt_name or row.prompt_name
+                row.prompt_version = outcome.prompt_version or row.prompt_version
+            row.fallback_reason = note
+            row.latency_ms = round(elapsed * 1000, 2)
+            session.add(row)
 
 
 def _flag_row(tenant: str, suggestion_id: str, candidate_id: str | None, flag: Flag) -> FlagRow:

@@ -8,6 +8,7 @@ automation and the evaluation read them, so no edge re-shapes or re-computes a s
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -18,6 +19,7 @@ from copilot.conversation.stages import StageResult
 
 __all__ = [
     "AnalysisOut",
+    "CancelledOut",
     "CandidateOut",
     "CitationOut",
     "ComplianceOut",
@@ -26,7 +28,9 @@ __all__ = [
     "IntentOut",
     "MessageIn",
     "StageOut",
+    "StartedOut",
     "SuggestRequest",
+    "SuggestionEvent",
     "SuggestionOut",
     "flags_out",
 ]
@@ -141,3 +145,26 @@ class SuggestionOut(AnalysisOut):
     suggestion_id: str
     candidates: list[CandidateOut]
     drafter_note: str | None = None  # e.g. why the LLM drafter fell back to scripts
+
+
+class StartedOut(AnalysisOut):
+    """The first event of a streamed suggestion: the analysis, and the id the suggestion is stored under."""
+
+    suggestion_id: str
+
+
+class CancelledOut(BaseModel):
+    """The last event of a stream that stopped early; the suggestion keeps what was sent before it."""
+
+    suggestion_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SuggestionEvent:
+    """One step of a suggestion as it is made: `analysis` (StartedOut), one `candidate` (CandidateOut)
+    per draft as soon as it is checked and stored, then `done` (the whole SuggestionOut, exactly what
+    the JSON answer is) or `cancelled` (CancelledOut)."""
+
+    kind: Literal["analysis", "candidate", "done", "cancelled"]
+    data: StartedOut | CandidateOut | SuggestionOut | CancelledOut

@@ -2,9 +2,12 @@
 
 It implements `POST /v1/chat/completions` (and `/chat/completions`), records every request body, and
 answers from a queue of scripted replies: fixed content, content computed from the request (to echo
-what the client sent), an HTTP error status, or a delay longer than the client's timeout. With the
-queue empty it answers HTTP 500, so a test never gets an answer it did not script. Use the
-`openai_stub` fixture or `running_openai_stub()`.
+what the client sent, or to obey what the prompt's data says), an HTTP error status, or a delay
+longer than the client's timeout. A request with `"stream": true` gets the same content as
+server-sent `chat.completion.chunk` events, `chunk_chars` characters every `chunk_delay` seconds, and
+the stub records when each stream sent its first token and whether the client hung up before the
+end. With the queue empty it answers HTTP 500, so a test never gets an answer it did not script.
+Use the `openai_stub` fixture or `running_openai_stub()`.
 """
 
 from __future__ import annotations
@@ -22,31 +25,48 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from tests.live_server import running
 
-__all__ = ["OpenAIStub", "StubReply", "json_reply", "openai_stub", "running_openai_stub"]
+__all__ = ["OpenAIStub", "StreamRecord", "StubReply", "json_reply", "openai_stub", "running_openai_stub"]
 
 
 @dataclass(frozen=True)
 class StubReply:
-    """Wait `delay` seconds, then answer `status` (if not 200), else `respond(body)`, else `content`."""
+    """Wait `delay` seconds, then answer `status` (if not 200), else `respond(body)`, else `content`;
+    streamed `chunk_chars` characters per chunk, one chunk every `chunk_delay` seconds."""
 
     content: str = ""
     respond: Callable[[dict[str, Any]], str] | None = None
     delay: float = 0.0
     status: int = 200
+    chunk_chars: int = 4
+    chunk_delay: float = 0.0
 
 
-def json_reply(payload: Any, *, delay: float = 0.0) -> StubReply:
-    return StubReply(content=json.dumps(payload, ensure_ascii=False), delay=delay)
+def json_reply(payload: Any, *, delay: float = 0.0, chunk_chars: int = 4, chunk_delay: float = 0.0) -> StubReply:
+    return StubReply(content=json.dumps(payload, ensure_ascii=False), delay=delay, chunk_chars=chunk_chars,
+                     chunk_delay=chunk_delay)
+
+
+@dataclass
+class StreamRecord:
+    """One streamed answer: when it started, when its first token went out, whether it was finished."""
+
+    started: float
+    first_token: float | None = None
+    finished: bool = False
+    ended: float | None = None
+    hung_up: bool = False
+    chunks_sent: int = 0
 
 
 @dataclass
 class OpenAIStub:
     base_url: str = ""
     requests: list[dict[str, Any]] = field(default_factory=list)
+    streams: list[StreamRecord] = field(default_factory=list)
     _queue: deque[StubReply] = field(default_factory=deque)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -84,6 +104,8 @@ class OpenAIStub:
             if reply.status != 200:
                 return JSONResponse({"error": {"message": "scripted failure"}}, status_code=reply.status)
             content = reply.respond(body) if reply.respond else reply.content
+            if body.get("stream"):
+                return StreamingResponse(self._chunks(body, content, reply), media_type="text/event-stream")
             return JSONResponse(self._completion(body, content))
 
         app.post("/v1/chat/completions")(completions)
@@ -106,6 +128,37 @@ class OpenAIStub:
             ],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         }
+
+    async def _chunks(self, body: dict[str, Any], content: str, reply: StubReply) -> Any:
+        record = StreamRecord(started=time.monotonic())
+        with self._lock:
+            self.streams.append(record)
+        ident = f"chatcmpl-stub-{next(self._ids)}"
+        pieces = [content[i : i + reply.chunk_chars] for i in range(0, len(content), max(1, reply.chunk_chars))]
+        try:
+            for piece in pieces:
+                await self._wait(reply.chunk_delay)
+                if record.first_token is None:
+                    record.first_token = time.monotonic()
+                yield self._event(body, ident, {"content": piece}, None)
+                record.chunks_sent += 1
+            yield self._event(body, ident, {}, "stop")
+            yield "data: [DONE]\n\n"
+            record.finished = True
+        finally:
+            record.ended = time.monotonic()
+            record.hung_up = not record.finished
+
+    @staticmethod
+    def _event(body: dict[str, Any], ident: str, delta: dict[str, Any], finish: str | None) -> str:
+        chunk = {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body.get("model", "stub-model"),
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        }
+        return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
 
     async def _wait(self, delay: float) -> None:
         deadline = time.monotonic() + delay

@@ -1,19 +1,33 @@
-"""Suggestion, analysis and compliance-check endpoints."""
+"""Suggestion, analysis and compliance-check endpoints.
+
+`POST /v1/suggestions` answers JSON, or, when the client sends `Accept: text/event-stream`, the same
+suggestion as server-sent events while it is made: `analysis`, one `candidate` per draft (script
+drafts at once, LLM drafts as the model completes them), then `done` with the whole suggestion, or
+`cancelled` when a newer stream for the same customer and staff member replaced it. Errors before
+the first event are ordinary HTTP errors; one after it becomes an `error` event.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from api.deps import CallerDep, CopilotDep
+from api.errors import status_for
 from api.params import ID_PATTERN, MAX_ID
-from copilot.suggestion import AnalysisOut, ComplianceOut, SuggestionOut, SuggestRequest
+from copilot.errors import CopilotError
+from copilot.suggestion import AnalysisOut, ComplianceOut, SuggestionEvent, SuggestionOut, SuggestRequest
 
 router = APIRouter(prefix="/v1", tags=["suggestions"])
 
+_END = object()
 
 _CONVERSATION: list[JsonValue] = [{"role": "customer", "text": "宝宝最近红屁屁，纸尿裤有推荐吗？"}]
 
@@ -28,9 +42,67 @@ class SuggestionIn(SuggestRequest):
     ]})
 
 
-@router.post("/suggestions", response_model=SuggestionOut)
-async def create_suggestion(body: SuggestionIn, copilot: CopilotDep, caller: CallerDep) -> SuggestionOut:
-    return await run_in_threadpool(copilot.suggest, caller.tenant, body)
+@router.post(
+    "/suggestions",
+    response_model=SuggestionOut,
+    responses={200: {"content": {"text/event-stream": {"description": "analysis, candidate…, done"}}}},
+)
+async def create_suggestion(
+    body: SuggestionIn, copilot: CopilotDep, caller: CallerDep, request: Request
+) -> SuggestionOut | Response:
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        return await run_in_threadpool(copilot.suggest, caller.tenant, body)
+    cancelled = threading.Event()
+    events = copilot.suggest_stream(caller.tenant, body, cancelled=cancelled, supersede=True)
+    first = await run_in_threadpool(next, events)  # errors before any event get their HTTP status
+    return StreamingResponse(
+        _sse(first, events, cancelled), media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _sse(first: SuggestionEvent, events: Iterator[SuggestionEvent], cancelled: threading.Event) -> AsyncIterator[str]:
+    """Each event as it is made: a thread reads the domain's stream, this coroutine writes it out.
+
+    When the client hangs up this generator is closed, which sets `cancelled`; the domain then stops
+    reading the model at its next chunk and the thread ends.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[object] = asyncio.Queue()
+
+    def pump() -> None:
+        try:
+            for event in events:
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+        except CopilotError as exc:
+            loop.call_soon_threadsafe(queue.put_nowait, exc)
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, _END)
+
+    try:
+        yield _format(first, 0)
+        threading.Thread(target=pump, name="suggestion-stream", daemon=True).start()
+        number = 1
+        while (item := await queue.get()) is not _END:
+            if isinstance(item, CopilotError):
+                payload = {"error": type(item).__name__, "detail": str(item), "status": status_for(item)}
+                yield f"event: error\ndata: {_json(payload)}\n\n"
+                continue
+            assert isinstance(item, SuggestionEvent)
+            yield _format(item, number)
+            number += 1
+    finally:
+        cancelled.set()
+
+
+def _format(event: SuggestionEvent, number: int) -> str:
+    return f"event: {event.kind}\nid: {number}\ndata: {event.data.model_dump_json()}\n\n"
+
+
+def _json(payload: dict[str, object]) -> str:
+    import json
+
+    return json.dumps(payload, ensure_ascii=False)
 
 
 @router.post("/analyze", response_model=AnalysisOut)

@@ -1,22 +1,28 @@
 """The LLM drafter: grounded replies from a chat model, checked, with the script drafter behind it.
 
 The model sees the persona, the stage, a profile summary, the recent conversation and the retrieved
-scripts and content, each under a token budget, and answers candidates that cite what they used.
-Nothing the model says is trusted: citations are kept only when they name a script or content item
-the prompt actually showed or a field the profile really has, and a candidate that cites nothing
-real is dropped. Missing candidates are topped up from the fallback drafter, and when the model
-times out, fails or answers garbage the fallback's drafts are returned with the reason, so a draft
-request never fails because a model did.
+scripts and content, each under a token budget and each in a tagged block whose delimiters are
+escaped (text from customers, profiles and the library is data, never an instruction), and answers
+candidates that cite what they used. `stream` reads the answer as it is written and hands over each
+candidate the moment it is complete. Nothing the model says is trusted: citations are kept only
+when they name a script or content item the prompt actually showed or a field the profile really
+has, and a candidate that cites nothing real is dropped. `draft` (the whole answer at once) tops
+missing candidates up from the fallback drafter, and when the model times out, fails or answers
+garbage the fallback's drafts are returned with the reason, so a draft request never fails because
+a model did.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Collection, Generator, Iterator, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any, Protocol
 
+import pydantic
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,12 +32,22 @@ from copilot.drafting.types import Citation, DraftCandidate, DraftContext, Draft
 from copilot.drafting.variables import fill_variables
 from copilot.errors import ConfigurationError, UpstreamError
 from copilot.knowledge.schema import CustomerProfile, Stage, script_variables
-from copilot.llm.client import invoke_structured
-from copilot.llm.prompts import Prompt
-from copilot.llm.tokens import TokenCounter
+from copilot.llm.client import MalformedAnswerError, parse_json_answer, stream_text
+from copilot.llm.prompts import Prompt, escape_data
+from copilot.llm.streaming import ObjectScanner
+from copilot.llm.tokens import TokenBudget
 from copilot.retrieval.hybrid import Hit
 
-__all__ = ["STAGE_GUIDE", "LLMDrafter", "MaskedText", "Masker", "profile_field_exists", "profile_summary"]
+__all__ = [
+    "ANSWER_SCHEMA",
+    "STAGE_GUIDE",
+    "DraftStream",
+    "LLMDrafter",
+    "MaskedText",
+    "Masker",
+    "profile_field_exists",
+    "profile_summary",
+]
 
 # The stage's name as staff know it and what a reply in that stage is for.
 STAGE_GUIDE: dict[Stage, tuple[str, str]] = {
@@ -82,12 +98,50 @@ class _Answer(BaseModel):
     candidates: list[_Candidate] = Field(min_length=1)
 
 
+# What `json_schema` output mode sends: the answer's shape, every key required (strict mode wants that).
+ANSWER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "candidates": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "text": {"type": "string"},
+                    "script_ids": {"type": "array", "items": {"type": "string"}},
+                    "content_ids": {"type": "array", "items": {"type": "string"}},
+                    "profile_fields": {"type": "array", "items": {"type": "string"}},
+                },
+                "required": ["text", "script_ids", "content_ids", "profile_fields"],
+                "additionalProperties": False,
+            },
+        }
+    },
+    "required": ["candidates"],
+    "additionalProperties": False,
+}
+
+
 @dataclass(frozen=True)
 class _Shown:
     """The ids the prompt actually showed the model: the only ones it may cite."""
 
     scripts: frozenset[str]
     content: frozenset[str]
+
+
+@dataclass
+class DraftStream:
+    """LLM candidates in the order the model completes them; `outcome` is final once iteration ends.
+
+    Iterating it sends the request; stopping early (or setting `cancelled`) closes the model stream.
+    """
+
+    _run: Callable[[DraftStream], Iterator[DraftCandidate]]
+    outcome: DraftOutcome = dataclass_field(default_factory=lambda: DraftOutcome(candidates=(), drafter="llm"))
+
+    def __iter__(self) -> Iterator[DraftCandidate]:
+        return self._run(self)
 
 
 class LLMDrafter:
@@ -97,44 +151,98 @@ class LLMDrafter:
         model: BaseChatModel,
         prompt: Prompt,
         fallback: Drafter,
-        token_counter: TokenCounter,
+        token_counter: TokenBudget,
         mask_pii: bool,
         masker: Masker | None = None,
+        deadline_s: float = 60.0,
     ) -> None:
         self.model = model
         self.prompt = prompt
         self.fallback = fallback
         self.tokens = token_counter
         self.mask_pii = mask_pii
+        self.deadline_s = deadline_s
         # Fail closed: with masking on and no masker, refuse to build rather than send PII.
         self.masker: Masker | None = (masker or _default_masker()) if mask_pii else masker
 
     def draft(self, context: DraftContext) -> DraftOutcome:
-        """Draft with the model; fall back to the script drafter on any model failure.
+        """The whole answer at once, topped up (or, on any model failure, replaced) by the fallback.
 
         ModelRequestsBlocked is not a model failure but a guard, so it propagates.
         """
+        stream = self.stream(context)
+        chosen = list(stream)
+        outcome = stream.outcome
+        if not chosen:
+            return self._fall_back(context, outcome.fallback_reason or "llm answered no usable candidate",
+                                   outcome.notes)
+        notes = list(outcome.notes)
+        if len(chosen) < context.n:
+            chosen, notes = self._top_up(chosen, notes, context)
+        return dataclasses.replace(outcome, candidates=tuple(chosen), notes=tuple(notes))
+
+    def stream(
+        self,
+        context: DraftContext,
+        *,
+        exclude: Collection[str] = (),
+        cancelled: threading.Event | None = None,
+    ) -> DraftStream:
+        """Up to `context.n` checked candidates, each as soon as the model has written it.
+
+        Texts in `exclude` (drafts already shown) are skipped. A model failure ends the stream and is
+        recorded in `outcome.fallback_reason`, keeping the candidates that arrived before it.
+        """
+        return DraftStream(lambda stream: self._run(stream, context, exclude, cancelled))
+
+    def _run(
+        self,
+        stream: DraftStream,
+        context: DraftContext,
+        exclude: Collection[str],
+        cancelled: threading.Event | None,
+    ) -> Iterator[DraftCandidate]:
         system, user, shown = self._render(context)
         restore: Callable[[str], str] = _unchanged
         if self.mask_pii and self.masker is not None:
             masked = self.masker(user)
             user, restore = masked.text, masked.restore
         messages = [SystemMessage(content=system), HumanMessage(content=user)]
+        chosen: list[DraftCandidate] = []
+        notes: list[str] = []
+        seen = set(exclude)
+        scanner = ObjectScanner("text")
+        answer: list[str] = []
+        reason: str | None = None
+        chunks: Generator[str, None, None] = stream_text(self.model, messages, deadline_s=self.deadline_s, cancelled=cancelled)
         try:
-            answer = invoke_structured(self.model, messages, _Answer)
+            for chunk in chunks:
+                answer.append(chunk)
+                found = scanner.feed(chunk)
+                for number, raw in enumerate(found, start=scanner.complete - len(found) + 1):
+                    candidate = self._check(raw, number, context, shown, restore, seen, notes)
+                    if candidate is None:
+                        continue
+                    seen.add(candidate.text)
+                    chosen.append(candidate)
+                    stream.outcome = self._outcome(chosen, notes, None)
+                    yield candidate
+                    if len(chosen) >= context.n:
+                        return
         except UpstreamError as exc:
-            return self._fall_back(context, str(exc), ())
-        chosen, notes = self._validate(answer, context, shown, restore)
-        if not chosen:
-            return self._fall_back(context, "llm answered no usable candidate", notes)
-        if len(chosen) < context.n:
-            chosen, notes = self._top_up(chosen, notes, context)
+            reason = str(exc)
+        finally:
+            chunks.close()
+            if cancelled is not None and cancelled.is_set() and reason is None:
+                reason = f"cancelled after {len(chosen)} llm candidate(s)"
+            if not chosen and reason is None:
+                reason = _why_nothing("".join(answer), scanner.complete)
+            stream.outcome = self._outcome(chosen, notes, reason)
+
+    def _outcome(self, chosen: list[DraftCandidate], notes: list[str], reason: str | None) -> DraftOutcome:
         return DraftOutcome(
-            candidates=tuple(chosen),
-            drafter="llm",
-            prompt_name=self.prompt.name,
-            prompt_version=self.prompt.version,
-            notes=tuple(notes),
+            candidates=tuple(chosen), drafter="llm", prompt_name=self.prompt.name,
+            prompt_version=self.prompt.version, fallback_reason=reason, notes=tuple(notes),
         )
 
     def _render(self, context: DraftContext) -> tuple[str, str, _Shown]:
@@ -153,7 +261,7 @@ class LLMDrafter:
                 "stage": context.stage.value,
                 "stage_label": label,
                 "stage_goal": goal,
-                "profile": self.tokens.trim(profile_summary(context.profile), _PROFILE_TOKENS),
+                "profile": escape_data(self.tokens.trim(profile_summary(context.profile), _PROFILE_TOKENS)),
                 "conversation": self._conversation(context.turns),
                 "scripts": scripts,
                 "content": content,
@@ -173,7 +281,7 @@ class LLMDrafter:
             if i < len(content):
                 doc = content[i].doc
                 line = f"- [{doc.id}] 《{doc.title}》：{' '.join(doc.body.split())}"
-                pieces.append((self.tokens.trim(line, _ITEM_TOKENS), content[i]))
+                pieces.append((escape_data(self.tokens.trim(line, _ITEM_TOKENS)), content[i]))
         kept = self.tokens.fit([line for line, _ in pieces], _KNOWLEDGE_TOKENS)
         used = pieces[: len(kept)]
         script_lines = [line for line, hit in used if hit.doc.kind == "script"]
@@ -187,7 +295,7 @@ class LLMDrafter:
     def _script_line(self, hit: Hit, context: DraftContext) -> str:
         filled = fill_variables(hit.doc.body, context.profile, context.persona, context.now.date())
         text = filled.text if filled is not None else hit.doc.body
-        return self.tokens.trim(f"- [{hit.doc.id}] {' '.join(text.split())}", _ITEM_TOKENS)
+        return escape_data(self.tokens.trim(f"- [{hit.doc.id}] {' '.join(text.split())}", _ITEM_TOKENS))
 
     def _conversation(self, turns: tuple[Turn, ...]) -> str:
         """The latest turns that fit the budget, oldest first."""
@@ -195,41 +303,45 @@ class LLMDrafter:
         for turn in reversed(turns[-_MAX_TURNS:]):
             who = "客户" if turn.role == "customer" else "顾问"
             when = f"[{turn.ts:%m-%d %H:%M}] " if turn.ts else ""
-            lines.append(self.tokens.trim(f"{when}{who}：{' '.join(turn.text.split())}", _TURN_TOKENS))
+            line = self.tokens.trim(f"{when}{who}：{' '.join(turn.text.split())}", _TURN_TOKENS)
+            lines.append(escape_data(line))
         kept = self.tokens.fit(lines, _CONVERSATION_TOKENS)
         return "\n".join(reversed(kept)) or "（还没有对话）"
 
-    def _validate(
-        self, answer: _Answer, context: DraftContext, shown: _Shown, restore: Callable[[str], str]
-    ) -> tuple[list[DraftCandidate], list[str]]:
-        chosen: list[DraftCandidate] = []
-        notes: list[str] = []
-        seen: set[str] = set()
+    def _check(
+        self,
+        raw_object: dict[str, Any],
+        number: int,
+        context: DraftContext,
+        shown: _Shown,
+        restore: Callable[[str], str],
+        seen: set[str],
+        notes: list[str],
+    ) -> DraftCandidate | None:
+        try:
+            raw = _Candidate.model_validate(raw_object)
+        except pydantic.ValidationError:
+            notes.append(f"dropped candidate {number}: not of the candidate shape")
+            return None
+        text = restore(raw.text).strip()
         limit = context.persona.max_reply_chars
-        for number, raw in enumerate(answer.candidates, start=1):
-            if len(chosen) >= context.n:
-                notes.append(f"ignored {len(answer.candidates) - number + 1} extra candidate(s)")
-                break
-            text = restore(raw.text).strip()
-            problem = None
-            if not text:
-                problem = "empty"
-            elif text in seen:
-                problem = "duplicate"
-            elif len(text) > limit:
-                problem = f"{len(text)} characters, over {limit}"
-            elif script_variables(text):
-                problem = "left a {variable} unfilled"
-            if problem:
-                notes.append(f"dropped candidate {number}: {problem}")
-                continue
-            citations = self._citations(raw, number, context.profile, shown, restore, notes)
-            if not citations:
-                notes.append(f"dropped candidate {number}: cites nothing from the context")
-                continue
-            seen.add(text)
-            chosen.append(DraftCandidate(text=text, stage=context.stage, citations=citations, drafter="llm"))
-        return chosen, notes
+        problem = None
+        if not text:
+            problem = "empty"
+        elif text in seen:
+            problem = "duplicate"
+        elif len(text) > limit:
+            problem = f"{len(text)} characters, over {limit}"
+        elif script_variables(text):
+            problem = "left a {variable} unfilled"
+        if problem:
+            notes.append(f"dropped candidate {number}: {problem}")
+            return None
+        citations = self._citations(raw, number, context.profile, shown, restore, notes)
+        if not citations:
+            notes.append(f"dropped candidate {number}: cites nothing from the context")
+            return None
+        return DraftCandidate(text=text, stage=context.stage, citations=citations, drafter="llm")
 
     @staticmethod
     def _citations(
@@ -365,6 +477,17 @@ def profile_summary(profile: CustomerProfile | None) -> str:
 
 def _unchanged(text: str) -> str:
     return text
+
+
+def _why_nothing(answer: str, objects: int) -> str:
+    """Why an answer gave no candidate: the parser's precise complaint, or that none was usable."""
+    if objects:
+        return "llm answered no usable candidate"
+    try:
+        parse_json_answer(answer, _Answer)
+    except MalformedAnswerError as exc:
+        return str(exc)
+    return "llm answered no usable candidate"
 
 
 def _default_masker() -> Masker:

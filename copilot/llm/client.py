@@ -3,16 +3,23 @@
 Every model call in the codebase goes through `invoke_structured`, so there is exactly one place that
 decides whether a call may happen (`ALLOW_MODEL_REQUESTS`, which the test suite turns off), one place
 that maps transport failures to `UpstreamError`, and one place that turns the model's text into a
-validated object. Answers are parsed here rather than with tool calling or `json_schema` response
-formats because many OpenAI-compatible local servers support neither; the prompt asks for JSON and
-we read it tolerantly (code fences and reasoning preambles are stripped) but validate it strictly.
+validated object. `stream_text` is the streaming twin of that seam: the same guard and error mapping,
+chunk by chunk, so drafts can be shown while the model still writes.
+
+How the answer is constrained is a setting (`COPILOT_LLM_OUTPUT_MODE`): `prompt` (the default) only
+asks for JSON in the prompt, which every OpenAI-compatible server accepts; `json_object` adds
+`response_format: {"type": "json_object"}` (JSON mode); `json_schema` adds a strict JSON schema of
+the answer. Whatever the mode, answers are read tolerantly (code fences and reasoning preambles are
+stripped) but validated strictly.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -36,6 +43,7 @@ __all__ = [
     "invoke_structured",
     "model_requests_allowed",
     "parse_json_answer",
+    "stream_text",
 ]
 
 ALLOW_MODEL_REQUESTS: bool = True
@@ -59,10 +67,13 @@ class MalformedAnswerError(UpstreamError):
     """The model answered, but not with JSON of the expected shape."""
 
 
-def build_chat_model(settings: Settings) -> BaseChatModel | None:
+def build_chat_model(
+    settings: Settings, *, answer_schema: Mapping[str, Any] | None = None
+) -> BaseChatModel | None:
     """A ChatOpenAI client for the configured OpenAI-compatible server, or None when none is configured.
 
     Retries are off: a draft is interactive, and the script drafter is a better answer than a second wait.
+    `answer_schema` is the JSON schema sent in `json_schema` output mode (ignored in the others).
     """
     if not settings.llm_configured:
         return None
@@ -77,7 +88,17 @@ def build_chat_model(settings: Settings) -> BaseChatModel | None:
         timeout=settings.llm_timeout_s,
         max_retries=0,
         temperature=_TEMPERATURE,
+        model_kwargs=_response_format(settings.llm_output_mode, answer_schema),
     )
+
+
+def _response_format(mode: str, schema: Mapping[str, Any] | None) -> dict[str, Any]:
+    if mode == "json_object":
+        return {"response_format": {"type": "json_object"}}
+    if mode == "json_schema" and schema is not None:
+        return {"response_format": {"type": "json_schema",
+                                    "json_schema": {"name": "answer", "strict": True, "schema": dict(schema)}}}
+    return {}
 
 
 @contextmanager
@@ -110,6 +131,49 @@ def invoke_structured(model: BaseChatModel, messages: Sequence[BaseMessage], sch
     except (openai.APIError, ModelError, httpx.HTTPError) as exc:
         raise UpstreamError(f"llm request failed: {type(exc).__name__}") from exc
     return parse_json_answer(str(answer.text), schema)
+
+
+def stream_text(
+    model: BaseChatModel,
+    messages: Sequence[BaseMessage],
+    *,
+    deadline_s: float,
+    cancelled: threading.Event | None = None,
+) -> Generator[str, None, None]:
+    """The model's answer as it arrives, one text chunk at a time.
+
+    Stops quietly when `cancelled` is set (the HTTP stream to the model is closed, so a local server
+    stops generating), raises ModelTimeout when the whole answer takes longer than `deadline_s`
+    (the client's own timeout still bounds each wait for the next chunk), and otherwise raises as
+    `invoke_structured` does.
+    """
+    if not ALLOW_MODEL_REQUESTS:
+        raise ModelRequestsBlocked("model requests are switched off (copilot.llm.client.ALLOW_MODEL_REQUESTS)")
+    started = time.monotonic()  # elapsed time of one request, not a date: no clock seam needed
+    chunks = model.stream(list(messages))
+    try:
+        while True:
+            if cancelled is not None and cancelled.is_set():
+                return
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            except (openai.APITimeoutError, ModelTimeoutError, httpx.TimeoutException) as exc:
+                raise ModelTimeout(f"llm timeout after {_timeout_of(model)}") from exc
+            except openai.APIStatusError as exc:
+                raise UpstreamError(f"llm request failed: HTTP {exc.status_code}") from exc
+            except (openai.APIError, ModelError, httpx.HTTPError) as exc:
+                raise UpstreamError(f"llm request failed: {type(exc).__name__}") from exc
+            text = str(chunk.text)
+            if text:
+                yield text
+            if time.monotonic() - started > deadline_s:
+                raise ModelTimeout(f"llm answer not finished after {deadline_s:.0f}s")
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
 
 
 def parse_json_answer(text: str, schema: type[T]) -> T:

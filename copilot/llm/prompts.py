@@ -21,11 +21,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from copilot.errors import ConfigurationError, ValidationError
 
-__all__ = ["DEFAULT_PROMPTS_DIR", "Prompt", "RenderedPrompt", "load_prompt", "template_fields"]
+__all__ = ["DEFAULT_PROMPTS_DIR", "Prompt", "RenderedPrompt", "escape_data", "load_prompt", "template_fields"]
 
 DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
+
+
+# Data blocks are fenced with <tag>…</tag>; in the data itself the angle brackets become their full-width
+# forms, so no customer, profile or library text can close a block or open one of its own.
+_FENCE_ESCAPES = str.maketrans({"<": "＜", ">": "＞"})
+
+
+def escape_data(text: str) -> str:
+    """`text` made safe to place inside a tagged data block of a prompt."""
+    return text.translate(_FENCE_ESCAPES)
 
 
 @dataclass(frozen=True)
