@@ -10,6 +10,7 @@ when the Copilot is built; nothing on the request path loads a model or reads a 
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -23,6 +24,7 @@ from copilot.clock import Clock, utcnow
 from copilot.compliance import ComplianceChecker, ComplianceResult, Flag, combine
 from copilot.compliance.frequency import FrequencyGuard, SendKind
 from copilot.compliance.llm_check import LLMComplianceCheck
+from copilot.compliance.result import Severity
 from copilot.compliance.tenants import TenantCompliance
 from copilot.config import DEFAULT_EMBEDDING_MODEL, Settings, apply_offline_defaults
 from copilot.conversation.message_intents import MessageClassifier, Prediction
@@ -30,10 +32,12 @@ from copilot.conversation.purchase_intent import IntentResult, score_intent
 from copilot.conversation.query import build_query
 from copilot.conversation.stages import StageResult, detect_stage
 from copilot.conversation.turns import Turn
+from copilot.drafting import factcheck
+from copilot.drafting.evidence import evidence_for
 from copilot.drafting.llm_drafter import ANSWER_SCHEMA, LLMDrafter
 from copilot.drafting.rerank import Reranker
 from copilot.drafting.script import ScriptDrafter
-from copilot.drafting.types import DraftCandidate, DraftContext, Drafter, DraftOutcome
+from copilot.drafting.types import Citation, DraftCandidate, DraftContext, Drafter, DraftOutcome
 from copilot.embedding.embedders import Embedder
 from copilot.errors import ConflictError, NotFoundError
 from copilot.knowledge.loader import load_library
@@ -124,6 +128,7 @@ class Copilot:
         self.drafter: Drafter = drafter or self.script_drafter  # the drafts shown at once
         self.llm_drafter: LLMDrafter | None = None  # streamed after them, when a model is configured
         self._inflight: dict[tuple[str, str, str], threading.Event] = {}
+        self._product_titles: dict[str, list[str]] = {}  # per tenant, for the fact check; reset on ingest
         self._inflight_lock = threading.Lock()
         self.clock = clock
         self.default_candidates = default_candidates
@@ -174,6 +179,7 @@ class Copilot:
         self.retriever.load(tenant, self.repo.knowledge_docs(tenant))
         self.repo.set_library_path(tenant, path)
         self.tenant_compliance.register(tenant, path)
+        self._product_titles.pop(tenant, None)
         with self._classifier_lock:
             self._classifiers.pop(tenant, None)  # refit from the new examples on next use
         return report
@@ -326,7 +332,50 @@ class Copilot:
         return combine(check, extra) if extra else check
 
     def _llm_flags(self, tenant: str, candidate: DraftCandidate, context: DraftContext) -> list[Flag]:
-        return []
+        """An LLM draft's unsupported claims, as flags a reviewer must clear."""
+        return [
+            Flag(
+                category="unsupported_claim", rule_id=f"factcheck.{u.claim.kind}", severity=Severity.review,
+                span=u.claim.span, matched=u.claim.text,
+                message=f"「{u.claim.text}」找不到出处：在{'、'.join(u.looked_in)}里都没有找到「{u.looked_for}」",
+                suggestion="核实无误再发，或删掉这一处",
+            )
+            for u in self.fact_check(tenant, candidate.text, candidate.citations, turns=context.turns,
+                                     profile=context.profile, now=context.now)
+        ]
+
+    def fact_check(
+        self, tenant: str, text: str, citations: Sequence[Citation], *, turns: Sequence[Turn],
+        profile: CustomerProfile | None, now: dt.datetime,
+    ) -> list[factcheck.Unsupported]:
+        """The claims of a draft that neither its citations nor the conversation support."""
+        persona = self.repo.persona(tenant)
+        evidence = evidence_for(
+            citations, turns=turns, profile=profile, persona=persona, today=now.date(),
+            doc=lambda kind, ident: self.retriever.get(tenant, f"{kind}:{ident}"),
+            content_extra=lambda ident: self._content_facts(tenant, ident),
+        )
+        return factcheck.check(text, evidence, self._lexicon(tenant, persona.brand))
+
+    def _content_facts(self, tenant: str, content_id: str) -> str:
+        try:
+            data = self.repo.content(tenant, content_id).data
+        except NotFoundError:
+            return ""
+        parts = [f"售价{data['price']:g}元"] if isinstance(data.get("price"), int | float) else []
+        for key in ("valid_from", "valid_to"):
+            if data.get(key):
+                day = dt.date.fromisoformat(str(data[key])[:10])
+                parts.append(f"{day.isoformat()} {day.month}月{day.day}日")
+        return " ".join(parts)
+
+    def _lexicon(self, tenant: str, brand: str) -> factcheck.Lexicon:
+        titles = self._product_titles.get(tenant)
+        if titles is None:
+            titles = [d.title for d in self.repo.knowledge_docs(tenant)
+                      if d.kind == "content" and d.content_kind == "product"]
+            self._product_titles[tenant] = titles
+        return factcheck.Lexicon.from_library(titles, brand)
 
     def _frequency_flag(self, tenant: str, request: SuggestRequest, analysis: _Analysis) -> Flag | None:
         """Would sending one more message now break a platform limit or the tenant's daily cap?"""

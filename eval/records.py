@@ -20,6 +20,7 @@ __all__ = [
     "ClassifyRecord",
     "ComplianceRecord",
     "DraftRecord",
+    "FactCheckRecord",
     "IntentRecord",
     "Message",
     "Record",
@@ -127,6 +128,43 @@ class DraftRecord(Record):
         return self
 
 
+class CitationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["script", "content", "profile"]
+    id: str | None = None  # script or content id
+    field: str | None = None  # profile field, e.g. attributes.宝宝生日
+
+    @model_validator(mode="after")
+    def _target(self) -> CitationIn:
+        if (self.kind == "profile") != (self.field is not None) or (self.kind != "profile" and not self.id):
+            raise ValueError("a profile citation needs 'field'; a script or content citation needs 'id'")
+        return self
+
+
+class ClaimLabel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    text: str = Field(min_length=1)
+    kind: Literal["price", "size", "quantity", "date", "number", "product", "promise", "profile"]
+    supported: bool
+
+
+class FactCheckRecord(Record):
+    customer_id: str | None = None
+    messages: list[Message] = Field(default_factory=list)
+    draft: str = Field(min_length=1)
+    citations: list[CitationIn] = Field(default_factory=list)
+    claims: list[ClaimLabel] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _claims_in_draft(self) -> FactCheckRecord:
+        missing = [c.text for c in self.claims if c.text not in self.draft]
+        if missing:
+            raise ValueError(f"claims not found in the draft: {missing}")
+        if any(c.kind == "profile" for c in self.citations) and not self.customer_id:
+            raise ValueError("profile citations need a customer_id")
+        return self
+
+
 SUITE_RECORDS: dict[str, type[Record]] = {
     "stage": StageRecord,
     "intent": IntentRecord,
@@ -135,6 +173,7 @@ SUITE_RECORDS: dict[str, type[Record]] = {
     "response": ResponseRecord,
     "classify": ClassifyRecord,
     "drafts": DraftRecord,
+    "factcheck": FactCheckRecord,
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from eval.suites.base import RunOptions, SuiteResult, SuiteRunner
 from eval.suites.compliance import run_compliance
 from eval.suites.drafts import run_drafts
+from eval.suites.factcheck import run_factcheck
 from eval.suites.labels import run_classify, run_intent, run_stage
 from eval.suites.ranking import run_response, run_retrieval
 
@@ -18,4 +19,5 @@ SUITES: dict[str, SuiteRunner] = {
     "response": run_response,
     "classify": run_classify,
     "drafts": run_drafts,
+    "factcheck": run_factcheck,
 }
