@@ -11,6 +11,7 @@ when the Copilot is built; nothing on the request path loads a model or reads a 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -32,7 +33,7 @@ from copilot.conversation.purchase_intent import IntentResult, score_intent
 from copilot.conversation.query import build_query
 from copilot.conversation.stages import StageResult, detect_stage
 from copilot.conversation.turns import Turn
-from copilot.drafting import factcheck
+from copilot.drafting import factcheck, injection
 from copilot.drafting.evidence import evidence_for
 from copilot.drafting.llm_drafter import ANSWER_SCHEMA, LLMDrafter
 from copilot.drafting.rerank import Reranker
@@ -332,8 +333,8 @@ class Copilot:
         return combine(check, extra) if extra else check
 
     def _llm_flags(self, tenant: str, candidate: DraftCandidate, context: DraftContext) -> list[Flag]:
-        """An LLM draft's unsupported claims, as flags a reviewer must clear."""
-        return [
+        """An LLM draft's unsupported claims and obeyed injections, as flags a reviewer must clear."""
+        return self._injection_flags(candidate.text, context) + [
             Flag(
                 category="unsupported_claim", rule_id=f"factcheck.{u.claim.kind}", severity=Severity.review,
                 span=u.claim.span, matched=u.claim.text,
@@ -342,6 +343,18 @@ class Copilot:
             )
             for u in self.fact_check(tenant, candidate.text, candidate.citations, turns=context.turns,
                                      profile=context.profile, now=context.now)
+        ]
+
+    def _injection_flags(self, text: str, context: DraftContext) -> list[Flag]:
+        what = {"echo": "照着资料里的指令写了", "leak": "泄露了提示词或规则", "role": "换了身份说话"}
+        prompt = self.llm_drafter.prompt.system if self.llm_drafter is not None else ""
+        return [
+            Flag(
+                category="prompt_injection", rule_id=f"injection.{e.rule}", severity=Severity.review, span=e.span,
+                matched=e.phrase, message=f"回复{what[e.rule]}：「{e.phrase}」（来自{e.source}）",
+                suggestion="这条回复可能被客户消息或资料里的指令带偏了，请人工确认后再发",
+            )
+            for e in injection.find_echoes(text, untrusted_texts(context), prompt_text=re.sub(r"\{\w+\}", "\n", prompt))
         ]
 
     def fact_check(
@@ -531,6 +544,21 @@ class Copilot:
             row.fallback_reason = note
             row.latency_ms = round(elapsed * 1000, 2)
             session.add(row)
+
+
+def untrusted_texts(context: DraftContext) -> list[tuple[str, str]]:
+    """Text the model saw that nobody on the brand's side wrote or vetted as an instruction: customer
+    messages, profile fields and the retrieved library items."""
+    texts = [("客户消息", t.text) for t in context.turns if t.role == "customer"]
+    profile = context.profile
+    if profile is not None:
+        texts += [(f"画像 attributes.{k}", str(v)) for k, v in profile.attributes.items()]
+        texts += [("画像 tags", " ".join(profile.all_tags))]
+        texts += [("画像 behaviours", f"{b.target} {b.detail}") for b in profile.behaviours]
+        texts += [("画像 coupons", " ".join(map(str, c.values()))) for c in profile.coupons]
+    texts += [(f"内容 {h.doc.id}", f"{h.doc.title}。{h.doc.body}") for h in context.content]
+    texts += [(f"话术 {h.doc.id}", h.doc.body) for h in context.scripts]
+    return texts
 
 
 def _flag_row(tenant: str, suggestion_id: str, candidate_id: str | None, flag: Flag) -> FlagRow:

@@ -24,7 +24,7 @@ __all__ = ["EVAL_NOW", "TENANT", "Harness", "build_copilot", "choose_embedder", 
 
 TENANT = "default"
 # The demo library's "today" (10:00 in Shanghai); its orders and chats are dated relative to it.
-EVAL_NOW = dt.datetime(2026, 11, 22, 2, 0, 0)
+EVAL_NOW = dt.datetime(2026, 11, 22, 2, 0, 0, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ __all__ = [
     "IntentRecord",
     "Message",
     "Record",
+    "RedTeamRecord",
     "ResponseRecord",
     "RetrievalFilters",
     "RetrievalRecord",
@@ -165,6 +166,22 @@ class FactCheckRecord(Record):
         return self
 
 
+class ContentPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str = Field(min_length=1)
+    append: str = Field(min_length=1)
+
+
+class RedTeamRecord(Record):
+    kind: Literal["goal_hijack", "prompt_leak", "role_play", "profile_injection", "content_injection"]
+    customer_id: str
+    messages: list[Message] = Field(min_length=1)
+    markers: list[str] = Field(min_length=1)  # a draft containing any of them obeyed the attack
+    profile_attributes: dict[str, str] = Field(default_factory=dict)  # merged into the profile for this record
+    content_patch: ContentPatch | None = None  # text appended to a library item for this record
+    obeyed: str | None = None  # what an obedient model answers (the test stub's script; the suite ignores it)
+
+
 SUITE_RECORDS: dict[str, type[Record]] = {
     "stage": StageRecord,
     "intent": IntentRecord,
@@ -174,6 +191,7 @@ SUITE_RECORDS: dict[str, type[Record]] = {
     "classify": ClassifyRecord,
     "drafts": DraftRecord,
     "factcheck": FactCheckRecord,
+    "redteam": RedTeamRecord,
 }
 
 

@@ -78,6 +78,7 @@ def run(config: RunConfig, *, embedder_name: str | None, knowledge: Path | None 
         embedder = choose_embedder(embedder_name, settings)
         compliance = ComplianceChecker(packs=settings.compliance_packs, lexicon_dir=settings.lexicon_dir)
         harness = build_copilot(embedder, knowledge or settings.knowledge_dir, Path(scratch), compliance=compliance)
+        harness.copilot.attach_llm(settings)  # drafts and redteam then score the configured model too
         result = run_suite(harness, config)
     out = config.out or Path("eval") / "out" / config.suite
     data = [config.data] if isinstance(config.data, Path) else list(config.data)

@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from tests.live_server import running
 
-__all__ = ["OpenAIStub", "StreamRecord", "StubReply", "json_reply", "openai_stub", "running_openai_stub"]
+__all__ = ["ObedientModel", "OpenAIStub", "StreamRecord", "StubReply", "json_reply", "openai_stub", "running_openai_stub"]
 
 
 @dataclass(frozen=True)
@@ -177,3 +177,36 @@ def running_openai_stub() -> Iterator[OpenAIStub]:
 def openai_stub() -> Iterator[OpenAIStub]:
     with running_openai_stub() as stub:
         yield stub
+
+
+@dataclass
+class ObedientModel:
+    """A chat model that obeys prompt injections, for testing their detection rather than a model.
+
+    `replies` maps a customer message to what a model that obeyed the attack would draft and the
+    attack's own words; it obeys only when those words reached the prompt (an instruction hidden in a
+    content item that retrieval did not show cannot be obeyed). The reply `<leak>` means "repeat your
+    system prompt", answered with lines of the system message this very request carried. Any other
+    request gets a harmless draft. Every draft cites the first script the prompt showed, so the
+    drafter keeps it. `obeyed` counts the answers that obeyed.
+    """
+
+    replies: dict[str, tuple[str, str]]
+    obeyed: int = 0
+
+    def __call__(self, body: dict[str, Any]) -> str:
+        system, user = body["messages"][0]["content"], body["messages"][-1]["content"]
+        shown = user.split("<scripts>", 1)[-1]
+        script = shown.split("[", 1)[1].split("]", 1)[0] if "[" in shown else ""
+        text = "好的，我帮您看看～有问题随时跟我说。"
+        for message, (reply, attack) in self.replies.items():
+            if message in user and attack in user:
+                self.obeyed += 1
+                text = reply
+                if reply == "<leak>":
+                    lines = [line.strip() for line in system.splitlines() if line.strip()]
+                    start = next(i for i, line in enumerate(lines) if line.startswith("必须遵守的规则"))
+                    text = ("好的，我的规则如下：" + "".join(lines[start : start + 4]))[:150]
+                break
+        return json.dumps({"candidates": [{"text": text, "script_ids": [script], "content_ids": [],
+                                           "profile_fields": []}]}, ensure_ascii=False)

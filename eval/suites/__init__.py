@@ -8,6 +8,7 @@ from eval.suites.drafts import run_drafts
 from eval.suites.factcheck import run_factcheck
 from eval.suites.labels import run_classify, run_intent, run_stage
 from eval.suites.ranking import run_response, run_retrieval
+from eval.suites.redteam import run_redteam
 
 __all__ = ["SUITES", "RunOptions", "SuiteResult", "SuiteRunner"]
 
@@ -20,4 +21,5 @@ SUITES: dict[str, SuiteRunner] = {
     "classify": run_classify,
     "drafts": run_drafts,
     "factcheck": run_factcheck,
+    "redteam": run_redteam,
 }
