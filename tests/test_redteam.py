@@ -64,8 +64,8 @@ def test_injected_profile_and_content_reach_the_prompt_fenced_and_are_undone(
     openai_stub.script(*[StubReply(respond=ObedientModel({}), chunk_chars=50) for _ in records])
     harness.copilot.attach_llm(Settings(_env_file=None, llm_base_url=openai_stub.api_base, llm_model="stub-model",
                                         llm_mask_pii=False))
-    from eval.suites.redteam import run_redteam
     from eval.suites.base import RunOptions
+    from eval.suites.redteam import run_redteam
 
     with model_requests_allowed(True):
         run_redteam(harness, records, RunOptions())

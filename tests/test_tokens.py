@@ -33,7 +33,7 @@ def _tiktoken_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 def chinese_texts() -> list[str]:
     texts = []
-    for line in (REPO / "eval" / "datasets" / "stage.jsonl").read_text(encoding="utf-8").splitlines()[:300]:
+    for line in (REPO / "eval" / "datasets" / "stage_dev.jsonl").read_text(encoding="utf-8").splitlines()[:300]:
         texts.extend(m["text"] for m in json.loads(line)["messages"])
     return texts
 
