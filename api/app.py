@@ -8,16 +8,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.sessions import SessionMiddleware
 
-from api.deps import parse_api_keys
 from api.errors import ERROR_RESPONSES, install_error_handlers
 from api.limits import BodySizeLimit
+from api.logs import redact_access_logs
 from api.routes import (
+    admin,
     approvals,
+    auth,
     backoffice,
     compliance_admin,
     knowledge,
     revisits,
+    sends,
     sidebar,
     suggestions,
     webhooks,
@@ -25,6 +29,7 @@ from api.routes import (
 from copilot.backoffice import BackOfficeScheduler
 from copilot.clock import Clock
 from copilot.config import Settings, get_settings
+from copilot.identity.sessions import session_secret
 from copilot.revisits import RevisitScheduler
 from copilot.service import Copilot
 from copilot.webhooks.spool import InboxWriter
@@ -81,6 +86,9 @@ def create_app(settings: Settings | None = None, *, copilot: Copilot | None = No
             await scheduler.stop()
         if inspection is not None:
             await inspection.stop()
+        clients = getattr(app.state, "wecom_clients", None)
+        if clients is not None:
+            await clients.aclose()
         await asyncio.to_thread(app.state.inbox_writer.close)
 
     app = FastAPI(
@@ -90,20 +98,22 @@ def create_app(settings: Settings | None = None, *, copilot: Copilot | None = No
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.api_keys = parse_api_keys(settings)
     install_error_handlers(app)
+    secret = session_secret(settings)
+    redact_access_logs(settings, secret)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Signed (itsdangerous) and HttpOnly. WeCom's webview needs SameSite=None, which browsers accept only
+    # with Secure; plain-http development relaxes both (COPILOT_SESSION_COOKIE_SECURE=false).
+    secure = settings.session_cookie_secure
+    app.add_middleware(SessionMiddleware, secret_key=secret, session_cookie="copilot_session",
+                       max_age=settings.session_max_age_s, same_site="none" if secure else "lax",
+                       https_only=secure)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.include_router(suggestions.router, responses=ERROR_RESPONSES)
-    app.include_router(knowledge.router, responses=ERROR_RESPONSES)
-    app.include_router(sidebar.router, responses=ERROR_RESPONSES)
-    app.include_router(compliance_admin.router, responses=ERROR_RESPONSES)
-    app.include_router(revisits.router, responses=ERROR_RESPONSES)
-    app.include_router(approvals.router, responses=ERROR_RESPONSES)
-    app.include_router(webhooks.router, responses=ERROR_RESPONSES)
-    app.include_router(backoffice.router, responses=ERROR_RESPONSES)
+    for router in (auth.router, suggestions.router, knowledge.router, sidebar.router, compliance_admin.router,
+                   revisits.router, approvals.router, webhooks.router, backoffice.router, sends.router, admin.router):
+        app.include_router(router, responses=ERROR_RESPONSES)
     return app

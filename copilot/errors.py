@@ -7,6 +7,7 @@
     ├── ConflictError            the request races or repeats a finished action (HTTP 409)
     ├── PayloadTooLargeError     a body or field exceeds a configured size (HTTP 413)
     ├── AuthError                missing or wrong credentials or signature (HTTP 401)
+    ├── ForbiddenError           signed in, but the role may not do this (HTTP 403)
     ├── ConfigurationError       the deployment is misconfigured; the operator must act (HTTP 500)
     └── UpstreamError            a model server or WeCom failed or timed out (HTTP 502)
 
@@ -22,6 +23,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "CopilotError",
+    "ForbiddenError",
     "LibraryError",
     "LibraryProblem",
     "NotFoundError",
@@ -76,6 +78,10 @@ class PayloadTooLargeError(CopilotError):
 
 class AuthError(CopilotError):
     """Credentials or a signature are missing or wrong."""
+
+
+class ForbiddenError(CopilotError):
+    """The caller is known, but their role (or sign-in kind) does not allow the action."""
 
 
 class ConfigurationError(CopilotError):

@@ -55,6 +55,7 @@ from copilot.retrieval.filters import Filters
 from copilot.retrieval.hybrid import Hit, HybridRetriever
 from copilot.retrieval.lexical import warm_up
 from copilot.retrieval.vectorstore import ChromaStore
+from copilot.sends import SendGate
 from copilot.suggestion import (
     AnalysisOut,
     CancelledOut,
@@ -132,6 +133,8 @@ class Copilot:
         self._product_titles: dict[str, list[str]] = {}  # per tenant, for the fact check; reset on ingest
         self._inflight_lock = threading.Lock()
         self.clock = clock
+        # The send gate judges by this Copilot's clock and counts in its one frequency guard.
+        self.sends = SendGate(engine, check=self.check, guard=self.frequency, clock=lambda: self.clock())
         self.default_candidates = default_candidates
         self.max_messages = max_messages
         create_schema(engine)

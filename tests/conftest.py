@@ -77,16 +77,15 @@ def fixed_clock() -> dt.datetime:
     return TODAY
 
 
-@pytest.fixture(scope="session")
-def hashing_copilot(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A Copilot over the demo library with the fast deterministic embedder (ephemeral stores)."""
+def make_hashing_copilot(root: Path) -> Any:
+    """A Copilot over the demo library with the fast deterministic embedder, in its own database under
+    `root`; for tests that send, approve or count, and must not share those with other modules."""
     from copilot.compliance import ComplianceChecker
     from copilot.embedding.embedders import HashingEmbedder
     from copilot.persistence.engine import make_engine
     from copilot.retrieval.vectorstore import ChromaStore
     from copilot.service import Copilot
 
-    root = tmp_path_factory.mktemp("copilot")
     embedder = HashingEmbedder()
     copilot = Copilot(
         engine=make_engine(f"sqlite:///{root / 'test.db'}"),
@@ -97,6 +96,12 @@ def hashing_copilot(tmp_path_factory: pytest.TempPathFactory) -> Any:
     )
     copilot.ingest(KNOWLEDGE, tenant="default")
     return copilot
+
+
+@pytest.fixture(scope="session")
+def hashing_copilot(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A Copilot over the demo library with the fast deterministic embedder (ephemeral stores)."""
+    return make_hashing_copilot(tmp_path_factory.mktemp("copilot"))
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -15,9 +16,14 @@ __all__ = ["running", "serve_in_thread"]
 
 
 @contextmanager
-def serve_in_thread(app: Any, *, name: str, lifespan: Literal["auto", "on", "off"] = "off", start_s: float = 20.0) -> Iterator[str]:
-    """Yield the server's base URL while it runs; stop it and free the port afterwards."""
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan=lifespan, log_level="warning")
+def serve_in_thread(app: Any, *, name: str, lifespan: Literal["auto", "on", "off"] = "off", start_s: float = 20.0,
+                    access_log: bool = False) -> Iterator[str]:
+    """Yield the server's base URL while it runs; stop it and free the port afterwards. Logs go to the
+    root logger (no uvicorn log config), where `caplog` sees them."""
+    config = uvicorn.Config(app, log_config=None, access_log=access_log, lifespan=lifespan,
+                            log_level="debug" if access_log else "warning")
+    if access_log:  # a server started before without an access log switched the shared logger off
+        logging.getLogger("uvicorn.access").propagate = True
     server = uvicorn.Server(config)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -25,7 +25,8 @@ from copilot.suggestion import MessageIn, SuggestRequest
 from copilot.webhooks.inbox import enqueue_outbox
 from copilot.wecom.automation.apps import ClientPool
 from copilot.wecom.automation.sender import OutboxSender
-from tests.wecom_stub import API_KEY, StubWeCom, webhook_app, webhook_config
+from tests.signin import SignedIn, sign_in
+from tests.wecom_stub import API_KEY, StubWeCom, running_stub, webhook_app, webhook_config
 from tests.wecom_stub import wecom_stub as wecom_stub  # fixture
 
 HEADERS = {"X-API-Key": API_KEY}
@@ -35,10 +36,34 @@ SAFE = "您好，活动详情我整理好发给您~"
 
 
 @pytest.fixture(scope="module")
-def client(hashing_copilot: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    app = webhook_app(hashing_copilot, webhook_config(), tmp_path_factory.mktemp("approvals"), clock=utcnow)
+def oauth() -> Iterator[StubWeCom]:
+    """The default tenant's WeCom app, where reviewers sign in."""
+    with running_stub() as stub:
+        yield stub
+
+
+@pytest.fixture(scope="module")
+def client(hashing_copilot: Any, tmp_path_factory: pytest.TempPathFactory, oauth: StubWeCom) -> Iterator[TestClient]:
+    app = webhook_app(hashing_copilot, webhook_config(oauth.base_url, agent_id="1000002"),
+                      tmp_path_factory.mktemp("approvals"), clock=utcnow,
+                      wecom_authorize_url=f"{oauth.base_url}/connect/oauth2/authorize", session_cookie_secure=False)
     with TestClient(app) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="module")
+def admin(client: TestClient, oauth: StubWeCom) -> SignedIn:
+    return sign_in(client, oauth, "ZhaoMin")  # admin_zhaomin in the demo staff.yaml
+
+
+@pytest.fixture(scope="module")
+def supervisor(client: TestClient, oauth: StubWeCom) -> SignedIn:
+    return sign_in(client, oauth, "WangLi")  # sup_wangli, team 华东一组 (staff_xiaoya, staff_xiaolin)
+
+
+@pytest.fixture(scope="module")
+def staff(client: TestClient, oauth: StubWeCom) -> SignedIn:
+    return sign_in(client, oauth, "LinXiaoYa")  # staff_xiaoya
 
 
 def held(copilot: Any, *, text: str = RISKY, staff: str | None = None, customer: str | None = None,
@@ -92,17 +117,18 @@ def sent_to(stub: StubWeCom, customer: str) -> list[str]:
 
 
 def test_held_text_is_never_sent_and_approval_releases_it_once(
-    client: TestClient, wecom_stub: StubWeCom, hashing_copilot: Any
+    admin: SignedIn, wecom_stub: StubWeCom, hashing_copilot: Any
 ) -> None:
     row, item = held(hashing_copilot, text="小程序下单时备注一下，我帮您加急")  # low/none risk but held (AI unsure)
     send_due(hashing_copilot, wecom_stub)
     assert sent_to(wecom_stub, row.customer_id or "") == [] and outbox(hashing_copilot, row.id).status == "held"
-    response = client.post(f"/v1/approvals/{item.id}/approve", json={"reviewer": "manager-li"}, headers=HEADERS)
+    response = admin.post(f"/v1/approvals/{item.id}/approve", json={})
     assert response.status_code == 200 and response.json()["status"] == "approved"
     send_due(hashing_copilot, wecom_stub)
     send_due(hashing_copilot, wecom_stub)
     assert sent_to(wecom_stub, row.customer_id or "") == [row.text]
-    assert audit_actions(hashing_copilot, item.id) == ["held", "approved", "sent"]
+    assert outbox(hashing_copilot, row.id).status == "task_created"  # the staff member still confirms it
+    assert audit_actions(hashing_copilot, item.id) == ["held", "approved", "task_created"]
 
 
 def test_sender_refuses_text_whose_approval_is_not_granted(
@@ -126,29 +152,26 @@ def test_sender_refuses_text_whose_approval_is_not_granted(
 
 
 def test_edit_is_rechecked_and_the_edited_text_is_what_goes_out(
-    client: TestClient, wecom_stub: StubWeCom, hashing_copilot: Any
+    admin: SignedIn, wecom_stub: StubWeCom, hashing_copilot: Any
 ) -> None:
     row, item = held(hashing_copilot)
-    risky = client.post(f"/v1/approvals/{item.id}/edit", headers=HEADERS,
-                        json={"reviewer": "manager-li", "text": "这款效果最好，加我微信"})
+    risky = admin.post(f"/v1/approvals/{item.id}/edit", json={"text": "这款效果最好，加我微信"})
     assert risky.status_code == 422
     assert {f["category"] for f in risky.json()["flags"]} >= {"off_platform"}
     assert audit_actions(hashing_copilot, item.id) == ["held"]
-    ok = client.post(f"/v1/approvals/{item.id}/edit", headers=HEADERS,
-                     json={"reviewer": "manager-li", "text": SAFE, "reason": "removed the WeChat move"})
+    ok = admin.post(f"/v1/approvals/{item.id}/edit", json={"text": SAFE, "reason": "removed the WeChat move"})
     assert ok.status_code == 200
     assert ok.json()["status"] == "edited_approved" and ok.json()["final_text"] == SAFE
     send_due(hashing_copilot, wecom_stub)
     assert sent_to(wecom_stub, row.customer_id or "") == [SAFE]
-    assert audit_actions(hashing_copilot, item.id) == ["held", "edited_approved", "sent"]
+    assert audit_actions(hashing_copilot, item.id) == ["held", "edited_approved", "task_created"]
 
 
 def test_rejected_text_is_cancelled_and_never_sent(
-    client: TestClient, wecom_stub: StubWeCom, hashing_copilot: Any
+    admin: SignedIn, wecom_stub: StubWeCom, hashing_copilot: Any
 ) -> None:
     row, item = held(hashing_copilot)
-    response = client.post(f"/v1/approvals/{item.id}/reject", headers=HEADERS,
-                           json={"reviewer": "manager-li", "reason": "off-platform"})
+    response = admin.post(f"/v1/approvals/{item.id}/reject", json={"reason": "off-platform"})
     assert response.status_code == 200 and response.json()["status"] == "rejected"
     send_due(hashing_copilot, wecom_stub)
     assert outbox(hashing_copilot, row.id).status == "cancelled"
@@ -156,16 +179,47 @@ def test_rejected_text_is_cancelled_and_never_sent(
 
 
 def test_repeating_a_decision_is_idempotent_and_a_different_one_conflicts(
-    client: TestClient, hashing_copilot: Any
+    admin: SignedIn, supervisor: SignedIn, hashing_copilot: Any
 ) -> None:
-    _, item = held(hashing_copilot)
-    first = client.post(f"/v1/approvals/{item.id}/approve", json={"reviewer": "a"}, headers=HEADERS)
-    again = client.post(f"/v1/approvals/{item.id}/approve", json={"reviewer": "a"}, headers=HEADERS)
+    _, item = held(hashing_copilot, staff="staff_xiaoya")
+    first = admin.post(f"/v1/approvals/{item.id}/approve", json={})
+    again = admin.post(f"/v1/approvals/{item.id}/approve", json={})
     assert first.status_code == again.status_code == 200 and first.json() == again.json()
     assert audit_actions(hashing_copilot, item.id) == ["held", "approved"]
-    assert client.post(f"/v1/approvals/{item.id}/reject", json={"reviewer": "a"}, headers=HEADERS).status_code == 409
-    assert client.post(f"/v1/approvals/{item.id}/approve", json={"reviewer": "b"}, headers=HEADERS).status_code == 409
-    assert client.post("/v1/approvals/nope/approve", json={"reviewer": "a"}, headers=HEADERS).status_code == 404
+    assert admin.post(f"/v1/approvals/{item.id}/reject", json={}).status_code == 409
+    assert supervisor.post(f"/v1/approvals/{item.id}/approve", json={}).status_code == 409
+    assert admin.post("/v1/approvals/nope/approve", json={}).status_code == 404
+
+
+def test_the_reviewer_is_the_signed_in_person_never_a_name_from_the_body(
+    supervisor: SignedIn, hashing_copilot: Any
+) -> None:
+    _, item = held(hashing_copilot, staff="staff_xiaolin")
+    response = supervisor.post(f"/v1/approvals/{item.id}/approve", json={"reviewer": "ceo", "reason": "ok"})
+    assert response.status_code == 200, response.text
+    assert response.json()["reviewer"] == "sup_wangli"
+    with Session(hashing_copilot.engine) as session:
+        decided = session.exec(select(AuditLog).where(AuditLog.approval_id == item.id,
+                                                      AuditLog.action == "approved")).one()
+    assert decided.actor == "sup_wangli"
+
+
+def test_staff_and_api_keys_cannot_decide_and_supervisors_only_decide_their_team(
+    client: TestClient, staff: SignedIn, supervisor: SignedIn, hashing_copilot: Any
+) -> None:
+    _, own = held(hashing_copilot, staff="staff_xiaoya")
+    _, other_team = held(hashing_copilot, staff="staff_chenjing")
+    for action in ("approve", "reject"):
+        assert staff.post(f"/v1/approvals/{own.id}/{action}", json={}).status_code == 403
+        assert client.post(f"/v1/approvals/{own.id}/{action}", json={}, headers=HEADERS).status_code == 403
+    assert staff.post(f"/v1/approvals/{own.id}/edit", json={"text": SAFE}).status_code == 403
+    assert staff.get(f"/v1/approvals/{own.id}").status_code == 200  # their own request: they follow it
+    assert staff.get(f"/v1/approvals/{other_team.id}").status_code == 404
+    assert supervisor.post(f"/v1/approvals/{other_team.id}/approve", json={}).status_code == 404
+    assert {i["id"] for i in supervisor.get("/v1/approvals", params={"limit": 500}).json()} >= {own.id}
+    assert other_team.id not in {i["id"] for i in supervisor.get("/v1/approvals", params={"limit": 500}).json()}
+    assert supervisor.post(f"/v1/approvals/{own.id}/approve", json={}, csrf=False).status_code == 403
+    assert supervisor.post(f"/v1/approvals/{own.id}/approve", json={}).status_code == 200
 
 
 def test_two_reviewers_racing_cannot_both_win(hashing_copilot: Any) -> None:
@@ -207,10 +261,10 @@ def test_pending_items_expire_and_their_messages_are_cancelled(hashing_copilot: 
     assert audit_actions(hashing_copilot, item.id) == ["held", "expired"]
 
 
-def test_blocked_text_cannot_be_approved_as_it_is(client: TestClient, hashing_copilot: Any) -> None:
+def test_blocked_text_cannot_be_approved_as_it_is(admin: SignedIn, hashing_copilot: Any) -> None:
     _, item = held(hashing_copilot, text="好评返现5元，保证治好湿疹")
     assert item.risk == "block"
-    response = client.post(f"/v1/approvals/{item.id}/approve", json={"reviewer": "a"}, headers=HEADERS)
+    response = admin.post(f"/v1/approvals/{item.id}/approve", json={})
     assert response.status_code == 422
 
 

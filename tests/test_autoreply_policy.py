@@ -23,9 +23,9 @@ from sqlmodel import Session, col, select
 from copilot.clock import utcnow
 from copilot.drafting.types import DraftContext, DraftOutcome
 from copilot.errors import ValidationError
-from copilot.persistence.tables.approvals import ApprovalItem, StaffNotification
+from copilot.persistence.tables.approvals import ApprovalItem, AuditLog, StaffNotification
 from copilot.persistence.tables.conversations import CandidateRow, SuggestionRow
-from copilot.persistence.tables.webhooks import OutboxMessage, WebhookSecret
+from copilot.persistence.tables.webhooks import InboxEvent, OutboxMessage, WebhookSecret
 from copilot.persistence.tables.wecom import AutoReplyPolicyRow
 from copilot.wecom.automation.policy import (
     AutoReplyPolicy,
@@ -163,8 +163,19 @@ def set_policy(engine: Any, tenant: str, **overrides: Any) -> None:
 
 @pytest.fixture
 def tenant(hashing_copilot: Any) -> str:
+    """A tenant whose external-chat replies go out as group-send tasks the staff member confirms."""
     name = f"t{uuid.uuid4().hex[:10]}"
     add_wecom_tenant(hashing_copilot.engine, name, WebhookSecret(tenant_id=name, secret="tenant-secret"))
+    set_policy(hashing_copilot.engine, name, external_delivery="group_send_task")
+    return name
+
+
+@pytest.fixture
+def notifying_tenant(hashing_copilot: Any) -> str:
+    """A tenant on the default delivery: staff are notified through the app (agent 1000002)."""
+    name = f"n{uuid.uuid4().hex[:10]}"
+    add_wecom_tenant(hashing_copilot.engine, name, WebhookSecret(tenant_id=name, secret="tenant-secret"),
+                     agent_id="1000002")
     set_policy(hashing_copilot.engine, name)
     return name
 
@@ -190,8 +201,11 @@ def send_message(client: TestClient, tenant: str, **fields: Any) -> None:
     assert response.status_code == 200, response.text
 
 
+PUBLIC = "https://copilot.example.com"
+
+
 def run_worker(copilot: Any, stub: StubWeCom, tenant: str, clock: Clock) -> None:
-    worker = Worker(copilot, webhook_config(stub.base_url), clock=clock, tenants=[tenant])
+    worker = Worker(copilot, webhook_config(stub.base_url, public_url=PUBLIC), clock=clock, tenants=[tenant])
 
     async def run() -> None:
         try:
@@ -212,6 +226,26 @@ def rows_for(copilot: Any, customer: str) -> list[OutboxMessage]:
         return list(session.exec(select(OutboxMessage).where(OutboxMessage.customer_id == customer)).all())
 
 
+def test_external_chat_replies_notify_the_staff_member_with_a_link_to_the_draft(
+    client: TestClient, wecom_stub: StubWeCom, hashing_copilot: Any, notifying_tenant: str
+) -> None:
+    send_message(client, notifying_tenant, customer_id="c0", customer_name="王姐", staff_id="s1",
+                 staff_wecom_userid="WeComS1", text="什么时候发货呀")
+    run_worker(hashing_copilot, wecom_stub, notifying_tenant, Clock(MONDAY_11AM))
+    assert wecom_stub.calls_to(TEMPLATE) == []  # nothing pretends to message the customer
+    [row] = rows_for(hashing_copilot, "c0")
+    [note] = wecom_stub.app_messages
+    assert note["touser"] == "WeComS1" and note["agentid"] == 1000002 and note["msgtype"] == "textcard"
+    card = note["textcard"]
+    assert card["url"] == f"{PUBLIC}/sidebar?customer_id=c0&draft={row.id}"
+    assert "王姐" in card["title"] and "什么时候发货呀" in card["title"]
+    assert row.text.startswith("下单后 48 小时内发货") and row.text in card["description"]
+    assert row.channel == "app_message" and row.kind == "keyword" and row.status == "sent"
+    with Session(hashing_copilot.engine) as session:
+        actions = session.exec(select(AuditLog.action).where(AuditLog.outbox_id == row.id)).all()
+    assert actions == ["staff_notified"]
+
+
 def test_keyword_reply_goes_out_through_the_staff_members_message_task(
     client: TestClient, wecom_stub: StubWeCom, hashing_copilot: Any, tenant: str
 ) -> None:
@@ -221,7 +255,27 @@ def test_keyword_reply_goes_out_through_the_staff_members_message_task(
     assert call.body["sender"] == "WeComS1" and call.body["chat_type"] == "single"
     assert call.body["text"]["content"].startswith("下单后 48 小时内发货")
     [row] = rows_for(hashing_copilot, "c1")
-    assert row.kind == "keyword" and row.status == "sent"
+    assert row.kind == "keyword" and row.status == "task_created"  # not sent: the staff member confirms it
+
+
+def test_a_second_group_send_task_to_a_customer_the_same_day_is_refused(
+    client: TestClient, wecom_stub: StubWeCom, hashing_copilot: Any, tenant: str
+) -> None:
+    clock = Clock(MONDAY_11AM)
+    for text in ("什么时候发货呀", "几点开门"):
+        send_message(client, tenant, customer_id="c8", staff_id="s1", staff_wecom_userid="WeComS1", text=text)
+        run_worker(hashing_copilot, wecom_stub, tenant, clock)
+        clock.advance(60)
+    assert len(wecom_stub.calls_to(TEMPLATE)) == 1
+    assert [r.status for r in rows_for(hashing_copilot, "c8")] == ["task_created"]
+    with Session(hashing_copilot.engine) as session:
+        results = [e.result.get("plan") for e in session.exec(select(InboxEvent).where(
+            InboxEvent.tenant_id == tenant, InboxEvent.kind == "text")).all()]
+    assert "refused: frequency.wecom_group_daily" in results
+    clock.advance(24 * 3600)  # the next day the staff member may send this customer one again
+    send_message(client, tenant, customer_id="c8", staff_id="s1", staff_wecom_userid="WeComS1", text="几点关门")
+    run_worker(hashing_copilot, wecom_stub, tenant, clock)
+    assert len(wecom_stub.calls_to(TEMPLATE)) == 2
 
 
 def test_off_hours_note_is_sent_once_per_quiet_period(
@@ -254,7 +308,7 @@ def test_a_human_reply_pauses_automation_for_that_customer(
 def test_risky_keyword_reply_is_held_for_approval(
     client: TestClient, wecom_stub: StubWeCom, hashing_copilot: Any, tenant: str
 ) -> None:
-    set_policy(hashing_copilot.engine, tenant, keywords=[
+    set_policy(hashing_copilot.engine, tenant, external_delivery="group_send_task", keywords=[
         {"id": "bad", "match": "contains", "patterns": ["优惠"], "reply": "加我微信私聊，给您最低价"}])
     send_message(client, tenant, customer_id="c5", staff_id="s1", text="有优惠吗")
     run_worker(hashing_copilot, wecom_stub, tenant, Clock(MONDAY_11AM))
@@ -266,7 +320,8 @@ def test_risky_keyword_reply_is_held_for_approval(
 def test_ai_reply_is_sent_when_enabled_safe_and_confident(
     client: TestClient, wecom_stub: StubWeCom, hashing_copilot: Any, default_policy: None
 ) -> None:
-    set_policy(hashing_copilot.engine, "default", ai={"enabled": True, "min_confidence": 0.0})
+    set_policy(hashing_copilot.engine, "default", ai={"enabled": True, "min_confidence": 0.0},
+               external_delivery="group_send_task")
     send_message(client, "default", customer_id="cust_049", staff_id="staff_anran", text="宝宝红屁屁了有什么推荐的")
     run_worker(hashing_copilot, wecom_stub, "default", Clock(MONDAY_11AM))
     [text] = sent_texts(wecom_stub, "cust_049")
@@ -281,7 +336,7 @@ def test_ai_reply_is_sent_when_enabled_safe_and_confident(
         ).one()
     assert top.text == text  # the copilot's own top draft went out, once
     ai_rows = [r for r in rows_for(hashing_copilot, "cust_049") if r.kind == "ai"]
-    assert len(ai_rows) == 1 and ai_rows[0].status == "sent" and ai_rows[0].approval_id is None
+    assert len(ai_rows) == 1 and ai_rows[0].status == "task_created" and ai_rows[0].approval_id is None
 
 
 def test_ai_replies_off_means_no_reply(
@@ -296,7 +351,8 @@ def test_ai_replies_off_means_no_reply(
 def test_unsure_ai_draft_is_held_and_the_staff_member_notified(
     client: TestClient, wecom_stub: StubWeCom, hashing_copilot: Any, default_policy: None
 ) -> None:
-    set_policy(hashing_copilot.engine, "default", ai={"enabled": True, "min_confidence": 1.0})
+    set_policy(hashing_copilot.engine, "default", ai={"enabled": True, "min_confidence": 1.0},
+               external_delivery="group_send_task")
     send_message(client, "default", customer_id="cust_051", staff_id="staff_anran", text="宝宝红屁屁了有什么推荐的")
     run_worker(hashing_copilot, wecom_stub, "default", Clock(MONDAY_11AM))
     assert sent_texts(wecom_stub, "cust_051") == []
@@ -319,7 +375,8 @@ class RiskyDrafter:
 def test_risky_ai_draft_is_held_for_approval_not_sent(
     client: TestClient, wecom_stub: StubWeCom, hashing_copilot: Any, default_policy: None
 ) -> None:
-    set_policy(hashing_copilot.engine, "default", ai={"enabled": True, "min_confidence": 0.0})
+    set_policy(hashing_copilot.engine, "default", ai={"enabled": True, "min_confidence": 0.0},
+               external_delivery="group_send_task")
     original = hashing_copilot.drafter
     hashing_copilot.drafter = RiskyDrafter()
     try:

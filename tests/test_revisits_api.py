@@ -129,7 +129,9 @@ def _queue(client: TestClient, day: str = "2026-11-22") -> dict[str, Any]:
 
 def test_staff_are_listed_with_how_many_customers_each_has(client: TestClient) -> None:
     staff = {s["id"]: s for s in client.get("/v1/staff", headers=HEADERS).json()}
-    assert set(staff) == {"staff_xiaoya", "staff_xiaolin", "staff_chenjing", "staff_anran"}
+    assert set(staff) == {"staff_xiaoya", "staff_xiaolin", "staff_chenjing", "staff_anran", "sup_wangli",
+                          "admin_zhaomin"}
+    assert staff["sup_wangli"]["customers"] == staff["admin_zhaomin"]["customers"] == 0
     assert staff[STAFF] == {"id": STAFF, "name": "许安然", "customers": 16 + len(BUILT) + 1}
     assert client.get("/v1/staff", headers={"X-API-Key": OTHER_KEY}).json() == []
 

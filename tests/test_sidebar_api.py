@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -12,8 +14,8 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from api.app import create_app
-from api.routes.sidebar import SidebarJsapi
 from copilot.config import Settings
+from tests.wecom_stub import StubWeCom, running_stub
 
 KEY = "test-key-sidebar-0123456789"
 OTHER_KEY = "test-key-other-0123456789"
@@ -23,10 +25,17 @@ TICKET = "kgt8ON7yVITDhtdwci0qeQ-known-test-ticket"
 
 
 @pytest.fixture(scope="module")
-def app(hashing_copilot: Any, tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
+def stub() -> Iterator[StubWeCom]:
+    with running_stub() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def app(hashing_copilot: Any, tmp_path_factory: pytest.TempPathFactory, stub: StubWeCom) -> FastAPI:
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("sidebar-api"),
         api_keys=[SecretStr(KEY), SecretStr(f"other:{OTHER_KEY}")],
+        wecom_base_url=stub.base_url,
     )
     return create_app(settings, copilot=hashing_copilot)
 
@@ -37,19 +46,15 @@ def client(app: FastAPI) -> Iterator[TestClient]:
         yield test_client
 
 
-@pytest.fixture()
-def wecom_configured(app: FastAPI) -> Iterator[list[int]]:
-    calls: list[int] = []
-
-    async def ticket() -> str:
-        calls.append(1)
-        return TICKET
-
-    app.state.sidebar_jsapi = SidebarJsapi(corpid="ww-test-corp", agentid="1000002", ticket=ticket)
-    try:
-        yield calls
-    finally:
-        del app.state.sidebar_jsapi
+@pytest.fixture(scope="module")
+def wecom_configured(client: TestClient, stub: StubWeCom) -> StubWeCom:
+    """Tenant `other` gets the stub's WeCom app the way an operator sets one up: through the admin routes."""
+    created = client.post("/v1/admin/tenants", json={"id": "other"}, headers=HEADERS)
+    assert created.status_code in (201, 409), created.text
+    response = client.put("/v1/admin/wecom", headers=OTHER, json={
+        "corp_id": stub.corp_id, "agent_id": "1000002", "secret": stub.corp_secret})
+    assert response.status_code == 200, response.text
+    return stub
 
 
 def _customer_with_orders(client: TestClient) -> dict[str, Any]:
@@ -93,51 +98,86 @@ def test_only_the_sidebar_assets_are_served_from_static(client: TestClient, name
 
 
 # ---- JS-SDK signature ---------------------------------------------------------------------------
-def test_signature_is_sha1_of_ticket_nonce_timestamp_and_url_without_fragment(
-    client: TestClient, wecom_configured: list[int]
+def _ticket_calls(stub: StubWeCom) -> int:
+    return len(stub.calls_to("/cgi-bin/ticket/get"))
+
+
+def test_signature_is_sha1_of_the_tenant_apps_ticket_nonce_timestamp_and_url_without_fragment(
+    client: TestClient, wecom_configured: StubWeCom
 ) -> None:
     url = "https://copilot.example.com/sidebar?customer_id=cust_001&from=toolbar#drafts"
-    response = client.get("/v1/sidebar/jsapi-signature", params={"url": url}, headers=HEADERS)
+    response = client.get("/v1/sidebar/jsapi-signature", params={"url": url}, headers=OTHER)
     assert response.status_code == 200, response.text
     out = response.json()
-    assert out["corpid"] == "ww-test-corp" and out["agentid"] == "1000002"
+    assert out["corpid"] == wecom_configured.corp_id and out["agentid"] == "1000002"
     assert isinstance(out["timestamp"], int) and out["nonceStr"]
+    assert wecom_configured.calls_to("/cgi-bin/ticket/get")[-1].query["type"] == "agent_config"
+    ticket = _ticket_of(wecom_configured)
     plain = (
-        f"jsapi_ticket={TICKET}&noncestr={out['nonceStr']}&timestamp={out['timestamp']}"
+        f"jsapi_ticket={ticket}&noncestr={out['nonceStr']}&timestamp={out['timestamp']}"
         "&url=https://copilot.example.com/sidebar?customer_id=cust_001&from=toolbar"
     )
     assert out["signature"] == hashlib.sha1(plain.encode()).hexdigest()
-    assert wecom_configured == [1]
 
 
-def test_each_signature_uses_a_fresh_nonce(client: TestClient, wecom_configured: list[int]) -> None:
+def _ticket_of(stub: StubWeCom) -> str:
+    """The ticket the stub issued last (it numbers them), as WeCom would have answered it."""
+    return stub.last_ticket
+
+
+def test_each_signature_uses_a_fresh_nonce_and_the_cached_ticket(
+    client: TestClient, wecom_configured: StubWeCom
+) -> None:
     params = {"url": "https://copilot.example.com/sidebar"}
-    first = client.get("/v1/sidebar/jsapi-signature", params=params, headers=HEADERS).json()
-    second = client.get("/v1/sidebar/jsapi-signature", params=params, headers=HEADERS).json()
+    first = client.get("/v1/sidebar/jsapi-signature", params=params, headers=OTHER).json()
+    before = _ticket_calls(wecom_configured)
+    second = client.get("/v1/sidebar/jsapi-signature", params=params, headers=OTHER).json()
     assert first["nonceStr"] != second["nonceStr"]
     assert first["signature"] != second["signature"]
+    assert _ticket_calls(wecom_configured) == before  # WeCom rate-limits ticket/get: one per lifetime
 
 
-def test_signature_is_503_with_a_clear_message_when_wecom_is_not_configured(client: TestClient) -> None:
+def test_the_ticket_is_fetched_again_once_when_it_expires(hashing_copilot: Any, tmp_path: Any) -> None:
+    with running_stub(expires_in=2) as stub:  # cached for half its life: one second
+        settings = Settings(data_dir=tmp_path, api_keys=[SecretStr(KEY)], wecom_base_url=stub.base_url,
+                            wecom_corp_id=stub.corp_id, wecom_secret=SecretStr(stub.corp_secret),
+                            wecom_agent_id="1000009")
+        with TestClient(create_app(settings, copilot=hashing_copilot)) as fresh:
+            params = {"url": "https://copilot.example.com/sidebar"}
+            first = fresh.get("/v1/sidebar/jsapi-signature", params=params, headers=HEADERS)
+            assert first.status_code == 200, first.text
+            assert first.json()["agentid"] == "1000009"
+            assert _ticket_calls(stub) == 1
+            time.sleep(1.2)
+            with ThreadPoolExecutor(4) as pool:
+                answers = list(pool.map(lambda _: fresh.get("/v1/sidebar/jsapi-signature", params=params,
+                                                            headers=HEADERS), range(4)))
+            assert [a.status_code for a in answers] == [200] * 4
+            assert _ticket_calls(stub) == 2
+
+
+def test_signature_is_503_with_a_clear_message_when_the_tenant_has_no_wecom_app(client: TestClient) -> None:
     response = client.get(
         "/v1/sidebar/jsapi-signature", params={"url": "https://x.example.com/sidebar"}, headers=HEADERS
     )
     assert response.status_code == 503
-    assert "not configured" in response.json()["detail"]
+    assert "no WeCom app" in response.json()["detail"]
 
 
-def test_signature_needs_an_api_key(client: TestClient, wecom_configured: list[int]) -> None:
+def test_signature_needs_a_caller(client: TestClient, wecom_configured: StubWeCom) -> None:
+    before = _ticket_calls(wecom_configured)
     response = client.get("/v1/sidebar/jsapi-signature", params={"url": "https://x.example.com/sidebar"})
     assert response.status_code == 401
-    assert wecom_configured == []
+    assert _ticket_calls(wecom_configured) == before
 
 
-def test_signature_refuses_a_relative_url(client: TestClient, wecom_configured: list[int]) -> None:
+def test_signature_refuses_a_relative_url(client: TestClient, wecom_configured: StubWeCom) -> None:
+    before = _ticket_calls(wecom_configured)
     response = client.get(
-        "/v1/sidebar/jsapi-signature", params={"url": "/sidebar?customer_id=1"}, headers=HEADERS
+        "/v1/sidebar/jsapi-signature", params={"url": "/sidebar?customer_id=1"}, headers=OTHER
     )
     assert response.status_code == 422
-    assert wecom_configured == []
+    assert _ticket_calls(wecom_configured) == before
 
 
 # ---- new customer messages -------------------------------------------------------------------------
@@ -244,12 +284,8 @@ def test_feedback_is_private_to_the_tenant(client: TestClient) -> None:
     }
     assert client.post("/v1/sidebar/feedback", json=body, headers=OTHER).status_code == 404
     assert client.post("/v1/sidebar/feedback", json=body, headers=HEADERS).status_code == 201
-    assert (
-        client.get(
-            "/v1/sidebar/feedback", params={"suggestion_id": out["suggestion_id"]}, headers=OTHER
-        ).json()["items"]
-        == []
-    )
+    other = client.get("/v1/sidebar/feedback", params={"suggestion_id": out["suggestion_id"]}, headers=OTHER)
+    assert other.status_code == 404
 
 
 def test_feedback_refuses_an_unknown_action(client: TestClient) -> None:

@@ -17,10 +17,10 @@ import pytest
 from pydantic import SecretStr
 
 from api.app import create_app
-from api.routes.sidebar import SidebarJsapi
 from copilot.config import Settings
 from copilot.drafting.types import Citation, DraftCandidate, DraftContext, DraftOutcome
 from tests.browser_support import WX_STUB, LiveServer, chromium_missing_reason, launch_chromium
+from tests.wecom_stub import StubWeCom, running_stub
 
 pytestmark = [
     pytest.mark.browser,
@@ -29,7 +29,6 @@ pytestmark = [
 
 KEY = "test-key-browser-0123456789"
 HEADERS = {"X-API-Key": KEY}
-TICKET = "browser-test-agent-ticket"
 WAIT_MS = 30_000  # how long to wait for the page to reach a state; nothing asserts on durations
 
 
@@ -465,25 +464,28 @@ def test_drafts_being_edited_are_marked_stale_instead_of_replaced(
 
 # ---- inside WeCom -----------------------------------------------------------------------------------
 @pytest.fixture()
-def wecom_configured(server: LiveServer) -> Iterator[None]:
-    async def ticket() -> str:
-        return TICKET
-
-    server.app.state.sidebar_jsapi = SidebarJsapi(corpid="ww-browser-corp", agentid="1000003", ticket=ticket)
-    try:
-        yield
-    finally:
-        del server.app.state.sidebar_jsapi
+def wecom_server(hashing_copilot: Any, tmp_path: Any) -> Iterator[tuple[LiveServer, StubWeCom]]:
+    """The app with the default tenant's WeCom app configured (the stub), as an operator sets it."""
+    with running_stub() as stub:
+        settings = Settings(data_dir=tmp_path, api_keys=[SecretStr(KEY)], wecom_corp_id=stub.corp_id,
+                            wecom_secret=SecretStr(stub.corp_secret), wecom_agent_id="1000003",
+                            wecom_base_url=stub.base_url, session_cookie_secure=False)
+        live = LiveServer(create_app(settings, copilot=hashing_copilot))
+        live.start()
+        try:
+            yield live, stub
+        finally:
+            live.stop()
 
 
 def test_inside_wecom_the_signed_agent_config_opens_the_current_chats_customer(
-    server: LiveServer,
+    wecom_server: tuple[LiveServer, StubWeCom],
     context: Any,
     customers: list[dict[str, Any]],
     page_errors: list[str],
-    wecom_configured: None,
 ) -> None:
     expect = _expect()
+    server, stub = wecom_server
     customer = _buyer(customers, 6)
     page = _new_page(context, page_errors, wx={"contactId": customer["id"]})
     page.goto(f"{server.url}/sidebar?key={KEY}&from=toolbar")
@@ -493,10 +495,11 @@ def test_inside_wecom_the_signed_agent_config_opens_the_current_chats_customer(
     expect(page.get_by_test_id("env")).to_have_text("企业微信")
 
     (config,) = page.evaluate("window.__wx.agentConfig")
-    assert config["corpid"] == "ww-browser-corp" and config["agentid"] == "1000003"
+    assert config["corpid"] == stub.corp_id and config["agentid"] == "1000003"
     assert set(config["jsApiList"]) >= {"getCurExternalContact", "sendChatMessage"}
     assert "key=" not in config["url"]  # the key leaves the address before the page signs it
-    plain = f"jsapi_ticket={TICKET}&noncestr={config['nonceStr']}&timestamp={config['timestamp']}&url={config['url']}"
+    plain = (f"jsapi_ticket={stub.last_ticket}&noncestr={config['nonceStr']}&timestamp={config['timestamp']}"
+             f"&url={config['url']}")
     assert config["signature"] == hashlib.sha1(plain.encode()).hexdigest()
     assert page_errors == []
 

@@ -18,6 +18,7 @@ from copilot.compliance import ComplianceChecker
 from copilot.compliance.frequency import FrequencyGuard
 from copilot.compliance.tenants import TenantCompliance, load_config
 from copilot.errors import ValidationError
+from copilot.identity.keys import KeyRing
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "knowledge" / "compliance.yaml"
@@ -130,7 +131,8 @@ def test_tenant_cap_feeds_the_frequency_guard(library: Path, fresh_engine: Any) 
 def _admin_client(copilot: object) -> TestClient:
     app = FastAPI()
     install_error_handlers(app)
-    app.state.api_keys = {"k-baby": "baby"}
+    # A configured key of tenant `baby` (configured keys act as their tenant's admin; no stored keys here).
+    app.state.keyring = KeyRing(None, ["baby:k-baby"], default_tenant="default")  # type: ignore[arg-type]
     app.state.copilot = copilot
     app.include_router(compliance_admin.router)
     return TestClient(app)

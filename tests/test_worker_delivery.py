@@ -399,7 +399,7 @@ def test_transient_wecom_failure_is_retried_later_without_a_double_send(
     drain(make_worker(hashing_copilot, wecom_stub, tenant, clock))
     drain(make_worker(hashing_copilot, wecom_stub, tenant, clock))
     [row] = outbox_rows(hashing_copilot, tenant_id=tenant)
-    assert row.status == "sent"
+    assert row.status == "task_created"
     assert len(wecom_stub.calls_to("/cgi-bin/externalcontact/add_msg_template")) == 2
 
 

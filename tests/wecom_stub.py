@@ -4,6 +4,10 @@ It issues access tokens, checks them on every call (unknown â†’ 40014, expired â
 endpoints the copilot uses with plausible bodies, records every call, and can be scripted per path to
 answer an errcode, a custom body, an HTTP status, or to be slow. Use the `wecom_stub` fixture or
 `running_stub()`.
+
+It also plays WeCom's OAuth page: `GET /connect/oauth2/authorize` signs in `signed_in` (the member the
+WeCom client is logged in as; None plays a non-member) by issuing a one-time code and redirecting to the
+`redirect_uri` with it and the `state`, as WeCom does.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from tests.live_server import running
 
@@ -68,10 +72,15 @@ class StubWeCom:
     base_url: str = ""
     calls: list[Call] = field(default_factory=list)
     oauth_codes: dict[str, str] = field(default_factory=dict)
+    signed_in: str | None = None  # the WeCom member the OAuth page signs in
+    members: list[str] = field(default_factory=list)  # what user/list_id lists
+    app_messages: list[dict[str, Any]] = field(default_factory=list)  # bodies of message/send
+    last_ticket: str = ""
     kf_messages: list[dict[str, Any]] = field(default_factory=list)
     _scripts: dict[str, deque[Reply]] = field(default_factory=dict)
     _tokens: dict[str, bool] = field(default_factory=dict)
     _used_welcome_codes: set[str] = field(default_factory=set)
+    _used_codes: set[str] = field(default_factory=set)
     _counter: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _closing: threading.Event = field(default_factory=threading.Event)
@@ -103,6 +112,20 @@ class StubWeCom:
 
     def app(self) -> FastAPI:
         app = FastAPI()
+
+        @app.get("/connect/oauth2/authorize")
+        async def authorize(request: Request) -> Response:
+            query = dict(request.query_params)
+            with self._lock:
+                self.calls.append(Call("GET", "/connect/oauth2/authorize", query, None))
+                if query.get("appid") != self.corp_id or query.get("scope") != "snsapi_base":
+                    return Response(status_code=400, content=b"bad appid or scope")
+                code = f"stub-oauth-code-{next(self._counter)}"
+                if self.signed_in is not None:
+                    self.oauth_codes[code] = self.signed_in
+            separator = "&" if "?" in query["redirect_uri"] else "?"
+            target = f"{query['redirect_uri']}{separator}code={code}&state={query.get('state', '')}"
+            return RedirectResponse(target, status_code=302)
 
         @app.api_route("/{path:path}", methods=["GET", "POST"])
         async def handle(path: str, request: Request) -> Response:
@@ -160,7 +183,8 @@ class StubWeCom:
         if call.path == "/cgi-bin/ticket/get":
             if call.query.get("type") != "agent_config":
                 return {"errcode": 40097, "errmsg": "invalid args: type"}
-            return {"ticket": f"stub-agent-ticket-{next(self._counter)}", "expires_in": self.expires_in}
+            self.last_ticket = f"stub-agent-ticket-{next(self._counter)}"
+            return {"ticket": self.last_ticket, "expires_in": self.expires_in}
         if call.path == "/cgi-bin/externalcontact/send_welcome_msg":
             code = str(body.get("welcome_code", ""))
             if code in self._used_welcome_codes:
@@ -177,10 +201,23 @@ class StubWeCom:
         if call.path == "/cgi-bin/externalcontact/add_msg_template":
             return {"msgid": f"stub-template-{next(self._counter)}", "fail_list": []}
         if call.path == "/cgi-bin/auth/getuserinfo":
-            userid = self.oauth_codes.get(call.query.get("code", ""))
+            code = call.query.get("code", "")  # a code works once, like WeCom's
+            if code in self._used_codes:
+                return {"errcode": 40163, "errmsg": "code been used"}
+            self._used_codes.add(code)
+            userid = self.oauth_codes.pop(code, None)
             if userid is None:
                 return {"openid": "stub-openid-non-member"}
             return {"userid": userid, "user_ticket": "stub-user-ticket"}
+        if call.path == "/cgi-bin/message/send":
+            self.app_messages.append(body)
+            return {"invaliduser": "", "msgid": f"stub-app-msg-{next(self._counter)}"}
+        if call.path == "/cgi-bin/user/list_id":
+            start = int(body.get("cursor") or 0)
+            page = self.members[start : start + int(body.get("limit", 1000))]
+            end = start + len(page)
+            return {"dept_user": [{"userid": u, "department": 1} for u in page],
+                    "next_cursor": str(end) if end < len(self.members) else ""}
         if call.path == "/cgi-bin/externalcontact/get":
             external_userid = call.query.get("external_userid", "")
             return {
@@ -284,7 +321,7 @@ def webhook_config(stub_base_url: str = "http://127.0.0.1:9", **overrides: Any) 
     return WebhookConfig(**values)
 
 
-def webhook_app(copilot: Any, config: Any, data_dir: Any, *, clock: Any) -> FastAPI:
+def webhook_app(copilot: Any, config: Any, data_dir: Any, *, clock: Any, **settings: Any) -> FastAPI:
     """The app over `copilot`, with the webhook settings a test chose; `clock` judges the replay window of
     what the test signs (and stamps what the ack path stores)."""
     from pydantic import SecretStr
@@ -292,7 +329,8 @@ def webhook_app(copilot: Any, config: Any, data_dir: Any, *, clock: Any) -> Fast
     from api.app import create_app
     from copilot.config import Settings
 
-    app = create_app(Settings(data_dir=data_dir, api_keys=[SecretStr(API_KEY)]), copilot=copilot, clock=clock)
+    app = create_app(Settings(data_dir=data_dir, api_keys=[SecretStr(API_KEY)], **settings), copilot=copilot,
+                     clock=clock)
     app.state.webhook_config = config
     return app
 

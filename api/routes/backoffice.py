@@ -5,6 +5,9 @@
   answer `{"items": [...]}`; `&format=csv` or `&format=xlsx` export the same rows.
 - `POST /v1/inspection/hits/{id}/handle` marks a hit handled (已处理); `POST /v1/inspection/reload` re-reads
   the tenant's `inspection.yaml` (a broken file answers 422 with file:line, and the old rules stay).
+
+Access: the archive relay is a machine's (admin or service key); statistics, hits and rules are for
+supervisors (their team's staff) and admins (everyone); reloading rules is an admin's.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import CallerDep
+from api.deps import AdminDep, OperatorDep, SupervisorDep
 from api.params import IdPath, IdQuery, TextQuery
 from copilot.backoffice import BackOffice, HitQuery
 from copilot.backoffice.export import flatten, to_csv, to_xlsx
@@ -57,7 +60,7 @@ def _export(items: list[dict[str, Any]], fields: tuple[str, ...], fmt: Format, n
 # ---- archive relay ---------------------------------------------------------------------------------------
 @router.post("/v1/archive/records")
 async def archive_records(
-    request: Request, caller: CallerDep,
+    request: Request, caller: OperatorDep,
     records: Annotated[list[Any], Body(max_length=MAX_RECORDS, description="decrypted archive records")],
 ) -> dict[str, Any]:
     result = await run_in_threadpool(_backoffice(request).import_records, caller.tenant, records)
@@ -67,7 +70,7 @@ async def archive_records(
 # ---- statistics ----------------------------------------------------------------------------------------
 @router.get("/v1/stats/staff", response_model=None)
 async def staff_stats(
-    request: Request, caller: CallerDep,
+    request: Request, caller: SupervisorDep,
     start: Annotated[dt.date, Query(alias="from", description="first local day, YYYY-MM-DD")],
     end: Annotated[dt.date, Query(alias="to", description="last local day, YYYY-MM-DD (inclusive)")],
     team: TextQuery = None,
@@ -78,9 +81,10 @@ async def staff_stats(
     first, last = start, end
 
     def read() -> list[dict[str, Any]]:
-        scope = None
+        scope = caller.visible_staff()
         if team is not None:
-            scope = frozenset(backoffice.directory(caller.tenant).members(team))
+            members = frozenset(backoffice.directory(caller.tenant).members(team))
+            scope = members if scope is None else scope & members
         return backoffice.staff_stats(caller.tenant, start=first, end=last, staff=scope, by_day=group_by == "day")
 
     items = await run_in_threadpool(read)
@@ -96,7 +100,7 @@ async def staff_stats(
 # ---- inspection ----------------------------------------------------------------------------------------
 @router.get("/v1/inspection/hits", response_model=None)
 async def inspection_hits(
-    request: Request, caller: CallerDep,
+    request: Request, caller: SupervisorDep,
     start: Annotated[dt.date, Query(alias="from", description="first local day, YYYY-MM-DD")],
     end: Annotated[dt.date, Query(alias="to", description="last local day, YYYY-MM-DD (inclusive)")],
     staff_id: IdQuery = None,
@@ -105,7 +109,7 @@ async def inspection_hits(
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     format: Annotated[Format, Query()] = "json",
 ) -> Any:
-    query = HitQuery(caller.tenant, start, end, staff_id=staff_id, severity=severity,
+    query = HitQuery(caller.tenant, start, end, staff=caller.visible_staff(), staff_id=staff_id, severity=severity,
                      status=status, limit=limit)
     items = await run_in_threadpool(_backoffice(request).hits, query)
     if format != "json":
@@ -120,21 +124,21 @@ class HandleIn(BaseModel):
 
 
 @router.post("/v1/inspection/hits/{hit_id}/handle")
-async def handle_hit(hit_id: IdPath, request: Request, caller: CallerDep,
+async def handle_hit(hit_id: IdPath, request: Request, caller: SupervisorDep,
                      body: HandleIn | None = None) -> dict[str, Any]:
     note = (body.note or "").strip() or None if body else None
     return await run_in_threadpool(lambda: _backoffice(request).handle(
-        caller.tenant, hit_id, actor=f"key:{caller.key_id}", note=note, staff=None))
+        caller.tenant, hit_id, actor=caller.actor, note=note, staff=caller.visible_staff()))
 
 
 @router.post("/v1/inspection/reload")
-async def reload_rules(request: Request, caller: CallerDep) -> dict[str, Any]:
+async def reload_rules(request: Request, caller: AdminDep) -> dict[str, Any]:
     status = await run_in_threadpool(_backoffice(request).reload_rules, caller.tenant)
     return {"tenant": status.tenant, "path": status.path, "rules": status.rules}
 
 
 @router.get("/v1/inspection/rules")
-async def rules_status(request: Request, caller: CallerDep) -> dict[str, Any]:
+async def rules_status(request: Request, caller: SupervisorDep) -> dict[str, Any]:
     backoffice = _backoffice(request)
     rules = await run_in_threadpool(backoffice.rules_for, caller.tenant)
     status = backoffice.rules.status(caller.tenant)

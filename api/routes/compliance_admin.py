@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import CallerDep, CopilotDep
+from api.deps import AdminDep, CopilotDep
 
 __all__ = ["router"]
 
@@ -15,7 +15,7 @@ router = APIRouter(prefix="/v1", tags=["compliance"])
 
 
 @router.post("/compliance/reload")
-async def reload_compliance(copilot: CopilotDep, caller: CallerDep) -> dict[str, Any]:
+async def reload_compliance(copilot: CopilotDep, caller: AdminDep) -> dict[str, Any]:
     """Apply an edited `compliance.yaml` (or rule pack) now; a broken file answers 422 and changes nothing."""
     registry = copilot.tenant_compliance
     checker = await run_in_threadpool(registry.reload, caller.tenant)

@@ -7,8 +7,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import CallerDep, CopilotDep
+from api.deps import CopilotDep, StaffDep
 from api.params import IdPath, TextQuery
+from copilot.identity.scope import require_customer
 from copilot.knowledge.schema import Stage
 from copilot.retrieval.filters import Filters
 
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/v1", tags=["knowledge"])
 @router.get("/knowledge/search")
 async def search_knowledge(
     copilot: CopilotDep,
-    caller: CallerDep,
+    caller: StaffDep,
     q: Annotated[str, Query(min_length=1, max_length=500)],
     stage: Stage | None = None,
     scenario: TextQuery = None,
@@ -46,7 +47,7 @@ async def search_knowledge(
 
 @router.get("/knowledge/items/{kind}/{item_id}")
 async def get_item(kind: Literal["script", "content"], item_id: IdPath, copilot: CopilotDep,
-                   caller: CallerDep) -> dict[str, Any]:
+                   caller: StaffDep) -> dict[str, Any]:
     if kind == "script":
         row = copilot.repo.script(caller.tenant, item_id)
         return {"kind": "script", "id": row.id, "stage": row.stage, "scenario": row.scenario, "text": row.text,
@@ -59,14 +60,17 @@ async def get_item(kind: Literal["script", "content"], item_id: IdPath, copilot:
 @router.get("/customers")
 async def list_customers(
     copilot: CopilotDep,
-    caller: CallerDep,
+    caller: StaffDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict[str, Any]:
-    items, total = copilot.repo.customers(caller.tenant, limit=limit, offset=offset)
+    """The customers the caller may see: staff their own, supervisors their team's, admins and keys all."""
+    items, total = await run_in_threadpool(lambda: copilot.repo.customers(
+        caller.tenant, limit=limit, offset=offset, staff_ids=caller.visible_staff()))
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
 @router.get("/customers/{customer_id}")
-async def get_customer(customer_id: IdPath, copilot: CopilotDep, caller: CallerDep) -> dict[str, Any]:
+async def get_customer(customer_id: IdPath, copilot: CopilotDep, caller: StaffDep) -> dict[str, Any]:
+    await run_in_threadpool(require_customer, copilot.engine, caller, customer_id)
     return copilot.repo.customer(caller.tenant, customer_id).model_dump(mode="json")

@@ -1,9 +1,9 @@
 """The chat-toolbar (聊天工具栏) page and the few endpoints only it needs.
 
 - `GET /sidebar` serves the page; its css and js come from `/sidebar/static/<file>`.
-- `GET /v1/sidebar/jsapi-signature?url=` signs `wx.agentConfig` with the app ticket. The ticket source is
-  injected as `app.state.sidebar_jsapi` (a `SidebarJsapi`); without one WeCom is not configured and the
-  endpoint answers 503, which the page treats as "outside WeCom" and keeps working.
+- `GET /v1/sidebar/jsapi-signature?url=` signs `wx.agentConfig` with the app ticket of the caller's tenant
+  (its WeCom app from settings or `copilot tenants set-wecom`); a tenant without an app (or without an agent
+  id) answers 503, which the page treats as "outside WeCom" and keeps working.
 - `GET /v1/customers/{id}/last-message` is what the page polls to notice a new customer message.
 - `POST|GET /v1/sidebar/feedback` record and read back what staff did with each draft.
 """
@@ -13,8 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,16 +21,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import CallerDep, CopilotDep
+from api.deps import AdminDep, CopilotDep, StaffDep, wecom_clients
 from api.params import IdPath
 from copilot.approvals.feedback import FeedbackAction, export_cases, list_feedback, record_feedback
 from copilot.clock import as_utc
 from copilot.conversation.turns import Turn
 from copilot.errors import NotFoundError, ValidationError
+from copilot.identity.scope import require_customer, require_suggestion
 from copilot.persistence.tables.conversations import SidebarFeedback
 from copilot.wecom.protocol.jssdk import agent_config_signature
 
-__all__ = ["STATIC_DIR", "SidebarJsapi", "router"]
+__all__ = ["STATIC_DIR", "router"]
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 _ASSETS = {"sidebar.css": "text/css; charset=utf-8", "sidebar.js": "text/javascript; charset=utf-8"}
@@ -49,15 +48,6 @@ _PAGE_HEADERS = {
 _RECENT_TURNS = 20
 
 router = APIRouter(tags=["sidebar"])
-
-
-@dataclass(frozen=True)
-class SidebarJsapi:
-    """Where the agent JS-SDK ticket comes from (e.g. `WeComClient.get_jsapi_ticket_agent`)."""
-
-    corpid: str
-    agentid: str
-    ticket: Callable[[], Awaitable[str]]
 
 
 # ---- the page ------------------------------------------------------------------------------------
@@ -79,27 +69,32 @@ async def sidebar_asset(name: str) -> FileResponse:
 # ---- JS-SDK signature ----------------------------------------------------------------------------
 @router.get("/v1/sidebar/jsapi-signature")
 async def jsapi_signature(
-    request: Request, caller: CallerDep, url: Annotated[str, Query(min_length=8, max_length=2048)]
+    request: Request, caller: StaffDep, url: Annotated[str, Query(min_length=8, max_length=2048)]
 ) -> Any:
-    jsapi: SidebarJsapi | None = getattr(request.app.state, "sidebar_jsapi", None)
-    if jsapi is None:
+    if not url.startswith(("https://", "http://")):
+        raise ValidationError(f"url must be the page's absolute http(s) address, got {url[:40]!r}")
+    pool = wecom_clients(request)
+    try:
+        app = await run_in_threadpool(pool.app, caller.tenant)
+        client = await run_in_threadpool(pool.get, caller.tenant)
+    except NotFoundError:
+        app = None
+    if app is None or not app.agent_id:
         return JSONResponse(
             status_code=503,
             content={
                 "error": "WeComNotConfigured",
-                "detail": "WeCom is not configured on this server, so wx.agentConfig cannot be signed; "
-                "the sidebar still works with the customer picker and copy to clipboard",
+                "detail": f"tenant {caller.tenant!r} has no WeCom app with an agent id on this server, so "
+                "wx.agentConfig cannot be signed; the sidebar still works with the customer picker and copy",
             },
         )
-    if not url.startswith(("https://", "http://")):
-        raise ValidationError(f"url must be the page's absolute http(s) address, got {url[:40]!r}")
     page_url = url.split("#", 1)[0]
-    ticket = await jsapi.ticket()
+    ticket = await client.get_jsapi_ticket_agent()
     nonce = secrets.token_hex(8)
     timestamp = int(request.app.state.clock().timestamp())
     return {
-        "corpid": jsapi.corpid,
-        "agentid": jsapi.agentid,
+        "corpid": app.corp_id,
+        "agentid": app.agent_id,
         "timestamp": timestamp,
         "nonceStr": nonce,
         "signature": agent_config_signature(ticket, nonce, timestamp, page_url),
@@ -120,10 +115,11 @@ def _turn_out(turn: Turn) -> dict[str, Any]:
 
 
 @router.get("/v1/customers/{customer_id}/last-message")
-async def last_message(customer_id: IdPath, copilot: CopilotDep, caller: CallerDep) -> dict[str, Any]:
+async def last_message(customer_id: IdPath, copilot: CopilotDep, caller: StaffDep) -> dict[str, Any]:
     """The customer's latest message and the recent turns (stored ones, else the profile's chat)."""
 
     def read() -> list[Turn]:
+        require_customer(copilot.engine, caller, customer_id)
         profile = copilot.repo.customer(caller.tenant, customer_id)
         stored = copilot.repo.recent_turns(caller.tenant, customer_id, limit=_RECENT_TURNS)
         if stored:
@@ -163,14 +159,15 @@ def _utc_iso(moment: dt.datetime) -> str:
 
 
 @router.get("/v1/feedback/export")
-async def export_feedback(copilot: CopilotDep, caller: CallerDep) -> dict[str, Any]:
+async def export_feedback(copilot: CopilotDep, caller: AdminDep) -> dict[str, Any]:
     """Edited and rejected drafts as `drafts` evaluation records (one per item)."""
     cases = await run_in_threadpool(export_cases, copilot.engine, caller.tenant)
     return {"items": cases, "count": len(cases)}
 
 
 @router.post("/v1/sidebar/feedback", status_code=201)
-async def post_feedback(body: FeedbackIn, copilot: CopilotDep, caller: CallerDep) -> dict[str, Any]:
+async def post_feedback(body: FeedbackIn, copilot: CopilotDep, caller: StaffDep) -> dict[str, Any]:
+    await run_in_threadpool(require_suggestion, copilot.engine, caller, body.suggestion_id)
     row = await run_in_threadpool(
         record_feedback,
         copilot.engine,
@@ -187,8 +184,13 @@ async def post_feedback(body: FeedbackIn, copilot: CopilotDep, caller: CallerDep
 @router.get("/v1/sidebar/feedback")
 async def get_feedback(
     copilot: CopilotDep,
-    caller: CallerDep,
+    caller: StaffDep,
     suggestion_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
 ) -> dict[str, Any]:
+    """Feedback on one suggestion the caller may see; the whole tenant's only for admins and keys."""
+    if suggestion_id is not None:
+        await run_in_threadpool(require_suggestion, copilot.engine, caller, suggestion_id)
+    elif caller.visible_staff() is not None:
+        raise ValidationError("give suggestion_id: the tenant's whole feedback is for admins and API keys")
     rows = await run_in_threadpool(list_feedback, copilot.engine, caller.tenant, suggestion_id)
     return {"items": [_feedback_out(r) for r in rows]}

@@ -19,10 +19,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from api.deps import CallerDep, CopilotDep
+from api.deps import CopilotDep, StaffDep
 from api.errors import status_for
 from api.params import ID_PATTERN, MAX_ID
 from copilot.errors import CopilotError
+from copilot.identity.roles import Principal, Role
+from copilot.identity.scope import require_customer
+from copilot.service import Copilot
 from copilot.suggestion import AnalysisOut, ComplianceOut, SuggestionEvent, SuggestionOut, SuggestRequest
 
 router = APIRouter(prefix="/v1", tags=["suggestions"])
@@ -42,18 +45,31 @@ class SuggestionIn(SuggestRequest):
     ]})
 
 
+def _scoped(copilot: Copilot, caller: Principal, body: SuggestRequest) -> SuggestRequest:
+    """The request as this caller may make it: only customers they may see; a signed-in person drafts as
+    themselves (staff) or for the customer's own staff member (supervisors, admins)."""
+    if not body.customer_id:
+        return body
+    owner = require_customer(copilot.engine, caller, body.customer_id)
+    if not caller.is_person:
+        return body
+    staff_id = caller.staff_id if caller.role == Role.staff else (owner or caller.staff_id)
+    return body.model_copy(update={"staff_id": staff_id})
+
+
 @router.post(
     "/suggestions",
     response_model=SuggestionOut,
     responses={200: {"content": {"text/event-stream": {"description": "analysis, candidate…, done"}}}},
 )
 async def create_suggestion(
-    body: SuggestionIn, copilot: CopilotDep, caller: CallerDep, request: Request
+    body: SuggestionIn, copilot: CopilotDep, caller: StaffDep, request: Request
 ) -> SuggestionOut | Response:
+    scoped = await run_in_threadpool(_scoped, copilot, caller, body)
     if "text/event-stream" not in request.headers.get("accept", ""):
-        return await run_in_threadpool(copilot.suggest, caller.tenant, body)
+        return await run_in_threadpool(copilot.suggest, caller.tenant, scoped)
     cancelled = threading.Event()
-    events = copilot.suggest_stream(caller.tenant, body, cancelled=cancelled, supersede=True)
+    events = copilot.suggest_stream(caller.tenant, scoped, cancelled=cancelled, supersede=True)
     first = await run_in_threadpool(next, events)  # errors before any event get their HTTP status
     return StreamingResponse(
         _sse(first, events, cancelled), media_type="text/event-stream",
@@ -111,9 +127,10 @@ async def analyze(
         "with a profile": {"value": {"customer_id": "cust_001", "messages": _CONVERSATION}},
         "anonymous": {"value": {"messages": [{"role": "customer", "text": "多少钱一包？"}]}},
     })],
-    copilot: CopilotDep, caller: CallerDep,
+    copilot: CopilotDep, caller: StaffDep,
 ) -> AnalysisOut:
-    return await run_in_threadpool(copilot.analyze, caller.tenant, body)
+    request = await run_in_threadpool(_scoped, copilot, caller, body)
+    return await run_in_threadpool(copilot.analyze, caller.tenant, request)
 
 
 class CheckIn(BaseModel):
@@ -123,7 +140,7 @@ class CheckIn(BaseModel):
 
 
 @router.post("/compliance/check", response_model=ComplianceOut)
-async def check_compliance(body: CheckIn, copilot: CopilotDep, caller: CallerDep) -> ComplianceOut:
+async def check_compliance(body: CheckIn, copilot: CopilotDep, caller: StaffDep) -> ComplianceOut:
     return ComplianceOut.of(copilot.check(caller.tenant, body.text))
 
 
@@ -139,7 +156,7 @@ class LabelOut(BaseModel):
 
 
 @router.post("/classify", response_model=list[LabelOut])
-async def classify(body: ClassifyIn, copilot: CopilotDep, caller: CallerDep) -> list[LabelOut]:
+async def classify(body: ClassifyIn, copilot: CopilotDep, caller: StaffDep) -> list[LabelOut]:
     predictions = await run_in_threadpool(copilot.classify, caller.tenant, body.texts)
     return [LabelOut(text=t, label=label, confidence=round(conf, 4))
             for t, (label, conf) in zip(body.texts, predictions, strict=True)]

@@ -20,7 +20,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.engine import Engine
 from starlette.requests import ClientDisconnect
 
-from api.deps import CallerDep
+from api.deps import OperatorDep, webhook_config
 from api.params import TenantPath
 from copilot.errors import PayloadTooLargeError
 from copilot.webhooks.inbox import EventStatus, NewEvent
@@ -46,11 +46,7 @@ Nonce = Annotated[str, Query(max_length=64)]
 
 
 def _config(request: Request) -> WebhookConfig:
-    config: WebhookConfig | None = getattr(request.app.state, "webhook_config", None)
-    if config is None:
-        config = WebhookConfig.from_settings(request.app.state.settings)
-        request.app.state.webhook_config = config
-    return config
+    return webhook_config(request)
 
 
 def _writer(request: Request) -> InboxWriter:
@@ -196,7 +192,7 @@ class EventOut(BaseModel):
 
 @router.get("/v1/webhooks/events", response_model=list[EventOut], tags=["webhooks"])
 async def webhook_events(
-    request: Request, caller: CallerDep, source: Literal["wecom", "kf", "messages"] | None = None,
+    request: Request, caller: OperatorDep, source: Literal["wecom", "kf", "messages"] | None = None,
     status: EventStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[EventOut]:

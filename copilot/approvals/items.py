@@ -10,7 +10,7 @@ release it, which is how "only approved text can be sent" holds.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -226,10 +226,13 @@ def get_item(engine: Engine, tenant: str, item_id: str) -> ApprovalItem:
 def list_items(
     engine: Engine, tenant: str, *, status: str | None = None, staff_id: str | None = None,
     risk: str | None = None, category: str | None = None, older_than_s: float | None = None,
-    limit: int = 100, now: dt.datetime,
+    limit: int = 100, now: dt.datetime, staff_ids: Collection[str] | None = None,
 ) -> list[ApprovalItem]:
+    """Items of `tenant`, oldest first; only those of `staff_ids` when given (a reviewer's reach)."""
     with Session(engine) as session:
         query = select(ApprovalItem).where(ApprovalItem.tenant_id == tenant)
+        if staff_ids is not None:
+            query = query.where(col(ApprovalItem.staff_id).in_(list(staff_ids)))
         if status:
             query = query.where(ApprovalItem.status == status)
         if staff_id:
@@ -245,9 +248,11 @@ def list_items(
 
 
 def list_audit(engine: Engine, tenant: str, *, customer_id: str | None = None, staff_id: str | None = None,
-               limit: int = 200) -> list[AuditLog]:
+               limit: int = 200, staff_ids: Collection[str] | None = None) -> list[AuditLog]:
     with Session(engine) as session:
         query = select(AuditLog).where(AuditLog.tenant_id == tenant)
+        if staff_ids is not None:
+            query = query.where(col(AuditLog.staff_id).in_(list(staff_ids)))
         if customer_id:
             query = query.where(AuditLog.customer_id == customer_id)
         if staff_id:

@@ -140,6 +140,16 @@ def load_inspection(path: Path) -> InspectionRules:
 
 def _check_references(library: Library, root: Path, problems: _Problems) -> None:
     staff_ids = {s.id for s in library.staff}
+    userids: dict[str, str] = {}
+    for member in library.staff:
+        if not member.wecom_userid:
+            continue
+        where = library.origin("staff", member.id)
+        first = userids.setdefault(member.wecom_userid, member.id)
+        if first != member.id:
+            problems.add(root / where.file, where.line, "wecom_userid",
+                         f"wecom_userid {member.wecom_userid!r} is already {first!r}'s; one WeCom account "
+                         "signs in as one staff member")
     content_ids = {c.id for c in library.content}
     for customer in library.customers:
         where = library.origin("customer", customer.id)

@@ -27,6 +27,7 @@ __all__ = [
     "Rfm",
     "Script",
     "StaffMember",
+    "StaffRole",
     "Stage",
     "customer_id_for",
     "in_season",
@@ -217,11 +218,25 @@ class DerivedVariable(_Strict):
         return value
 
 
+StaffRole = Literal["staff", "supervisor", "admin"]
+
+
 class StaffMember(_Strict):
+    """A person who signs in (through WeCom, by `wecom_userid`) with a role: `staff` see their own customers,
+    a `supervisor` their team's and decides its approvals, an `admin` runs the library and tenant settings."""
+
     id: str = Field(pattern=_ID)
     name: str = Field(min_length=1)
-    wecom_userid: str | None = None
+    wecom_userid: str | None = Field(default=None, min_length=1, max_length=64)
     timezone: str = "Asia/Shanghai"
+    role: StaffRole = "staff"
+    team: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _supervisor_has_team(self) -> StaffMember:
+        if self.role == "supervisor" and not self.team:
+            raise ValueError("a supervisor oversees a team: add `team:` (the team of the staff they review)")
+        return self
 
 
 class Persona(_Strict):

@@ -147,6 +147,8 @@ def _hashes(session: Session, table: type[SQLModel], tenant: str) -> dict[str, s
     query = select(table.id, table.content_hash).where(table.tenant_id == tenant)  # type: ignore[attr-defined]
     if table is CustomerRow:
         query = query.where(CustomerRow.source == "library")
+    if table is StaffRow:  # members added by `copilot staff sync` are not the library's to remove
+        query = query.where(StaffRow.source == "library")
     rows = session.exec(query)
     return {row[0]: row[1] for row in rows}
 
@@ -170,6 +172,9 @@ def _sync(
             continue
         origin = library.origin(kind, item_id)
         row = _row(table, tenant, item, digest, origin.file, origin.line)
+        if isinstance(row, StaffRow):
+            current = session.get(StaffRow, (tenant, item_id))
+            row.active = current.active if current is not None and current.source == "library" else True
         session.merge(row)
         if old is None:
             report.added += 1
@@ -204,5 +209,5 @@ def _row(table: type[SQLModel], tenant: str, item: Any, digest: str, file: str, 
         )
     return StaffRow(
         tenant_id=tenant, id=item.id, name=item.name, wecom_userid=item.wecom_userid,
-        timezone=item.timezone, content_hash=digest,
+        timezone=item.timezone, role=item.role, team=item.team, source="library", content_hash=digest,
     )

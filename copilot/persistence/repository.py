@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +77,16 @@ class Repository:
             raise NotFoundError(f"customer {customer_id!r} not found for tenant {tenant!r}")
         return CustomerProfile.model_validate(row.profile)
 
-    def customers(self, tenant: str, *, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    def customers(self, tenant: str, *, limit: int, offset: int,
+                  staff_ids: Collection[str] | None = None) -> tuple[list[dict[str, Any]], int]:
+        """A page of the tenant's customers; only those of `staff_ids` when given."""
+        where: list[Any] = [CustomerRow.tenant_id == tenant]
+        if staff_ids is not None:
+            where.append(col(CustomerRow.staff_id).in_(list(staff_ids)))
         with Session(self.engine) as session:
-            total = session.exec(
-                select(func.count()).select_from(CustomerRow).where(CustomerRow.tenant_id == tenant)
-            ).one()
+            total = session.exec(select(func.count()).select_from(CustomerRow).where(*where)).one()
             rows = session.exec(
-                select(CustomerRow).where(CustomerRow.tenant_id == tenant).order_by(CustomerRow.id)
-                .offset(offset).limit(limit)
+                select(CustomerRow).where(*where).order_by(CustomerRow.id).offset(offset).limit(limit)
             )
             items = [
                 {"id": r.id, "name": r.name, "segment": r.segment, "staff_id": r.staff_id} for r in rows

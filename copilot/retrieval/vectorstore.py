@@ -2,10 +2,17 @@
 
 We always compute vectors with our own embedder and hand them to Chroma, and we register our
 embedder as the collection's embedding function, so Chroma's downloading default is never used.
+
+Tenants are kept apart by construction: a collection is named by a hash of the tenant id (Chroma
+names allow only a few ASCII characters, and cutting ids down to them made `acme.cn` and `acme-cn`, or
+any two Chinese ids, share one), it records its tenant and is refused to any other, every vector
+carries its tenant, and every delete is filtered by it. Collections are derived data: a re-ingest
+(`copilot ingest`, or `make run`) rebuilds whatever a tenant's collection lacks.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +24,7 @@ import numpy as np
 from chromadb.config import Settings as ChromaSettings
 
 from copilot.embedding.embedders import ChromaEmbeddingFunction, Embedder
+from copilot.errors import ConfigurationError
 
 __all__ = ["ChromaStore", "DenseHit", "VectorDoc"]
 
@@ -48,15 +56,24 @@ class ChromaStore:
         self._ef = ChromaEmbeddingFunction(embedder)
         self._collections: dict[str, Any] = {}
 
+    def collection_name(self, tenant: str) -> str:
+        """`kb_<24 hex of sha256(tenant)>_<model>`: one per tenant and embedding model, at most 63 characters."""
+        model = _SLUG.sub("-", self.embedder.name)[-32:].strip("-_") or "model"
+        return f"kb_{hashlib.sha256(tenant.encode('utf-8')).hexdigest()[:24]}_{model}"
+
     def _collection(self, tenant: str) -> Any:
         if tenant not in self._collections:
-            model = _SLUG.sub("-", self.embedder.name)[-40:].strip("-_") or "model"
-            name = f"kb_{_SLUG.sub('-', tenant)}_{model}"[:60]
-            self._collections[tenant] = self._client.get_or_create_collection(
-                name=name,
+            collection = self._client.get_or_create_collection(
+                name=self.collection_name(tenant),
                 embedding_function=self._ef,
                 configuration={"hnsw": {"space": "cosine"}},
+                metadata={"tenant": tenant},
             )
+            owner = (collection.metadata or {}).get("tenant")
+            if owner != tenant:
+                raise ConfigurationError(f"vector collection {collection.name} belongs to tenant {owner!r}, not "
+                                         f"{tenant!r}; remove it from the Chroma directory and ingest again")
+            self._collections[tenant] = collection
         return self._collections[tenant]
 
     def existing_keys(self, tenant: str) -> set[str]:
@@ -72,13 +89,14 @@ class ChromaStore:
                 ids=[d.key for d in batch],
                 embeddings=vectors,
                 documents=[d.text for d in batch],
-                metadatas=[dict(d.metadata) for d in batch],
+                metadatas=[{**d.metadata, "tenant": tenant} for d in batch],
             )
         return len(docs)
 
     def delete(self, tenant: str, keys: Sequence[str]) -> None:
+        """Remove `keys` from the tenant's collection, and only vectors that carry the tenant."""
         if keys:
-            self._collection(tenant).delete(ids=list(keys))
+            self._collection(tenant).delete(ids=list(keys), where={"tenant": tenant})
 
     def query(
         self, tenant: str, vector: np.ndarray, k: int, where: Mapping[str, Any] | None = None

@@ -23,6 +23,7 @@ from copilot.persistence.tables.conversations import (
     SidebarFeedback,
     SuggestionRow,
 )
+from copilot.persistence.tables.identity import ApiKeyRow, LoginState
 from copilot.persistence.tables.library import (
     ContentRow,
     CustomerRow,
@@ -32,6 +33,7 @@ from copilot.persistence.tables.library import (
     Tenant,
 )
 from copilot.persistence.tables.revisits import RevisitItem
+from copilot.persistence.tables.sends import SendRow
 from copilot.persistence.tables.webhooks import (
     InboxEvent,
     OutboxMessage,
@@ -42,9 +44,10 @@ from copilot.persistence.tables.webhooks import (
 from copilot.persistence.tables.wecom import AutomationState, AutoReplyPolicyRow, KfCursor, WeComApp
 
 __all__ = [
-    "ApprovalItem", "AuditLog", "AutoReplyPolicyRow", "AutomationState", "CandidateRow", "ChatDaily", "ChatTurn",
-    "ContactEvent", "ContentRow", "Conversation", "CustomerRow", "CustomerWindow", "FlagRow", "FrequencySlot",
-    "InboxEvent", "InspectionHit", "KfCursor",
-    "LibraryDoc", "MessageRow", "OutboxMessage", "RevisitItem", "ScriptRow", "SidebarFeedback", "SpoolCursor",
-    "SpooledEvent", "StaffDaily", "StaffNotification", "StaffRow", "StatsDirty", "SuggestionRow", "Tenant", "WeComApp", "WebhookSecret",
+    "ApiKeyRow", "ApprovalItem", "AuditLog", "AutoReplyPolicyRow", "AutomationState", "CandidateRow", "ChatDaily",
+    "ChatTurn", "ContactEvent", "ContentRow", "Conversation", "CustomerRow", "CustomerWindow", "FlagRow",
+    "FrequencySlot", "InboxEvent", "InspectionHit", "KfCursor", "LibraryDoc", "LoginState", "MessageRow",
+    "OutboxMessage", "RevisitItem", "ScriptRow", "SendRow", "SidebarFeedback", "SpoolCursor", "SpooledEvent",
+    "StaffDaily", "StaffNotification", "StaffRow", "StatsDirty", "SuggestionRow", "Tenant", "WeComApp",
+    "WebhookSecret",
 ]

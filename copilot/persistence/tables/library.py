@@ -22,12 +22,19 @@ class Tenant(SQLModel, table=True):
 
 
 class StaffRow(SQLModel, table=True):
+    """A staff member: from the library's staff.yaml (`source="library"`, synced by ingest) or added by
+    `copilot staff sync` (`source="wecom"`, left alone by ingest). Only active members may sign in."""
+
     __tablename__ = "staff"
     tenant_id: str = Field(primary_key=True)
     id: str = Field(primary_key=True)
     name: str
     wecom_userid: str | None = Field(default=None, index=True)
     timezone: str = "Asia/Shanghai"
+    role: str = Field(default="staff", sa_column_kwargs={"server_default": "staff"})
+    team: str | None = None
+    source: str = Field(default="library", sa_column_kwargs={"server_default": "library"})
+    active: bool = Field(default=True, sa_column_kwargs={"server_default": "1"})
     content_hash: str = ""
 
 

@@ -51,12 +51,13 @@ class OutboxMessage(SQLModel, table=True):
     id: str = Field(default_factory=new_id, primary_key=True)
     tenant_id: str = Field(index=True)
     idempotency_key: str
-    channel: str  # welcome | kf
+    channel: str  # welcome | kf | external (a group-send task) | app_message (a note to a staff member)
     target: dict[str, Any] = json_dict()
     text: str
     kind: str = "reply"  # welcome | keyword | off_hours | ai
     risk: str = "none"
     priority: int = 1
+    # ready | held | sending | sent | task_created (a group-send task the staff member confirms) | failed | cancelled
     status: str = "ready"
     approval_id: str | None = None
     customer_id: str | None = Field(default=None, index=True)

@@ -21,6 +21,7 @@ from copilot.persistence.tables.webhooks import WebhookSecret
 from copilot.persistence.tables.wecom import WeComApp
 from copilot.wecom.protocol.client import WeComClient
 from copilot.wecom.protocol.crypto import WeComCrypto
+from copilot.wecom.protocol.tokens import MemoryTokenCache, TokenCache
 
 __all__ = ["AppCredentials", "ClientPool", "WebhookConfig", "app_for", "webhook_secret_for"]
 
@@ -43,6 +44,7 @@ class WebhookConfig:
     secret: str = ""
     agent_id: str = ""
     base_url: str = WECOM_API
+    public_url: str = ""  # where staff open the sidebar; the link in automation's notes to them
     max_skew_s: int = 300  # 0 turns the replay window off
     webhook_secret: str = ""
     webhook_skew_s: int = 300
@@ -63,6 +65,7 @@ class WebhookConfig:
             secret=_plain(settings.wecom_secret),
             agent_id=settings.wecom_agent_id,
             base_url=settings.wecom_base_url,
+            public_url=settings.public_url.rstrip("/"),
             max_skew_s=settings.wecom_max_skew_s,
             webhook_secret=_plain(settings.webhook_secret),
             max_body_bytes=settings.webhook_max_body_bytes,
@@ -84,6 +87,8 @@ class AppCredentials:
     agent_id: str
 
     def crypto(self) -> WeComCrypto:
+        if not self.token or not self.aes_key:
+            raise NotFoundError(f"tenant {self.tenant!r} has no callback Token/EncodingAESKey configured")
         return _crypto(self.token, self.aes_key, self.receive_id)
 
 
@@ -100,13 +105,13 @@ def _crypto(token: str, aes_key: str, receive_id: str) -> WeComCrypto:
     return found
 
 
-_APPS: dict[tuple[int, str], tuple[float, AppCredentials]] = {}
+_APPS: dict[tuple[int, WebhookConfig, str], tuple[float, AppCredentials]] = {}
 _APP_TTL_S = 5.0  # credential edits apply within seconds; callbacks skip a query each
 
 
 def app_for(engine: Engine, config: WebhookConfig, tenant: str) -> AppCredentials:
     """The tenant's app; NotFoundError (404) when neither the table nor the settings configure one."""
-    key = (id(engine), tenant)
+    key = (id(engine), config, tenant)
     cached = _APPS.get(key)
     now = time.monotonic()
     if cached is not None and now - cached[0] < _APP_TTL_S:
@@ -124,7 +129,9 @@ def _load_app(engine: Engine, config: WebhookConfig, tenant: str) -> AppCredenti
     if row is not None:
         return AppCredentials(tenant, row.corp_id, row.secret, row.token, row.aes_key, row.receive_id,
                               row.agent_id)
-    if tenant == config.default_tenant and config.token and config.aes_key:
+    # The default tenant's app comes from settings: for callbacks (Token + AES key), for API calls
+    # (corp id + secret: sign-in, JS-SDK, staff notifications), or both.
+    if tenant == config.default_tenant and ((config.token and config.aes_key) or (config.corp_id and config.secret)):
         return AppCredentials(tenant, config.corp_id, config.secret, config.token, config.aes_key,
                               config.receive_id or config.corp_id, config.agent_id)
     raise NotFoundError(f"no WeCom app is configured for tenant {tenant!r}")
@@ -141,23 +148,41 @@ def webhook_secret_for(engine: Engine, config: WebhookConfig, tenant: str) -> st
 
 
 class ClientPool:
-    """One `WeComClient` per tenant, created on first use; belongs to the event loop that uses it."""
+    """One `WeComClient` per tenant app, created on first use (and again when the tenant's app changes);
+    belongs to the event loop that uses it. Clients share `cache` for their tokens and tickets."""
 
-    def __init__(self, engine: Engine, config: WebhookConfig, **client_options: Any) -> None:
+    def __init__(self, engine: Engine, config: WebhookConfig, *, cache: TokenCache | None = None,
+                 **client_options: Any) -> None:
         self._engine = engine
         self._config = config
         self._options = client_options
-        self._clients: dict[str, WeComClient] = {}
+        self._cache = cache or MemoryTokenCache()
+        self._clients: dict[str, tuple[tuple[str, str], WeComClient]] = {}
+        self._retired: list[WeComClient] = []
+
+    @property
+    def public_url(self) -> str:
+        return self._config.public_url
+
+    def app(self, tenant: str) -> AppCredentials:
+        return app_for(self._engine, self._config, tenant)
 
     def get(self, tenant: str) -> WeComClient:
-        client = self._clients.get(tenant)
-        if client is None:
-            app = app_for(self._engine, self._config, tenant)
-            client = WeComClient(self._config.base_url, app.corp_id, app.secret, **self._options)
-            self._clients[tenant] = client
+        app = app_for(self._engine, self._config, tenant)
+        if not app.corp_id or not app.secret:
+            raise NotFoundError(f"tenant {tenant!r} has no WeCom corp id and app secret configured")
+        identity = (app.corp_id, app.secret)
+        found = self._clients.get(tenant)
+        if found is not None and found[0] == identity:
+            return found[1]
+        if found is not None:
+            self._retired.append(found[1])
+        client = WeComClient(self._config.base_url, app.corp_id, app.secret, cache=self._cache, **self._options)
+        self._clients[tenant] = (identity, client)
         return client
 
     async def aclose(self) -> None:
-        for client in self._clients.values():
+        for client in [*(c for _, c in self._clients.values()), *self._retired]:
             await client.aclose()
         self._clients.clear()
+        self._retired.clear()

@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlencode
 
 from sqlmodel import Session, select
 
@@ -19,6 +20,7 @@ from copilot.approvals.items import create_item, flags_of
 from copilot.clock import as_utc
 from copilot.compliance import ComplianceResult
 from copilot.compliance.frequency import KF_CHANNEL, open_window
+from copilot.compliance.result import Severity
 from copilot.conversation.turns import Turn
 from copilot.errors import CopilotError, NotFoundError, ValidationError
 from copilot.knowledge.inspection import CONTACT_EVENTS
@@ -211,7 +213,7 @@ class Handlers:
                           now=now, paused_until=state.paused_until if state else None,
                           last_off_hours_at=state.last_off_hours_at if state else None)
         effects.result["plan"] = plan.kind if plan.kind != "none" else f"none: {plan.reason}"
-        text, strict, confidence = plan.text, False, 1.0
+        text, strict, confidence, candidate_id = plan.text, False, 1.0, None
         if plan.kind == "ai":
             if row is None:
                 effects.result["plan"] = "none: AI replies need a known customer profile"
@@ -222,12 +224,16 @@ class Handlers:
             if not suggestion.candidates:
                 effects.result["plan"] = "none: the drafter produced nothing"
                 return effects
-            text, strict, confidence = suggestion.candidates[0].text, True, suggestion.stage.confidence
+            top = suggestion.candidates[0]
+            text, strict, confidence, candidate_id = top.text, True, suggestion.stage.confidence, top.id
             effects.result["confidence"] = confidence
         if plan.kind == "off_hours":
             effects.off_hours_at = now
         if not text:
             return effects
+        if inbound.reply_channel == "external":
+            return self._external(effects, policy, event, inbound, text, plan.kind, now, strict=strict,
+                                  confidence=confidence, candidate_id=candidate_id)
         effects.outbox = OutboxMessage(
             tenant_id=tenant, idempotency_key=f"reply:{event.source}:{event.dedupe_key}",
             channel=inbound.reply_channel, target=inbound.target, text=text, kind=plan.kind,
@@ -236,6 +242,60 @@ class Handlers:
         )
         self._gate(effects, policy, text, strict=strict, confidence=confidence)
         return effects
+
+    def _external(self, effects: Effects, policy: AutoReplyPolicy, event: InboxEvent, inbound: _Inbound, text: str,
+                  kind: str, now: dt.datetime, *, strict: bool, confidence: float,
+                  candidate_id: str | None) -> Effects:
+        """A reply for an external 1v1 chat. WeCom cannot send it for the staff member, so by default the
+        staff member is notified (application message: the suggested reply and a link opening the sidebar
+        on this customer with the draft, which then passes the send gate); a tenant whose policy asks for
+        it gets a group-send task instead, which the staff member confirms in the client."""
+        tenant, staff_id = event.tenant_id, inbound.staff_id or ""
+        if policy.external_delivery == "group_send_task":
+            limit = self.copilot.frequency.check(tenant, staff_id, inbound.customer_id, "external", "group", now)
+            if limit is not None and limit.severity is Severity.block:
+                effects.result["plan"] = f"refused: {limit.rule_id}"
+                return effects
+            effects.outbox = OutboxMessage(
+                tenant_id=tenant, idempotency_key=f"reply:{event.source}:{event.dedupe_key}", channel="external",
+                target=inbound.target, text=text, kind=kind, customer_id=inbound.customer_id,
+                staff_id=inbound.staff_id, event_id=event.id, created_at=now, available_at=now,
+            )
+            self._gate(effects, policy, text, strict=strict, confidence=confidence)
+            return effects
+        userid = self._wecom_userid(tenant, inbound.staff_id) or str(inbound.target.get("sender") or "")
+        try:
+            agent_id = self.clients.app(tenant).agent_id
+        except NotFoundError:
+            agent_id = ""
+        if not userid or not agent_id:
+            effects.result["plan"] = "none: staff cannot be notified (no WeCom userid or app agent id)"
+            return effects
+        check = self.copilot.check(tenant, text)
+        message = OutboxMessage(
+            tenant_id=tenant, idempotency_key=f"notify:{event.source}:{event.dedupe_key}", channel="app_message",
+            text=text, kind=kind, risk=check.risk, customer_id=inbound.customer_id, staff_id=inbound.staff_id,
+            event_id=event.id, created_at=now, available_at=now,
+        )
+        public = self.clients.public_url
+        link = f"{public}/sidebar?{urlencode({'customer_id': inbound.customer_id, 'draft': message.id})}"
+        who = inbound.customer_name or inbound.customer_id
+        note = "（含需审批的内容，发送前由主管审批）" if check.requires_approval else ""
+        message.target = {
+            "touser": userid, "agentid": agent_id, "url": link if public else "",
+            "title": f"{who}：{inbound.text[:40]}", "description": f"建议回复{note}：{text}"[:500],
+            "button": "打开侧边栏", **({"candidate_id": candidate_id} if candidate_id else {}),
+        }
+        effects.outbox = message
+        effects.result.update(delivery="notify_staff", risk=check.risk)
+        return effects
+
+    def _wecom_userid(self, tenant: str, staff_id: str | None) -> str:
+        if not staff_id:
+            return ""
+        with Session(self.engine) as session:
+            row = session.get(StaffRow, (tenant, staff_id))
+        return row.wecom_userid or "" if row is not None else ""
 
     def _gate(self, effects: Effects, policy: AutoReplyPolicy, text: str, *, strict: bool,
               confidence: float = 1.0) -> None:

@@ -27,7 +27,7 @@ from copilot.errors import ValidationError
 from copilot.persistence.tables.wecom import AutoReplyPolicyRow
 
 __all__ = ["AutoReplyPolicy", "KeywordRule", "Plan", "PolicyBook", "Schedule", "load_policy", "plan_reply",
-           "render"]
+           "render", "store_policy"]
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
@@ -145,7 +145,14 @@ class AiReply(_Strict):
 
 
 class AutoReplyPolicy(_Strict):
+    """`external_delivery` decides how replies for external 1v1 chats reach the customer. WeCom has no API
+    that sends an ordinary 1v1 message for a staff member, so by default (`notify_staff`) the staff member
+    gets an application message with the suggested reply and a link that opens the sidebar on that
+    customer with the draft; `group_send_task` instead creates a group-send task the staff member must
+    confirm in the client (at most one per customer per staff member per day)."""
+
     version: int = 1
+    external_delivery: Literal["notify_staff", "group_send_task"] = "notify_staff"
     welcome: Welcome = Welcome()
     schedule: Schedule = Schedule()
     staff_schedules: dict[str, Schedule] = Field(default_factory=dict)
@@ -192,6 +199,16 @@ def load_policy(path: Path) -> AutoReplyPolicy:
     except (OSError, yaml.YAMLError) as exc:
         raise ValidationError(f"cannot read the auto-reply policy {path}: {exc}") from exc
     return parse_policy(data, str(path))
+
+
+def store_policy(engine: Engine, tenant: str, data: Any) -> AutoReplyPolicy:
+    """Keep `data` as the tenant's policy (it replaces the file for the default tenant); invalid data is
+    refused before anything is written."""
+    policy = parse_policy(data, f"for tenant {tenant}")
+    with Session(engine) as session:
+        session.merge(AutoReplyPolicyRow(tenant_id=tenant, data=policy.model_dump(mode="json")))
+        session.commit()
+    return policy
 
 
 class PolicyBook:

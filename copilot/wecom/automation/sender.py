@@ -1,8 +1,12 @@
-"""The outbox sender: the only code that sends messages to customers.
+"""The outbox sender: the only code that sends messages to customers (and automation's notes to staff).
 
 A row is taken with a lease (`ready → sending`), checked (approved if it needs approval, still inside the
-welcome code's 20 seconds or the Customer Service 48-hour / 5-message window), sent, then marked `sent`
-with an audit row. A row left in `sending` by a dead sender is re-sent only on channels where WeCom itself
+welcome code's 20 seconds or the Customer Service 48-hour / 5-message window), sent, then marked with an
+audit row: `sent` for a welcome, a 微信客服 reply or an application message to a staff member, and
+`task_created` for a group-send task (`add_msg_template`), which reaches the customer only when the staff
+member confirms it in the client. Every customer-facing row takes its slot in the frequency guard before
+it goes (a welcome as a proactive 1v1 message, a group-send task as that staff member's one group message
+to the customer today, a 微信客服 reply as one of the window's five), and gives it back if it did not go. A row left in `sending` by a dead sender is re-sent only on channels where WeCom itself
 deduplicates (kf messages carry our msgid; a welcome code works once); anything else is marked failed
 rather than risk a second message.
 """
@@ -20,7 +24,7 @@ from sqlmodel import Session, col, select
 
 from copilot.approvals.items import add_audit
 from copilot.clock import Clock
-from copilot.compliance.frequency import KF_CHANNEL, FrequencyGuard, FrequencyLimitError
+from copilot.compliance.frequency import KF_CHANNEL, FrequencyGuard, FrequencyLimitError, SendKind
 from copilot.errors import UpstreamError
 from copilot.persistence.engine import session_scope
 from copilot.persistence.tables.approvals import ApprovalItem
@@ -36,7 +40,18 @@ log = logging.getLogger(__name__)
 
 WELCOME_USED = 41051
 _SAFE_TO_RESEND = ("kf", "welcome")
+# What a delivered row is: a group-send task waits for the staff member, everything else went out.
+_DONE = {"external": "task_created"}
+_AUDIT = {"external": "task_created", "app_message": "staff_notified"}
 _APPROVED = ("approved", "edited_approved")
+
+
+# Which count each customer-facing channel takes a slot in: (frequency channel, kind).
+_COUNTED: dict[str, tuple[str, SendKind]] = {
+    "kf": (KF_CHANNEL, "reply"),
+    "welcome": ("external", "proactive"),
+    "external": ("external", "group"),
+}
 
 
 class _Refused(Exception):
@@ -102,7 +117,8 @@ class OutboxSender:
         return sorted(found, key=lambda r: (r.priority, r.created_at))
 
     async def _send(self, row: OutboxMessage) -> None:
-        status, error, errcode, remote_id = "sent", None, None, ""
+        done = _DONE.get(row.channel, "sent")
+        status, error, errcode, remote_id = done, None, None, ""
         reserved: list[FrequencySlot] = []
         try:
             reserved = await asyncio.to_thread(self._check, row)
@@ -119,29 +135,34 @@ class OutboxSender:
                 await asyncio.to_thread(self._retry_later, row, str(exc))
                 return
             status, error = "failed", str(exc)
-        if reserved and status != "sent":
+        if reserved and status != done:
             await asyncio.to_thread(self._guard.release, reserved)
         await asyncio.to_thread(
             lambda: self._finish(row, status, error=error, errcode=errcode, remote_id=remote_id))
 
     def _check(self, row: OutboxMessage) -> list[FrequencySlot]:
-        """Refuse what may not go out; on 微信客服, take one of the window's 5 reply slots from the
-        compliance frequency guard, the one count the sidebar's drafts are checked against too."""
+        """Refuse what may not go out, then take the row's slot in the compliance frequency guard (the one
+        count the sidebar's send gate is checked against too)."""
         now = self._clock()
+        counted = _COUNTED.get(row.channel)
         with Session(self._engine) as session:
             if row.approval_id is not None:
                 item = session.get(ApprovalItem, row.approval_id)
                 if item is None or item.status not in _APPROVED or item.final_text != row.text:
                     raise _Refused("refused: the text was not approved")
-            elif row.risk not in ("none", "low"):
+            elif row.risk not in ("none", "low") and counted is not None:
+                # (a note to a staff member may carry a risky draft: it reaches the customer only
+                # through the send gate, which holds it for approval there)
                 raise _Refused(f"refused: {row.risk}-risk text needs an approval")
         if row.not_after is not None and now > row.not_after:
             raise _Refused(f"too late: the {row.channel} deadline passed at {row.not_after:%H:%M:%S}")
-        if row.channel != "kf":
+        if counted is None:  # an application message to staff is not a message to a customer
             return []
-        customer = row.customer_id or customer_id_for(str(row.target.get("touser", "")))
+        channel, kind = counted
+        customer = row.customer_id or customer_id_for(
+            str(row.target.get("touser") or row.target.get("external_userid") or ""))
         try:
-            return self._guard.record_send(row.tenant_id, row.staff_id or "", customer, KF_CHANNEL, "reply", now)
+            return self._guard.record_send(row.tenant_id, row.staff_id or "", customer, channel, kind, now)
         except FrequencyLimitError as exc:
             raise _Refused(f"{exc.flag.rule_id}: {exc.flag.message}") from None
 
@@ -157,6 +178,11 @@ class OutboxSender:
         if row.channel == "external":
             return await client.add_msg_template(str(target["sender"]), [str(target["external_userid"])],
                                                  row.text)
+        if row.channel == "app_message":
+            return await client.send_app_message(
+                str(target["touser"]), str(target["agentid"]), title=str(target.get("title") or "客户消息"),
+                description=str(target.get("description") or row.text), url=str(target.get("url") or ""),
+                button=str(target.get("button") or "打开侧边栏"))
         raise _Refused(f"unknown channel {row.channel!r}")
 
     def _finish(self, row: OutboxMessage, status: str, *, error: str | None = None,
@@ -167,11 +193,12 @@ class OutboxSender:
                 update(OutboxMessage).where(col(OutboxMessage.id) == row.id,
                                             col(OutboxMessage.status) == "sending")
                 .values(status=status, last_error=error, errcode=errcode, remote_id=remote_id or None,
-                        sent_at=now if status == "sent" else None, lease_until=None)
+                        sent_at=now if status != "failed" else None, lease_until=None)
             ).rowcount == 1  # type: ignore[attr-defined]
             if not changed:
                 return
-            add_audit(session, tenant=row.tenant_id, action="sent" if status == "sent" else "send_failed",
+            action = _AUDIT.get(row.channel, "sent") if status != "failed" else "send_failed"
+            add_audit(session, tenant=row.tenant_id, action=action,
                       actor="outbox", now=now, approval_id=row.approval_id, outbox_id=row.id,
                       customer_id=row.customer_id, staff_id=row.staff_id,
                       detail={"channel": row.channel, "kind": row.kind, "text": row.text, "error": error,

@@ -6,8 +6,8 @@ WeCom answers HTTP 200 with `errcode` in the body, so success and failure are de
 - timeouts, transport failures and non-JSON answers: `UpstreamError`;
 - any other non-zero errcode: `WeComApiError(errcode, errmsg)`.
 
-The access token and the agent JS-SDK ticket are cached until shortly before `expires_in`; concurrent
-callers share a single refresh. A client belongs to one event loop (its locks and connection pool do).
+The access token and the agent JS-SDK ticket are kept in a `TokenCache` (in memory by default) until
+shortly before `expires_in`; concurrent callers share a single refresh. A client belongs to one event loop (its locks and connection pool do).
 Every call is logged as method, path, errcode and latency; query strings are never logged, and httpx's own
 request log is redacted so `access_token` and `corpsecret` values never reach a log record.
 """
@@ -15,11 +15,11 @@ request log is redacted so `access_token` and `corpsecret` values never reach a 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NamedTuple
 
@@ -27,14 +27,16 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from copilot.errors import AuthError, UpstreamError, ValidationError
+from copilot.wecom.protocol.tokens import Fetch, MemoryTokenCache, TokenCache
 
-__all__ = ["KfSyncPage", "WeComApiError", "WeComClient"]
+__all__ = ["OAUTH_CODE_INVALID", "KfSyncPage", "WeComApiError", "WeComClient"]
 
 log = logging.getLogger(__name__)
 
 TOKEN_INVALID = frozenset({40014, 42001})
 RETRY_LATER = frozenset({45009, -1})
 _CREDENTIAL_CODES = frozenset({40001, 40013, 40091, 41002, 41004})
+OAUTH_CODE_INVALID = frozenset({40029, 40163, 42003})  # invalid, already used, expired OAuth code
 
 
 class WeComApiError(UpstreamError):
@@ -57,9 +59,9 @@ class KfSyncPage(NamedTuple):
 
 
 class _RedactSecrets(logging.Filter):
-    """Masks access_token/corpsecret query values in httpx's own request log lines."""
+    """Masks access_token/corpsecret (and OAuth code) query values in httpx's own request log lines."""
 
-    _pattern = re.compile(r"((?:access_token|corpsecret)=)[^&\s\"']+")
+    _pattern = re.compile(r"([?&](?:access_token|corpsecret|code)=)[^&\s\"']+")
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -74,23 +76,6 @@ def _install_redaction() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _RedactSecrets) for f in logger.filters):
             logger.addFilter(_RedactSecrets())
-
-
-@dataclass
-class _Cached:
-    """A value WeCom issues with a lifetime, plus the lock that makes its refresh single-flight."""
-
-    lock: asyncio.Lock
-    value: str | None = None
-    expires_at: float = 0.0
-
-    def current(self, now: float) -> str | None:
-        return self.value if self.value is not None and now < self.expires_at else None
-
-    def invalidate(self, value: str) -> None:
-        # Only the holder of the stale value clears it; a concurrent refresh may already have replaced it.
-        if self.value == value:
-            self.value = None
 
 
 def _errcode(data: Mapping[str, Any]) -> int:
@@ -115,6 +100,7 @@ class WeComClient:
         refresh_margin: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        cache: TokenCache | None = None,
     ) -> None:
         if not corp_id or not corp_secret:
             raise ValidationError("WeComClient needs a non-empty corp_id and corp_secret")
@@ -126,11 +112,11 @@ class WeComClient:
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
-        self._refresh_margin = refresh_margin
-        self._clock = clock
         self._sleep = sleep
-        self._token = _Cached(asyncio.Lock())
-        self._agent_ticket = _Cached(asyncio.Lock())
+        self._cache: TokenCache = cache or MemoryTokenCache(refresh_margin=refresh_margin, clock=clock)
+        # Cache names tie a value to this corp and secret, so a shared cache never mixes two apps.
+        app = f"{corp_id}/{hashlib.sha256(corp_secret.encode()).hexdigest()[:12]}"
+        self._token_name, self._ticket_name = f"{app}/access_token", f"{app}/agent_ticket"
         self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
         _install_redaction()
 
@@ -152,24 +138,13 @@ class WeComClient:
 
     async def access_token(self) -> str:
         """The cached access token, fetched with `gettoken` when missing or about to expire."""
-        return await self._cached(self._token, self._fetch_token)
+        return await self._cache.get(self._token_name, self._fetch_token)
 
     async def get_jsapi_ticket_agent(self) -> str:
-        """The app's JS-SDK ticket for `wx.agentConfig`, cached like the token (WeCom rate-limits it)."""
-        return await self._cached(self._agent_ticket, self._fetch_agent_ticket)
-
-    async def _cached(self, slot: _Cached, fetch: Callable[[], Awaitable[tuple[str, float]]]) -> str:
-        value = slot.current(self._clock())
-        if value is not None:
-            return value
-        async with slot.lock:
-            value = slot.current(self._clock())
-            if value is not None:
-                return value
-            value, expires_in = await fetch()
-            margin = min(self._refresh_margin, expires_in / 2)
-            slot.value, slot.expires_at = value, self._clock() + expires_in - margin
-            return value
+        """The app's JS-SDK ticket for `wx.agentConfig`, cached like the token (WeCom rate-limits it) and
+        fetched again once when it expires."""
+        fetch: Fetch = self._fetch_agent_ticket
+        return await self._cache.get(self._ticket_name, fetch)
 
     async def _fetch_token(self) -> tuple[str, float]:
         params = {"corpid": self._corp_id, "corpsecret": self._corp_secret}
@@ -253,11 +228,51 @@ class WeComClient:
         """Resolve an OAuth `code` to the staff member's userid; non-members are refused."""
         if not code:
             raise ValidationError("the OAuth code is empty; WeCom passes it as ?code= on the redirect")
-        data = await self._call("GET", "/cgi-bin/auth/getuserinfo", params={"code": code})
+        try:
+            data = await self._call("GET", "/cgi-bin/auth/getuserinfo", params={"code": code})
+        except WeComApiError as exc:
+            if exc.errcode in OAUTH_CODE_INVALID:
+                raise AuthError("the WeCom sign-in code is invalid, used or expired; sign in again") from exc
+            raise
         userid = data.get("userid") or data.get("UserId")
         if not isinstance(userid, str) or not userid:
             raise AuthError("this WeCom login is not a member of the corp; only staff can use the sidebar")
         return userid
+
+    async def send_app_message(self, touser: str, agent_id: str, *, title: str, description: str,
+                               url: str = "", button: str = "详情") -> str:
+        """An application message (`message/send`) to one staff member: a text card with a link when `url`
+        is given, else plain text. This is how automation reaches staff; returns WeCom's msgid."""
+        if not touser or not agent_id or not agent_id.isdigit():
+            raise ValidationError("an application message needs the staff member's userid and the app's agent id")
+        body: dict[str, Any] = {"touser": touser, "agentid": int(agent_id)}
+        if url:
+            body.update(msgtype="textcard", textcard={"title": title[:128], "description": description[:512],
+                                                       "url": url, "btntxt": button[:4]})
+        else:
+            body.update(msgtype="text", text={"content": f"{title}\n{description}"[:2048]})
+        data = await self._call("POST", "/cgi-bin/message/send", json=body)
+        if data.get("invaliduser"):
+            raise WeComApiError(81013, f"not a member the app can reach: {data.get('invaliduser')}",
+                                path="/cgi-bin/message/send")
+        return str(data.get("msgid") or "")
+
+    async def list_member_userids(self, page_size: int = 1000) -> list[str]:
+        """Every member userid the app can see (`user/list_id`, followed through its cursor)."""
+        userids: list[str] = []
+        cursor = ""
+        for _ in range(1000):  # bounded: 1000 pages of 1000 members
+            body: dict[str, Any] = {"limit": page_size}
+            if cursor:
+                body["cursor"] = cursor
+            data = await self._call("POST", "/cgi-bin/user/list_id", json=body)
+            for entry in data.get("dept_user") or []:
+                if isinstance(entry, dict) and entry.get("userid"):
+                    userids.append(str(entry["userid"]))
+            cursor = str(data.get("next_cursor") or "")
+            if not cursor:
+                break
+        return sorted(set(userids))
 
     async def get_external_contact(self, external_userid: str) -> dict[str, Any]:
         """The customer's profile and follow_user list (`externalcontact/get`)."""
@@ -284,7 +299,7 @@ class WeComClient:
             data = await self._send(method, path, params=query, json=json)
             code = _errcode(data)
             if code in TOKEN_INVALID and not refreshed:
-                self._token.invalidate(token)
+                self._cache.invalidate(self._token_name, token)
                 refreshed = True
                 continue
             if code != 0:
