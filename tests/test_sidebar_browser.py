@@ -1,7 +1,9 @@
 """The sidebar page in headless Chromium against the real app (demo library, deterministic embedder).
 
 Inside WeCom is simulated by a stub `wx` injected before the page's scripts; it records every
-`sendChatMessage`, so the tests check exactly what would have gone into the chat input.
+`sendChatMessage`, so the tests check exactly what would have gone into the chat input. These pages use an
+API key kept in the tab (as a developer's browser does); signing in through WeCom is in
+`test_signin_browser.py`.
 """
 
 from __future__ import annotations
@@ -70,9 +72,11 @@ def page_errors() -> list[str]:
     return []
 
 
-def _new_page(context: Any, errors: list[str], *, wx: dict[str, Any] | None = None) -> Any:
+def _new_page(context: Any, errors: list[str], *, wx: dict[str, Any] | None = None, key: bool = True) -> Any:
     page = context.new_page()
     page.on("pageerror", lambda error: errors.append(str(error)))
+    if key:  # the key a developer entered once for this tab
+        page.add_init_script(f"sessionStorage.setItem('copilot.apiKey', {json.dumps(KEY)});")
     if wx is not None:
         page.add_init_script(f"window.__wxOptions = {json.dumps(wx)};\n{WX_STUB}")
     return page
@@ -97,7 +101,7 @@ def _expect() -> Any:
 
 
 def _open(page: Any, server: LiveServer, customer_id: str | None = None, **params: str) -> None:
-    query = {"key": KEY, **({"customer_id": customer_id} if customer_id else {}), **params}
+    query = {**({"customer_id": customer_id} if customer_id else {}), **params}
     page.goto(f"{server.url}/sidebar?{httpx.QueryParams(query)}")
     if customer_id:
         _expect()(page.get_by_test_id("draft")).to_have_count(3)
@@ -181,8 +185,9 @@ def test_the_api_key_is_asked_once_and_kept_for_the_tab(
     server: LiveServer, context: Any, page_errors: list[str]
 ) -> None:
     expect = _expect()
-    page = _new_page(context, page_errors)
+    page = _new_page(context, page_errors, key=False)
     page.goto(f"{server.url}/sidebar")
+    expect(page.get_by_test_id("signin")).to_be_visible()  # or sign in through WeCom
     page.get_by_test_id("key-input").fill("not-the-key")
     page.get_by_test_id("key-input").press("Enter")
     expect(page.get_by_test_id("status")).to_contain_text("API Key 无效")
@@ -371,13 +376,14 @@ def test_flags_are_marked_on_their_exact_spans_and_held_drafts_cannot_be_inserte
     assert phone.get_by_test_id("flag").all_inner_texts() == ["13812345678"]
     assert out["candidates"][1]["requires_approval"] and not out["candidates"][0]["requires_approval"]
     expect(risky).to_have_attribute("data-held", "true")
-    expect(risky.get_by_test_id("insert")).to_be_disabled()
-    expect(risky.get_by_test_id("insert")).to_have_text("待审批")
+    expect(risky.get_by_test_id("insert")).to_have_text("申请审批")
     expect(risky.get_by_test_id("copy")).to_be_disabled()
-    risky.get_by_test_id("insert").click(force=True)
+    risky.get_by_test_id("insert").click()  # the send gate holds it for a supervisor
+    expect(risky.get_by_test_id("awaiting-approval")).to_contain_text("等待审批")
+    expect(risky.get_by_test_id("insert")).to_be_disabled()
     risky.get_by_test_id("edit").click()
     risky.get_by_test_id("edit-confirm").click()  # unchanged text is still held
-    expect(risky.get_by_test_id("edit-check")).to_contain_text("仍需审批")
+    expect(risky.get_by_test_id("edit-refused")).to_contain_text("等待审批")
     assert _sent(page) == []
 
     phone.get_by_test_id("insert").click()  # a warning informs, it does not hold the draft
@@ -488,7 +494,7 @@ def test_inside_wecom_the_signed_agent_config_opens_the_current_chats_customer(
     server, stub = wecom_server
     customer = _buyer(customers, 6)
     page = _new_page(context, page_errors, wx={"contactId": customer["id"]})
-    page.goto(f"{server.url}/sidebar?key={KEY}&from=toolbar")
+    page.goto(f"{server.url}/sidebar?key=leaked-key-in-an-address&from=toolbar")
     expect(page.get_by_test_id("draft")).to_have_count(3)
     expect(page.get_by_test_id("customer-card")).to_contain_text(customer["name"])
     expect(page.get_by_test_id("customer-picker")).to_be_hidden()
@@ -497,7 +503,7 @@ def test_inside_wecom_the_signed_agent_config_opens_the_current_chats_customer(
     (config,) = page.evaluate("window.__wx.agentConfig")
     assert config["corpid"] == stub.corp_id and config["agentid"] == "1000003"
     assert set(config["jsApiList"]) >= {"getCurExternalContact", "sendChatMessage"}
-    assert "key=" not in config["url"]  # the key leaves the address before the page signs it
+    assert "key=" not in config["url"] and "key=" not in page.url  # an address never carries a key
     plain = (f"jsapi_ticket={stub.last_ticket}&noncestr={config['nonceStr']}&timestamp={config['timestamp']}"
              f"&url={config['url']}")
     assert config["signature"] == hashlib.sha1(plain.encode()).hexdigest()
@@ -510,7 +516,7 @@ def test_keyboard_reaches_insert_with_a_visible_focus_ring(
 ) -> None:
     expect = _expect()
     page = _new_page(context, page_errors, wx={})
-    _open(page, server, _buyer(customers)["id"])
+    _open(page, server, _buyer(customers, 7)["id"])
     draft = page.get_by_test_id("draft").first
     draft.get_by_test_id("citation").last.focus()
     page.keyboard.press("Tab")

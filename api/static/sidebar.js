@@ -1,6 +1,9 @@
 // 聊天侧边栏: customer card, stage, intent, three drafts with citations and compliance marks, search.
-// Inside WeCom (`window.wx` exists) drafts go into the chat input with sendChatMessage; elsewhere they
-// are copied to the clipboard and the customer comes from a picker. No framework, no build step.
+// Inside WeCom (`window.wx` exists) the page signs the staff member in through WeCom OAuth by itself and
+// drafts go into the chat input with sendChatMessage; elsewhere it takes an API key (kept for the tab),
+// copies to the clipboard and the customer comes from a picker. Whatever is inserted or copied for a
+// customer is first accepted by the send gate (POST /v1/sends); a held text shows 等待审批 until a
+// supervisor decides. No framework, no build step.
 "use strict";
 
 (() => {
@@ -16,10 +19,13 @@
     joined_event: "报名活动", purchased: "购买", shared: "分享", searched: "搜索", favorited: "收藏",
     live_watched: "看直播", signed_in: "签到", consulted: "咨询", refunded: "退款",
   };
+  const ROLE_NAMES = { staff: "导购", supervisor: "主管", admin: "管理员", service: "服务" };
   const REJECT_REASONS = ["不符合当前话题", "语气不合适", "信息有误", "有合规顾虑", "其他"];
 
   const state = {
     key: "",
+    me: null, // who is signed in (GET /v1/me)
+    csrf: "", // the session's CSRF token, sent with every change
     pollMs: 4000,
     inWeCom: false,
     agentConfigured: false,
@@ -35,6 +41,7 @@
     customersLoaded: false,
     scenarios: new Set(),
     citationCache: new Map(),
+    draft: null, // the draft an automation note linked to (?draft=)
   };
 
   class ApiError extends Error {
@@ -87,9 +94,12 @@
   const money = (value) => `¥${Number(value).toFixed(Number.isInteger(value) ? 0 : 2)}`;
 
   // ---- API -------------------------------------------------------------------------------------
+  // A key (when the tab has one) or the session cookie; changes from a session carry its CSRF token.
   async function api(path, options = {}) {
-    const headers = { "X-API-Key": state.key };
-    const init = { method: options.method || "GET", headers };
+    const headers = {};
+    if (state.key) headers["X-API-Key"] = state.key;
+    const init = { method: options.method || "GET", headers, credentials: "same-origin" };
+    if (init.method !== "GET" && state.csrf) headers["X-CSRF-Token"] = state.csrf;
     if (options.body !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(options.body);
@@ -102,22 +112,27 @@
       data = null;
     }
     if (response.status === 401 && !options.quiet401) {
-      sessionStorage.removeItem(KEY_STORE);
-      state.key = "";
-      showKeyPanel("API Key 无效或已失效，请重新输入。");
+      if (state.key) {
+        sessionStorage.removeItem(KEY_STORE);
+        state.key = "";
+        showKeyPanel("API Key 无效或已失效，请重新输入。");
+      } else {
+        state.me = null;
+        showKeyPanel("登录已失效，请重新登录。");
+      }
     }
-    if (!response.ok) {
+    if (!response.ok && !(options.accept || []).includes(response.status)) {
       const detail = data && data.detail;
       const text = typeof detail === "string" ? detail : detail ? JSON.stringify(detail) : response.statusText;
       throw new ApiError(response.status, text);
     }
-    return data;
+    return options.accept ? { status: response.status, data } : data;
   }
 
   const enc = encodeURIComponent;
 
   async function sendFeedback(candidate, action, extra = {}) {
-    if (!state.suggestion) return;
+    if (!state.suggestion || !state.suggestion.candidates.some((c) => c.id === candidate.id)) return;
     try {
       await api("/v1/sidebar/feedback", {
         method: "POST",
@@ -228,6 +243,32 @@
     if (!ok) throw new Error("浏览器不允许复制，请手动选择文字复制");
   }
 
+  // Ask the send gate for exactly `text`: {sent: text it accepted} or {held: the 409 answer}.
+  async function gate(text, candidateId) {
+    const body = { customer_id: state.customerId, text };
+    if (candidateId) body.candidate_id = candidateId;
+    const out = await api("/v1/sends", { method: "POST", body, accept: [409] });
+    return out.status === 409 ? { held: out.data } : { sent: out.data.text };
+  }
+
+  // Follow an approval until it is decided; `onDecided(item)` runs once, unless the draft left the page.
+  function watchApproval(approvalId, node, onDecided) {
+    const poll = async () => {
+      if (!node.isConnected) return;
+      try {
+        const item = await api(`/v1/approvals/${enc(approvalId)}`);
+        if (item.status !== "pending") {
+          onDecided(item);
+          return;
+        }
+      } catch (_) {
+        // a missed poll is retried
+      }
+      setTimeout(poll, state.pollMs);
+    };
+    setTimeout(poll, Math.min(state.pollMs, 1000));
+  }
+
   // Put text into the chat (WeCom) or on the clipboard (browser); returns how it was delivered.
   async function deliver(text) {
     if (state.inWeCom) {
@@ -238,7 +279,15 @@
     return "copied";
   }
 
-  // ---- API key and start-up ---------------------------------------------------------------------
+  // ---- sign-in, API key and start-up -------------------------------------------------------------
+  function signInUrl(params) {
+    const next = new URLSearchParams(params);
+    next.set("signin", "1"); // a second failed round shows an error instead of looping
+    const query = new URLSearchParams({ next: `${location.pathname}?${next}` });
+    if (params.get("tenant")) query.set("tenant", params.get("tenant"));
+    return `/auth/wecom/login?${query}`;
+  }
+
   function showKeyPanel(message) {
     stopPolling();
     $("key-panel").hidden = false;
@@ -251,13 +300,13 @@
 
   async function boot() {
     const params = new URLSearchParams(location.search);
-    const keyParam = params.get("key");
-    if (keyParam) {
-      sessionStorage.setItem(KEY_STORE, keyParam);
+    if (params.has("key")) {
+      // Keys never travel in addresses (they end up in logs and history): drop it unread.
       params.delete("key");
       const query = params.toString();
       history.replaceState(null, "", `${location.pathname}${query ? `?${query}` : ""}${location.hash}`);
     }
+    $("signin-link").href = signInUrl(params);
     const poll = Number(params.get("poll"));
     if (poll > 0) state.pollMs = Math.min(Math.max(poll, 250), 60000);
     state.key = sessionStorage.getItem(KEY_STORE) || "";
@@ -270,7 +319,7 @@
       state.key = value;
       $("key-input").value = "";
       setStatus("");
-      start(params.get("customer_id") || "");
+      whoAmI().then((ok) => (ok ? start(params.get("customer_id") || "", params) : null));
     });
     $("customer-select").addEventListener("change", (event) => {
       if (event.target.value) selectCustomer(event.target.value);
@@ -283,30 +332,57 @@
 
     await loadWeComSdk();
     state.inWeCom = hasWx();
-    if (!state.key) {
+    if (!(await whoAmI())) {
+      if (state.inWeCom && !state.key && !params.get("signin")) {
+        location.replace(signInUrl(params)); // WeCom OAuth, then back here signed in
+        return;
+      }
       renderEnv();
-      showKeyPanel();
+      showKeyPanel(params.get("signin") ? "企业微信登录没有成功，请重试或联系管理员。" : "");
       return;
     }
-    await start(params.get("customer_id") || "");
+    await start(params.get("customer_id") || "", params);
+  }
+
+  // Who is calling: a session (from WeCom sign-in) or the tab's API key; false when neither works.
+  async function whoAmI() {
+    state.key = sessionStorage.getItem(KEY_STORE) || "";
+    try {
+      state.me = await api("/v1/me", { quiet401: true });
+      state.csrf = state.me.csrf_token || "";
+      return true;
+    } catch (error) {
+      if (error.status === 401 && state.key) {
+        sessionStorage.removeItem(KEY_STORE);
+        state.key = "";
+        setStatus("API Key 无效或已失效，请重新输入。", "error");
+      }
+      state.me = null;
+      return false;
+    }
   }
 
   function renderEnv() {
     let label = "浏览器模式：复制后粘贴";
     if (state.inWeCom) label = state.agentConfigured ? "企业微信" : "企业微信（未签名：可插入，请手动选客户）";
     $("env").textContent = label;
+    const who = state.me ? (state.me.staff_id ? `${state.me.name} · ${ROLE_NAMES[state.me.role] || state.me.role}`
+      : `API Key · ${ROLE_NAMES[state.me.role] || state.me.role}`) : "";
+    $("who").textContent = who;
+    $("who").hidden = !who;
   }
 
-  async function start(customerId) {
+  async function start(customerId, params) {
     $("key-panel").hidden = true;
     $("search-panel").hidden = false;
     if (state.inWeCom) await configureWeCom();
-    if (!state.key) return; // the key was refused while signing
+    if (!state.me) return; // the key or session was refused while signing
     renderEnv();
     let id = customerId;
     if (!id && state.inWeCom && state.agentConfigured) id = await currentExternalContact();
     if (!state.inWeCom || !state.agentConfigured || !id) await loadCustomers();
-    if (!state.key) return;
+    if (!state.me) return;
+    if (params && params.get("draft")) await loadNotifiedDraft(params.get("draft"));
     if (id) await selectCustomer(id);
     else {
       setStatus("请选择一位客户。");
@@ -494,7 +570,7 @@
   }
 
   async function pollOnce() {
-    if (!state.key) return;
+    if (!state.me) return;
     try {
       if (state.customerId && state.suggestion && !state.loading) {
         const customerId = state.customerId;
@@ -510,7 +586,7 @@
     } catch (_) {
       // a missed poll is retried on the next tick
     }
-    if (state.key) schedulePoll();
+    if (state.me) schedulePoll();
   }
 
   function markStale(last) {
@@ -649,12 +725,70 @@
     $("stale-note").hidden = true;
     $("drafts").dataset.suggestionId = out.suggestion_id;
     $("drafts").replaceChildren(...out.candidates.map((candidate, index) => renderDraft(candidate, index)));
+    renderNotifiedDraft();
+  }
+
+  // ---- the draft an automation note linked to (/sidebar?customer_id=…&draft=…) ---------------------
+  async function loadNotifiedDraft(id) {
+    try {
+      state.draft = await api(`/v1/drafts/${enc(id)}`);
+    } catch (error) {
+      if (error.status !== 401) setStatus(`通知里的草稿无法打开：${error.message}`, "error");
+    }
+  }
+
+  function renderNotifiedDraft() {
+    const draft = state.draft;
+    const show = Boolean(draft && draft.customer_id === state.customerId);
+    $("notified-panel").hidden = !show;
+    if (!show) return;
+    const node = renderDraft({
+      id: draft.candidate_id || "", text: draft.text, requires_approval: draft.risk === "review" || draft.risk === "block",
+      compliance: { flags: [] }, citations: [], drafter: draft.kind,
+    }, "n");
+    node.dataset.testid = "notified-draft";
+    $("notified").replaceChildren(node);
   }
 
   function citationLabel(citation) {
     if (citation.kind === "script") return `话术 ${citation.id}`;
     if (citation.kind === "content") return `内容 ${citation.id}`;
     return `画像 · ${citation.field || citation.id}`;
+  }
+
+  // A held text: show why and 等待审批, disable `buttons`, and follow the approval until it is decided.
+  function awaitApproval(node, held, stateLine, idPrefix, onApproved, buttons) {
+    const flags = held.flags || [];
+    node.querySelector(".gate-hold")?.remove();
+    const box = h("div", { class: "gate-hold", "data-testid": "gate-hold" },
+      flags.length ? flagList(flags, `${idPrefix}-g`) : null);
+    node.querySelector(".actions").after(box);
+    if (!held.approval_id) {
+      stateLine.textContent = "内容被禁止发送，请修改被标出的词句。";
+      stateLine.className = "draft-state badge blocked";
+      stateLine.dataset.testid = "blocked";
+      return;
+    }
+    for (const button of buttons) button.disabled = true;
+    stateLine.textContent = "等待审批：已提交主管审批，通过后可发送。";
+    stateLine.className = "draft-state badge waiting";
+    stateLine.dataset.testid = "awaiting-approval";
+    node.dataset.approvalId = held.approval_id;
+    watchApproval(held.approval_id, node, (item) => {
+      stateLine.dataset.testid = "draft-state";
+      node.dataset.approval = item.status;
+      if (item.status === "approved" || item.status === "edited_approved") {
+        box.remove();
+        stateLine.textContent = item.status === "edited_approved"
+          ? `主管已修改并通过：“${item.final_text}”，可以发送。` : "主管已审批通过，可以发送。";
+        stateLine.className = "draft-state badge done";
+        onApproved(item);
+      } else {
+        stateLine.textContent = item.status === "rejected"
+          ? `主管未通过${item.reason ? `：${item.reason}` : ""}，请换一条或修改后再发。` : "审批已过期，请重新提交。";
+        stateLine.className = "draft-state badge blocked";
+      }
+    });
   }
 
   function renderDraft(candidate, index) {
@@ -669,12 +803,12 @@
     if (candidate.drafter === "llm") head.append(h("span", { class: "badge" }, "AI 生成"));
 
     let why = "";
-    if (held) why = "含需审批的合规风险，不能直接发送；可按提示修改后再发。";
+    if (held) why = "含需审批的合规风险：点“申请审批”请主管审批，通过后才能发送；也可按提示修改后再发。";
     else if (!state.inWeCom) why = "不在企业微信内：请用“复制”后粘贴到聊天框。";
     const insert = h("button", {
       type: "button", class: `btn primary${held ? " held" : ""}`, "data-testid": "insert",
-      disabled: held || !state.inWeCom, "aria-describedby": why ? `${idPrefix}-why` : null,
-    }, held ? "待审批" : "插入");
+      disabled: !state.inWeCom && !held, "aria-describedby": why ? `${idPrefix}-why` : null,
+    }, held ? "申请审批" : "插入");
     const copy = h("button", { type: "button", class: "btn", "data-testid": "copy", disabled: held }, "复制");
     const edit = h("button", { type: "button", class: "btn", "data-testid": "edit", "aria-expanded": "false" },
       "修改后插入");
@@ -703,30 +837,48 @@
       stateLine.textContent = message;
       stateLine.className = "draft-state badge done";
     };
+    // What the gate approved for this draft (after 等待审批), and whether that text may now be delivered.
+    let approvedText = null;
+
+    const used = async () => {
+      if (!state.used.has(candidate.id)) {
+        state.used.add(candidate.id);
+        await sendFeedback(candidate, "used");
+      }
+    };
+
+    // The gate first; then the chat input (WeCom) or the clipboard, with exactly the accepted text.
+    const send = async (how) => {
+      const text = approvedText || candidate.text;
+      const answer = await gate(text, candidate.id);
+      if (answer.held) {
+        awaitApproval(node, answer.held, stateLine, idPrefix, (item) => {
+          approvedText = item.final_text || item.text;
+          insert.disabled = !state.inWeCom;
+          copy.disabled = false;
+          insert.textContent = "插入已审批内容";
+        }, [insert, copy]);
+        return;
+      }
+      if (how === "insert") await sendChatMessage(answer.sent);
+      else await copyText(answer.sent);
+      done(how === "insert" ? "已插入聊天框" : "已复制，可粘贴到聊天框");
+      approvedText = null;
+      await used();
+    };
 
     insert.addEventListener("click", async () => {
-      if (candidate.requires_approval || !state.inWeCom) return;
+      if (!state.inWeCom && !(held && !approvedText)) return;
       try {
-        await sendChatMessage(candidate.text);
-        done("已插入聊天框");
-        if (!state.used.has(candidate.id)) {
-          state.used.add(candidate.id);
-          await sendFeedback(candidate, "used");
-        }
+        await send(state.inWeCom ? "insert" : "copy");
       } catch (error) {
         setStatus(`插入失败：${error.message}`, "error");
       }
     });
 
     copy.addEventListener("click", async () => {
-      if (candidate.requires_approval) return;
       try {
-        await copyText(candidate.text);
-        done("已复制，可粘贴到聊天框");
-        if (!state.used.has(candidate.id)) {
-          state.used.add(candidate.id);
-          await sendFeedback(candidate, "used");
-        }
+        await send("copy");
       } catch (error) {
         setStatus(`复制失败：${error.message}`, "error");
       }
@@ -824,24 +976,28 @@
         return;
       }
       const unchanged = text === candidate.text;
-      if (unchanged && candidate.requires_approval) {
-        check.replaceChildren(h("p", { class: "note error" }, "内容未修改，仍需审批，不能直接发送。"));
-        return;
-      }
       confirm.disabled = true;
       try {
-        if (!unchanged) {
-          const result = await api("/v1/compliance/check", { method: "POST", body: { text } });
-          if (result.risk === "review" || result.risk === "block") {
-            check.replaceChildren(
-              h("p", { class: "note error", "data-testid": "edit-refused" }, "修改后的内容仍有合规风险，需审批，不能直接发送："),
-              h("p", { class: "draft-text" }, markedText(text, result.flags, `${idPrefix}-e`)),
-              flagList(result.flags, `${idPrefix}-e`),
-            );
-            return;
+        // The edited text goes through the same gate as any draft: held text waits for a supervisor.
+        const answer = await gate(text, candidate.id);
+        if (answer.held) {
+          const flags = answer.held.flags || [];
+          const waiting = h("p", { class: "note error", "data-testid": "edit-refused" }, answer.held.approval_id
+            ? "修改后的内容仍有合规风险，已提交主管审批，通过后才能发送（等待审批）。"
+            : "修改后的内容被禁止发送，请修改被标出的词句。");
+          check.replaceChildren(waiting, h("p", { class: "draft-text" }, markedText(text, flags, `${idPrefix}-e`)),
+            flagList(flags, `${idPrefix}-e`));
+          if (answer.held.approval_id) {
+            watchApproval(answer.held.approval_id, node, (item) => {
+              const ok = item.status === "approved" || item.status === "edited_approved";
+              waiting.textContent = ok ? "主管已审批通过，再点一次即可发送。" : "主管未通过，请再修改。";
+              waiting.className = ok ? "note" : "note error";
+              if (ok) area.value = item.final_text || item.text;
+            });
           }
+          return;
         }
-        const how = await deliver(text);
+        const how = await deliver(answer.sent);
         closePanels(node);
         state.editing.delete(candidate.id);
         done(how === "inserted" ? "已插入修改后的内容" : "已复制修改后的内容");
@@ -938,8 +1094,17 @@
     if (state.inWeCom) {
       const insert = h("button", { type: "button", class: "btn primary", "data-testid": "result-insert" }, "插入");
       insert.addEventListener("click", async () => {
+        if (!state.customerId) {
+          message.textContent = "请先打开一位客户的聊天";
+          return;
+        }
         try {
-          await sendChatMessage(hit.text);
+          const answer = await gate(hit.text, null);
+          if (answer.held) {
+            message.textContent = answer.held.approval_id ? "需审批：已提交主管审批（等待审批）" : "禁止发送：请修改后再用";
+            return;
+          }
+          await sendChatMessage(answer.sent);
           message.textContent = "已插入聊天框（发送前请替换 {变量}）";
         } catch (error) {
           message.textContent = `插入失败：${error.message}`;
