@@ -130,6 +130,8 @@ def test_callback_delivered_three_times_gives_one_personalised_welcome(
         customer = session.get(CustomerRow, ("default", external))
         sends = session.exec(select(AuditLog).where(AuditLog.outbox_id == row.id)).all()
         events = session.exec(select(InboxEvent).where(InboxEvent.dedupe_key.contains(external))).all()  # type: ignore[attr-defined]
+        slots = session.exec(select(FrequencySlot).where(FrequencySlot.key == external)).all()
+    assert [(s.scope, s.staff_id) for s in slots] == [("proactive_daily", "staff_xiaoya")]  # the welcome counts
     assert customer is not None and customer.source == "wecom" and customer.staff_id == "staff_xiaoya"
     assert customer.profile["attributes"]["state"] == "spring-campaign" and customer.name == "客户甲"
     assert [a.action for a in sends] == ["sent"]
