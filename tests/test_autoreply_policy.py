@@ -23,6 +23,8 @@ from sqlmodel import Session, col, select
 from copilot.clock import utcnow
 from copilot.drafting.types import DraftContext, DraftOutcome
 from copilot.errors import ValidationError
+from copilot.identity.keys import create_key
+from copilot.identity.tenants import add_tenant
 from copilot.persistence.tables.approvals import ApprovalItem, AuditLog, StaffNotification
 from copilot.persistence.tables.conversations import CandidateRow, SuggestionRow
 from copilot.persistence.tables.webhooks import InboxEvent, OutboxMessage, WebhookSecret
@@ -38,6 +40,7 @@ from copilot.wecom.automation.policy import (
 from copilot.wecom.automation.worker import Worker
 from tests.conftest import KNOWLEDGE
 from tests.wecom_stub import (
+    API_KEY,
     Clock,
     StubWeCom,
     add_wecom_tenant,
@@ -244,6 +247,12 @@ def test_external_chat_replies_notify_the_staff_member_with_a_link_to_the_draft(
     with Session(hashing_copilot.engine) as session:
         actions = session.exec(select(AuditLog.action).where(AuditLog.outbox_id == row.id)).all()
     assert actions == ["staff_notified"]
+    # The link's draft is what the sidebar reads (and then sends through the gate).
+    add_tenant(hashing_copilot.engine, notifying_tenant, now=utcnow())
+    _, key = create_key(hashing_copilot.engine, notifying_tenant, "service", now=utcnow())
+    draft = client.get(f"/v1/drafts/{row.id}", headers={"X-API-Key": key})
+    assert draft.status_code == 200 and draft.json()["text"] == row.text and draft.json()["customer_id"] == "c0"
+    assert client.get(f"/v1/drafts/{row.id}", headers={"X-API-Key": API_KEY}).status_code == 404  # other tenant
 
 
 def test_keyword_reply_goes_out_through_the_staff_members_message_task(

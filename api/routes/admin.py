@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from api.deps import AdminDep, CopilotDep, SettingsDep, wecom_clients
+from api.params import IdPath
 from copilot.errors import ForbiddenError
 from copilot.identity import keys, staff, tenants
 from copilot.identity.roles import Principal
@@ -119,7 +120,7 @@ async def list_keys(copilot: CopilotDep, caller: AdminDep) -> list[dict[str, Any
 
 
 @router.delete("/keys/{key_id}")
-async def revoke_key(key_id: str, request: Request, copilot: CopilotDep, caller: AdminDep) -> dict[str, Any]:
+async def revoke_key(key_id: IdPath, request: Request, copilot: CopilotDep, caller: AdminDep) -> dict[str, Any]:
     row = await run_in_threadpool(lambda: keys.revoke_key(copilot.engine, caller.tenant, key_id, now=_now(request)))
     return _key_out(row)
 
@@ -151,6 +152,6 @@ class RoleIn(BaseModel):
 
 
 @router.patch("/staff/{staff_id}")
-async def set_role(staff_id: str, body: RoleIn, copilot: CopilotDep, caller: AdminDep) -> dict[str, Any]:
+async def set_role(staff_id: IdPath, body: RoleIn, copilot: CopilotDep, caller: AdminDep) -> dict[str, Any]:
     account = await run_in_threadpool(staff.set_role, copilot.engine, caller.tenant, staff_id, body.role, body.team)
     return vars(account)

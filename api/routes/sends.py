@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
 from api.deps import CopilotDep, StaffDep
+from api.params import ID_PATTERN, MAX_ID, IdPath
 from copilot.errors import NotFoundError
 from copilot.identity.roles import Principal
 from copilot.identity.scope import require_customer
@@ -32,9 +33,9 @@ router = APIRouter(prefix="/v1", tags=["sends"])
 
 class SendIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    customer_id: str = Field(min_length=1, max_length=128)
+    customer_id: str = Field(min_length=1, max_length=MAX_ID, pattern=ID_PATTERN)
     text: str = Field(min_length=1, max_length=4000)
-    candidate_id: str | None = Field(default=None, max_length=64)
+    candidate_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID, pattern=ID_PATTERN)
 
 
 def _send(copilot: Copilot, caller: Principal, body: SendIn) -> dict[str, Any]:
@@ -67,5 +68,5 @@ def _draft(copilot: Copilot, caller: Principal, draft_id: str) -> dict[str, Any]
 
 
 @router.get("/drafts/{draft_id}")
-async def get_draft(draft_id: str, copilot: CopilotDep, caller: StaffDep) -> dict[str, Any]:
+async def get_draft(draft_id: IdPath, copilot: CopilotDep, caller: StaffDep) -> dict[str, Any]:
     return await run_in_threadpool(_draft, copilot, caller, draft_id)
