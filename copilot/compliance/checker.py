@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 import ahocorasick
 
-from copilot.compliance.lexicons import load_lexicons
+from copilot.compliance.lexicons import LexiconRules, builtin_lexicons, load_lexicons
 from copilot.compliance.normalize import Normalized, fold_char, normalize
-from copilot.compliance.packs import Rule, compile_rules, pack_source, read_rule_file
+from copilot.compliance.packs import PackSource, Rule, compile_rules, pack_source, read_rule_file
 from copilot.compliance.pii import find_pii
 from copilot.compliance.prefilter import required_literals
 from copilot.compliance.result import ComplianceResult, Flag, Severity, overall_risk
@@ -28,6 +29,7 @@ from copilot.compliance.result import ComplianceResult, Flag, Severity, overall_
 __all__ = ["ComplianceChecker"]
 
 _ALLOW = -1
+_BROAD = "lex.houbb."  # rule ids of the public sensitive lists
 _PII_RULES = {
     "pii_id_number": ("pii.id_number", Severity.review, "包含身份证号码，请勿在聊天中传递，必要时走官方实名通道",
                       "如需核验身份，请引导客户通过官方小程序/表单提交"),
@@ -91,43 +93,9 @@ class ComplianceChecker:
         self._snap = self._compile()
 
     def _compile(self) -> _Snapshot:
-        sources = [pack_source(name) for name in self._packs] + [read_rule_file(p) for p in self._extra]
-        ruleset = compile_rules(sources, self._allow)
-        rules = list(ruleset.rules)
-        allow = list(ruleset.allow)
-        digest = hashlib.sha256(ruleset.digest.encode())
-        if self._lexicon_dir is not None:
-            lexicon = load_lexicons(self._lexicon_dir)
-            # A word the packs already categorise keeps the packs' category (houbb tags are noisy).
-            known = {term for rule in rules for term in rule.terms}
-            rules.extend(replace(r, terms=tuple(t for t in r.terms if t not in known)) for r in lexicon.rules)
-            allow.extend(lexicon.allow)
-            digest.update(lexicon.digest.encode())
-        entries: dict[str, list[int]] = {}
-        for index, rule in enumerate(rules):
-            for term in rule.terms:
-                entries.setdefault(term, []).append(index)
-        for phrase in allow:
-            entries.setdefault(phrase, []).append(_ALLOW)
-        untriggered = []
-        for index, rule in enumerate(rules):
-            if rule.pattern is None:
-                continue
-            literals = required_literals(rule.pattern.pattern)
-            if literals is None:
-                untriggered.append(index)
-                continue
-            for literal in literals:
-                entries.setdefault(literal, []).append(-(index + 2))
-        automaton = None
-        if entries:
-            automaton = ahocorasick.Automaton()
-            for term, indexes in entries.items():
-                automaton.add_word(
-                    term, (len(term), tuple(dict.fromkeys(indexes)), _edge(term[0]), _edge(term[-1]))
-                )
-            automaton.make_automaton()
-        return _Snapshot(tuple(rules), automaton, tuple(untriggered), digest.hexdigest()[:16])
+        sources = tuple([pack_source(name) for name in self._packs] + [read_rule_file(p) for p in self._extra])
+        extra = load_lexicons(self._lexicon_dir) if self._lexicon_dir is not None else None
+        return _compiled(sources, self._allow, extra)
 
     def check(self, text: str) -> ComplianceResult:
         """All findings for `text`; spans index `text` itself."""
@@ -221,6 +189,48 @@ class ComplianceChecker:
         return flags
 
 
+@lru_cache(maxsize=16)
+def _compiled(sources: tuple[PackSource, ...], allow_phrases: tuple[str, ...], extra: LexiconRules | None) -> _Snapshot:
+    """One compiled snapshot per distinct rule text: checkers with the same packs and phrases share it."""
+    ruleset = compile_rules(list(sources), allow_phrases)
+    rules = list(ruleset.rules)
+    allow = list(ruleset.allow)
+    digest = hashlib.sha256(ruleset.digest.encode())
+    # A word the packs already list keeps the packs' rule (and category); lexicons add the rest.
+    known = {term for rule in rules for term in rule.terms}
+    for lexicon in (builtin_lexicons(), extra):
+        if lexicon is None:
+            continue
+        rules.extend(replace(r, terms=tuple(t for t in r.terms if t not in known)) for r in lexicon.rules)
+        allow.extend(lexicon.allow)
+        digest.update(lexicon.digest.encode())
+    entries: dict[str, list[int]] = {}
+    for index, rule in enumerate(rules):
+        for term in rule.terms:
+            entries.setdefault(term, []).append(index)
+    for phrase in allow:
+        entries.setdefault(phrase, []).append(_ALLOW)
+    untriggered = []
+    for index, rule in enumerate(rules):
+        if rule.pattern is None:
+            continue
+        literals = required_literals(rule.pattern.pattern)
+        if literals is None:
+            untriggered.append(index)
+            continue
+        for literal in literals:
+            entries.setdefault(literal, []).append(-(index + 2))
+    automaton = None
+    if entries:
+        automaton = ahocorasick.Automaton()
+        for term, indexes in entries.items():
+            automaton.add_word(
+                term, (len(term), tuple(dict.fromkeys(indexes)), _edge(term[0]), _edge(term[-1]))
+            )
+        automaton.make_automaton()
+    return _Snapshot(tuple(rules), automaton, tuple(untriggered), digest.hexdigest()[:16])
+
+
 def _glued(norm: Normalized, start: int, stop: int, left: int, right: int) -> bool:
     """Whether a Latin/digit term really runs into a neighbouring word in the original text.
 
@@ -247,10 +257,10 @@ def _excepted(rule: Rule, norm: Normalized, start: int, stop: int) -> bool:
     if rule.unless_preceded_by and nt.endswith(rule.unless_preceded_by, 0, start):
         return True
     if rule.unless_near or rule.only_near:
-        window = nt[max(0, start - rule.window) : stop + rule.window]
-        if any(w in window for w in rule.unless_near):
+        lo, hi = max(0, start - rule.window), stop + rule.window
+        if any(_around(nt, w, lo, hi, start, stop) for w in rule.unless_near):
             return True
-        if rule.only_near and not any(w in window for w in rule.only_near):
+        if rule.only_near and not any(_around(nt, w, lo, hi, start, stop) for w in rule.only_near):
             return True
     if rule.has_only_neighbours:
         return not (
@@ -259,6 +269,16 @@ def _excepted(rule: Rule, norm: Normalized, start: int, stop: int) -> bool:
             or (rule.clause_end and _clause_edge(norm, stop, forward=True))
             or (rule.clause_start and _clause_edge(norm, start, forward=False))
         )
+    return False
+
+
+def _around(nt: str, word: str, lo: int, hi: int, start: int, stop: int) -> bool:
+    """Whether `word` occurs in `nt[lo:hi]` other than inside the hit `[start, stop)` itself (没有之一 is its own 之一)."""
+    i = nt.find(word, lo, hi)
+    while i != -1:
+        if not (start <= i and i + len(word) <= stop):
+            return True
+        i = nt.find(word, i + 1, hi)
     return False
 
 
@@ -289,7 +309,14 @@ def _clause_edge(norm: Normalized, pos: int, *, forward: bool) -> bool:
 
 
 def _resolve_overlaps(flags: list[Flag]) -> list[Flag]:
-    """Per category keep the most severe, then longest, of overlapping flags; categories never hide each other."""
+    """Per category keep the most severe, then longest, of overlapping flags; categories never hide each other,
+    except that a hit of the broad public lists (`lex.houbb.*`) inside a curated rule's longer hit of another
+    category gives way to it (国家领导人 inside 国家领导人同款 is an endorsement claim, not politics)."""
+    curated = [f.span for f in flags if not f.rule_id.startswith(_BROAD)]
+    flags = [f for f in flags if not (
+        f.rule_id.startswith(_BROAD)
+        and any(lo <= f.span[0] and f.span[1] <= hi and hi - lo > f.span[1] - f.span[0] for lo, hi in curated)
+    )]
     flags.sort(key=lambda f: (f.category, -f.severity.rank, f.span[0] - f.span[1], f.span[0]))
     kept: list[Flag] = []
     for flag in flags:

@@ -47,7 +47,9 @@ __all__ = [
     "PackSource",
     "Rule",
     "RuleSet",
+    "RuleSpec",
     "available_packs",
+    "compile_rule",
     "compile_rules",
     "pack_source",
     "read_rule_file",
@@ -280,7 +282,7 @@ def compile_rules(sources: list[PackSource], extra_allow: tuple[str, ...] = ()) 
                 )
                 continue
             seen[spec_rule.id] = source.label
-            rule = _compile_rule(spec_rule, source.label, line, lists, problems)
+            rule = compile_rule(spec_rule, source.label, line, lists, problems)
             if rule is not None:
                 rules.append(rule)
     if problems:
@@ -292,7 +294,7 @@ def compile_rules(sources: list[PackSource], extra_allow: tuple[str, ...] = ()) 
     return RuleSet(tuple(rules), tuple(dict.fromkeys(allow)), digest.hexdigest())
 
 
-def _compile_rule(
+def compile_rule(
     spec: RuleSpec, label: str, line: int, lists: dict[str, list[str]], problems: list[LibraryProblem]
 ) -> Rule | None:
     field = f"rule {spec.id}"

@@ -1,9 +1,14 @@
-"""Optional public sensitive-word lexicons, loaded from a directory the deployment points at.
+"""Term lists: the built-in categorised lexicons shipped in this folder, and optional public lists from a directory.
 
-The packs ship a small project-written core list per sensitive category. Larger public lists (houbb
-`sensitive_word_tags.txt`: one `word tag[,tag…]` per line with 0 politics, 1 drugs, 2 porn, 3 gambling,
-4 crime; jionlp `politics.txt` / `pornography.txt`: one word per line) may not be redistributed with the code,
-so a deployment can point `lexicon_dir` at its own copy.
+Built-in (`builtin_lexicons`, always loaded): `index.yaml` names one term file per rule — 广告法 极限词, cure
+and function claims, exam and return guarantees, superstition, prize lures, state endorsement, cash for
+reviews, off-platform hooks, spam ads, fraud — and the houbb sensitive lists filtered as described below
+(`houbb/*.txt`, produced once with `load_lexicons` and committed). Each file has one category, legal basis,
+message and suggested rewrite, so every hit stays explainable. Sources, versions and licences: SOURCES.md.
+
+Optional (`load_lexicons(lexicon_dir)`): a deployment may point `COPILOT_LEXICON_DIR` at further public lists
+(houbb `sensitive_word_tags.txt`: one `word tag[,tag…]` per line with 0 politics, 1 drugs, 2 porn, 3 gambling,
+4 crime; jionlp `politics.txt` / `pornography.txt`: one word per line).
 
 Those lists are noisy: they contain 北京, 妈妈, 国家, 小时 and cross-word fragments like 找女. Measured on
 8,458 ordinary Chinese dialogue turns (CrossWOZ) plus the 239 clean lines of our labelled set, entries of
@@ -27,14 +32,20 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError as PydanticValidationError
 
 from copilot.compliance.normalize import normalize_term
-from copilot.compliance.packs import Rule
+from copilot.compliance.packs import Rule, RuleSpec, compile_rule
 from copilot.compliance.result import Severity
-from copilot.errors import ConfigurationError
+from copilot.errors import ConfigurationError, LibraryError, LibraryProblem
 
-__all__ = ["LexiconRules", "load_lexicons"]
+__all__ = ["LexiconRules", "builtin_lexicons", "load_lexicons"]
 
 # houbb tag → category; when a word carries several tags the most specific wins (porn, gambling, then the
 # crime/drug tags, politics last, because weapon-sale entries are often also tagged 0).
@@ -153,3 +164,39 @@ def load_lexicons(lexicon_dir: Path) -> LexiconRules:
     )
     kept = sum(len(r.terms) for r in rules)
     return LexiconRules(rules, tuple(allow), digest.hexdigest(), len(raw) - kept)
+
+
+def _terms(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+@cache
+def builtin_lexicons() -> LexiconRules:
+    """The shipped term lists as rules (read once per process); bad data raises `LibraryError`."""
+    root = resources.files("copilot.compliance").joinpath("lexicons")
+    index_text = root.joinpath("index.yaml").read_text(encoding="utf-8")
+    index: dict[str, Any] = yaml.safe_load(index_text)
+    digest = hashlib.sha256(index_text.encode())
+    problems: list[LibraryProblem] = []
+    rules: list[Rule] = []
+    for entry in index["lists"]:
+        label = f"lexicons/{entry['file']}"
+        text = root.joinpath(entry["file"]).read_text(encoding="utf-8")
+        digest.update(label.encode() + b"\0" + text.encode())
+        raw = {k: v for k, v in entry.items() if k != "file"} | {"terms": _terms(text)}
+        try:
+            spec = RuleSpec.model_validate(raw)
+        except PydanticValidationError as exc:
+            problems.extend(LibraryProblem(label, 0, ".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors())
+            continue
+        rule = compile_rule(spec, label, 0, {}, problems)
+        if rule is not None:
+            rules.append(rule)
+    allow: list[str] = []
+    for name in index.get("allow_files", []):
+        text = root.joinpath(name).read_text(encoding="utf-8")
+        digest.update(text.encode())
+        allow.extend(w for w in (normalize_term(x) for x in _terms(text)) if w)
+    if problems:
+        raise LibraryError(problems)
+    return LexiconRules(tuple(rules), tuple(dict.fromkeys(allow)), digest.hexdigest(), 0)
