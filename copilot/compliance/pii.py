@@ -1,9 +1,13 @@
 """Personal data in chat text: find it, mask it before it leaves the building, put it back afterwards.
 
 Customers paste phone numbers, addresses and ID numbers into WeCom; drafts must not leak them to a model
-and logs must never hold them. Detection favours validated numbers over lookalikes: a resident ID must pass
-`stdnum.cn.ric` (checksum, birth date, region), a phone must be a valid Chinese number to `phonenumbers`,
-a bank card must pass Luhn with a plausible issuer prefix, so order numbers and prices stay unflagged.
+and logs must never hold them. Detection favours validated numbers over lookalikes, with context where validation cannot decide: a bare
+resident ID must pass `stdnum.cn.ric` (checksum, birth date, region), but 18 or 15 digits after 身份证/证件号
+count whatever their check digit; a phone must be a valid Chinese mobile or landline to `phonenumbers`; a
+card number needs Luhn with an issuer prefix, or a card word (卡号, 银行卡…) or an issuer prefix (62, 4, 51–55)
+with a failing check digit; e-mail addresses (also spelled with # or 艾特), passport and HK/Macau permit
+numbers after their name, and WeChat ids and QQ numbers after 微信/QQ are `pii_other`. Order numbers,
+prices, masked numbers and card tails stay unflagged.
 
 Detection runs on the original text; full-width digits are first turned into ASCII one for one, so spans
 index the original without any map.
@@ -60,9 +64,29 @@ _ADDRESS_LEAD = re.compile(
     r"^(?:我的|我家|收货|收件|家庭|详细|快递|请|麻烦|帮我)*(?:地址|住址)?(?:是|为|在|寄到|发到|送到|住在)?"
 )
 _EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
-_DOCUMENT_RE = re.compile(
-    r"(?:护照|通行证|签证)(?:号码|号)?(?:是|为)?[:：\s]*([A-Za-z]{1,2}\d{7,8})(?![\dA-Za-z])"
+# E-mail spelled to dodge filters: yang_tao#163.com（#换成@）, li(at)qq.com, wang艾特163.com
+_EMAIL_SPELLED_RE = re.compile(
+    r"[A-Za-z0-9._%+\-]+\s*(?:#|＃|\(at\)|\[at\]|（at）| at |艾特|圈a)\s*[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.(?:com|cn|net|org|edu)(?:\.cn)?",
+    re.IGNORECASE,
 )
+# Passport (E…, EJ…, G…), Hong Kong/Macau permit (C…, CA…), home-return permit (H…/M…), after a cue word.
+_DOCUMENT_RE = re.compile(
+    r"(?:护照|通行证|签证|回乡证|证件|passport)(?:号码|号|编号)?(?:是|为)?[:：\s]*([A-Za-z]{1,2}\d{7,10})(?![\dA-Za-z])",
+    re.IGNORECASE,
+)
+# An ID number introduced as one is personal data even when its check digit is wrong (typos, 15-digit old IDs).
+_ID_CONTEXT_RE = re.compile(
+    r"(?:身\s*份\s*[证證]|证\s*件\s*号|sfz)(?:号码|号|號碼|號)?[^\d\n]{0,8}?"
+    r"(\d{6}[\s\-－]{0,2}\d{4}[\s\-－]{0,2}\d{4}[\s\-－]{0,2}\d{3}[\dXx]|\d{15})(?![\dA-Za-z])",
+    re.IGNORECASE,
+)
+_CARD_CONTEXT = re.compile(r"卡号|卡號|银行卡|銀行卡|储蓄卡|信用卡|借记卡")
+# WeChat ids and QQ numbers handed over to move the chat elsewhere.
+_WECHAT_RE = re.compile(
+    r"(?:微信|薇信|威信|v信|vx|wx|wechat|weixin)(?:号|號|id)?(?:是|：|:|\s)*([A-Za-z][-_A-Za-z0-9]{5,19})(?![-_A-Za-z0-9])",
+    re.IGNORECASE,
+)
+_QQ_RE = re.compile(r"(?:qq|扣扣|企鹅)(?:号|號)?(?:是|：|:|\s)*([1-9]\d{4,11})(?!\d)", re.IGNORECASE)
 _PLATE_RE = re.compile(
     r"(?<![A-Za-z])[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼]"
     r"[A-Z][\s·・•.\-]?(?:[A-HJ-NP-Z0-9]{5}|[DF][A-HJ-NP-Z0-9]{5}|[A-HJ-NP-Z0-9]{5}[DF])(?![A-Za-z0-9])"
@@ -71,7 +95,8 @@ _PLATE_RE = re.compile(
 
 # One search that most texts fail, so ordinary chat pays for a single regex scan.
 _ANY_CUE = re.compile(
-    rf"{_PREFILTER_NUMBER.pattern}|{_CN_MOBILE_RE.pattern}|{_ADDRESS_CUE.pattern}|@|护照|通行证|签证"
+    rf"{_PREFILTER_NUMBER.pattern}|{_CN_MOBILE_RE.pattern}|{_ADDRESS_CUE.pattern}|@|护照|通行证|签证|回乡证|证件"
+    r"|[#＃](?=[A-Za-z0-9])|\(at\)|\[at\]|（at）| at |艾特|微信|薇信|威信|v信|vx|wx|wechat|weixin|qq|扣扣|企鹅|passport"
     r"|[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼][A-Z]"
 )
 
@@ -106,11 +131,29 @@ def _numbers(text: str) -> list[PiiMatch]:
                 continue
             if phonenumbers.is_valid_number(number):
                 found.append(PiiMatch("pii_phone", label, m.span(), str(number.national_number)))
+    for m in _ID_CONTEXT_RE.finditer(text):
+        found.append(PiiMatch("pii_id_number", "身份证", m.span(1), _digits(m.group(1))))
+    card_context = _CARD_CONTEXT.search(text) is not None
     for m in _CARD_RE.finditer(text):
         value = _digits(m.group())
-        if 16 <= len(value) <= 19 and value.startswith(_CARD_PREFIXES) and luhn.is_valid(value):
+        if not 16 <= len(value) <= 19:
+            continue
+        # A real issuer prefix or a card word makes it a card even with a wrong check digit (typos);
+        # an 18-digit number shaped like an ID (birth date inside) is left to the ID detectors.
+        if (luhn.is_valid(value) and value.startswith(_CARD_PREFIXES)) or ((card_context or value.startswith(_ISSUER_PREFIXES)) and not _id_shaped(value)):
             found.append(PiiMatch("pii_bank_card", "银行卡", m.span(), value))
     return found
+
+
+_ISSUER_PREFIXES = ("62", "4", "51", "52", "53", "54", "55")
+
+
+def _id_shaped(value: str) -> bool:
+    """An 18-digit string whose positions 7–14 read as a birth date between 1900 and 2099."""
+    if len(value) != 18:
+        return False
+    year, month, day = int(value[6:10]), int(value[10:12]), int(value[12:14])
+    return 1900 <= year <= 2099 and 1 <= month <= 12 and 1 <= day <= 31
 
 
 def _spelled_phones(text: str) -> list[PiiMatch]:
@@ -140,11 +183,16 @@ def _others(text: str) -> list[PiiMatch]:
         found.extend(
             PiiMatch("pii_other", "邮箱", m.span(), m.group().lower()) for m in _EMAIL_RE.finditer(text)
         )
-    if "护照" in text or "通行证" in text or "签证" in text:
-        found.extend(
-            PiiMatch("pii_other", "证件号", m.span(1), m.group(1).upper())
-            for m in _DOCUMENT_RE.finditer(text)
-        )
+    found.extend(PiiMatch("pii_other", "邮箱", m.span(), m.group().lower()) for m in _EMAIL_SPELLED_RE.finditer(text))
+    found.extend(
+        PiiMatch("pii_other", "证件号", m.span(1), m.group(1).upper()) for m in _DOCUMENT_RE.finditer(text)
+    )
+    found.extend(PiiMatch("pii_other", "微信号", m.span(1), m.group(1)) for m in _WECHAT_RE.finditer(text))
+    for m in _QQ_RE.finditer(text):
+        number = m.group(1)
+        if len(number) == 11 and number.startswith("1"):
+            continue  # a mobile number given as the QQ/WeChat account is a phone, found as one
+        found.append(PiiMatch("pii_other", "QQ号", m.span(1), number))
     found.extend(
         PiiMatch("pii_other", "车牌号", m.span(), re.sub(r"[\s·・•.\-]", "", m.group()))
         for m in _PLATE_RE.finditer(text)
