@@ -3,6 +3,7 @@ drafts whose facts all come from what they cite are not."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Iterator
@@ -53,7 +54,10 @@ def test_invented_prices_sizes_dates_and_promises_are_flagged_and_held(
 ) -> None:
     openai_stub.script(StubReply(respond=one_honest_one_invented))
     out = with_llm.suggest("default", SuggestRequest(
-        customer_id="cust_003", staff_id="s-factcheck", messages=[MessageIn(role="customer", text="纸尿裤怎么选码？")]))
+        customer_id="cust_003", staff_id="staff_xiaoya",  # her customer: one conversation with the others'
+        # Dated the day before the suite's "today": a wall-clock turn stored in the shared Copilot would be
+        # this customer's newest message for every later test (and drift under the shifted-clock runs).
+        messages=[MessageIn(role="customer", text="纸尿裤怎么选码？", ts=TODAY - dt.timedelta(days=1))]))
 
     honest, invented = [c for c in out.candidates if c.drafter == "llm"]
     spans = [f.span for f in invented.compliance.flags if f.category == "unsupported_claim"]
