@@ -25,14 +25,17 @@ from copilot.clock import Clock, utcnow
 from copilot.compliance import ComplianceChecker, ComplianceResult, Flag, combine
 from copilot.compliance.frequency import FrequencyGuard, SendKind
 from copilot.compliance.llm_check import LLMComplianceCheck
+from copilot.compliance.pii import mask_pii
 from copilot.compliance.result import Severity
 from copilot.compliance.tenants import TenantCompliance
 from copilot.config import DEFAULT_EMBEDDING_MODEL, Settings, apply_offline_defaults
 from copilot.conversation.message_intents import MessageClassifier, Prediction
 from copilot.conversation.purchase_intent import IntentResult, score_intent
 from copilot.conversation.query import build_query
-from copilot.conversation.stages import StageResult, detect_stage
-from copilot.conversation.turns import Turn
+from copilot.conversation.stage_library import LibraryStages
+from copilot.conversation.stage_vote import LLMStageVote
+from copilot.conversation.stages import StageResult, StageSignals, detect_stage
+from copilot.conversation.turns import Turn, last_customer_text
 from copilot.drafting import factcheck, injection
 from copilot.drafting.evidence import evidence_for
 from copilot.drafting.llm_drafter import ANSWER_SCHEMA, LLMDrafter
@@ -124,6 +127,8 @@ class Copilot:
         self.repo = Repository(engine)
         self._classifiers: dict[str, MessageClassifier] = {}
         self._classifier_lock = threading.Lock()
+        self._stage_libraries: dict[str, LibraryStages] = {}
+        self.stage_vote: LLMStageVote | None = None  # set when an LLM is configured
         self.retriever = HybridRetriever(store=store)
         self.reranker = Reranker(embedder)
         self.script_drafter = ScriptDrafter(self.reranker, vectors=self.retriever.vectors)
@@ -140,7 +145,7 @@ class Copilot:
         create_schema(engine)
         warm_up()
         for tenant in self.repo.tenants():
-            self.retriever.load(tenant, self.repo.knowledge_docs(tenant))
+            self._load_tenant(tenant)
             library = self.repo.library_path(tenant)
             if library is not None and library.is_dir():
                 self.tenant_compliance.register(tenant, library)
@@ -175,18 +180,31 @@ class Copilot:
             deadline_s=settings.llm_deadline_s,
         )
         self.llm_check = LLMComplianceCheck(model, load_prompt("compliance_check"))
+        # The stage vote asks for its own small JSON answer, so it gets a client without the drafts' schema.
+        self.stage_vote = LLMStageVote(
+            build_chat_model(settings) or model, load_prompt("stage_vote"),
+            mask=(lambda text: mask_pii(text).text) if settings.llm_mask_pii else None,
+        )
 
     # ---- library -----------------------------------------------------------------------------
     def ingest(self, path: Path, *, tenant: str, progress: Progress | None = None) -> IngestReport:
         library = load_library(path)  # raises LibraryError before anything is written
         report = ingest_library(library, tenant=tenant, engine=self.engine, store=self.store, progress=progress)
-        self.retriever.load(tenant, self.repo.knowledge_docs(tenant))
+        self._load_tenant(tenant)
         self.repo.set_library_path(tenant, path)
         self.tenant_compliance.register(tenant, path)
         self._product_titles.pop(tenant, None)
         with self._classifier_lock:
             self._classifiers.pop(tenant, None)  # refit from the new examples on next use
         return report
+
+    def _load_tenant(self, tenant: str) -> None:
+        """The tenant's in-memory catalogue and the stage index of its scripts' triggers."""
+        docs = self.repo.knowledge_docs(tenant)
+        self.retriever.load(tenant, docs)
+        self._stage_libraries[tenant] = LibraryStages.from_scripts(
+            (d.stages, d.triggers) for d in docs if d.kind == "script"
+        )
 
     def check(self, tenant: str, text: str) -> ComplianceResult:
         """The tenant's rules, then (when the tenant asks for it and an LLM is configured) the LLM review."""
@@ -411,9 +429,11 @@ class Copilot:
         if profile is not None and request.staff_id:
             last_stage = self.repo.last_stage(tenant, profile.id, request.staff_id)
         query = build_query(turns, profile)
-        vote = self._library_vote(tenant, query) if turns else None
         now = self.clock()
-        stage = detect_stage(turns, profile, today=now.date(), last_stage=last_stage, library_vote=vote)
+        # The offline detector always decides; a configured LLM adds one vote to it.
+        vote = self.stage_vote.vote(turns) if self.stage_vote is not None and turns else None
+        stage = detect_stage(turns, profile, today=now.date(), last_stage=last_stage,
+                             signals=self.stage_signals(tenant, turns), llm_vote=vote)
         if request.stage is not None and request.stage != stage.name.value:
             stage = StageResult(
                 name=Stage(request.stage), confidence=1.0,
@@ -425,8 +445,21 @@ class Copilot:
         check = checker.check(customer_text) if customer_text else ComplianceResult(risk="none", flags=())
         return _Analysis(turns, profile, stage, intent, check, query)
 
+    def stage_signals(self, tenant: str, turns: Sequence[Turn]) -> StageSignals:
+        """The tenant's library on this turn: its triggers, and the stages of the scripts closest to the
+        customer's latest words and to the staff message they answer (the step staff are on)."""
+        if not turns:
+            return StageSignals()
+        latest = last_customer_text(turns)
+        answered = next((t.text for t in reversed(turns) if t.role == "staff"), "")
+        return StageSignals(
+            library=self._stage_libraries.get(tenant),
+            customer_vote=self._library_vote(tenant, latest) if latest.strip() else None,
+            staff_vote=self._library_vote(tenant, answered) if answered.strip() else None,
+        )
+
     def _library_vote(self, tenant: str, query: str) -> dict[str, float]:
-        """How the best-matching scripts spread over stages: the library's own opinion of this turn."""
+        """How the best-matching scripts spread over stages: the library's own opinion of this text."""
         hits = self.retriever.search(tenant, query, filters=Filters(kinds=("script",)), k=10)
         vote: dict[str, float] = {}
         for hit in hits:

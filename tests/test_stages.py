@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from copilot.conversation.stages import detect_stage
+from copilot.conversation.cues import find_cue
+from copilot.conversation.stage_library import LibraryStages
+from copilot.conversation.stages import STAGE_CUES, StageSignals, detect_stage
 from copilot.conversation.turns import Turn
 from copilot.knowledge.schema import CustomerProfile, Order, OrderLine, Stage
 
@@ -55,7 +57,33 @@ def test_last_stage_breaks_a_tie() -> None:
 
 def test_the_library_vote_moves_an_ambiguous_turn() -> None:
     plain = _say("嗯嗯")
-    assert detect_stage(plain, None, today=TODAY, library_vote={"revisit": 3.0}).name is Stage.revisit
+    for stage in ("revisit", "discovery"):
+        signals = StageSignals(customer_vote={stage: 3.0}, staff_vote={stage: 2.0})
+        assert detect_stage(plain, None, today=TODAY, signals=signals).name is Stage(stage)
+
+
+def test_a_brands_own_trigger_decides_a_turn_the_lexicon_knows_nothing_about() -> None:
+    library = LibraryStages.from_scripts([(("revisit",), ("空瓶回收",)), (("recommend",), ("旅行装",))])
+    vote = library.vote("我攒了三个空瓶回收")
+    assert vote.phrases == ("空瓶回收",) and vote.shares["revisit"] == 1.0
+    turn = _say("我攒了三个空瓶回收")
+    assert detect_stage(turn, None, today=TODAY, signals=StageSignals(library=library)).name is Stage.revisit
+    assert detect_stage(_say("有旅行装吗"), None, today=TODAY,
+                        signals=StageSignals(library=library)).name is Stage.recommend
+
+
+def test_the_staff_message_a_bare_reply_answers_sets_the_stage() -> None:
+    turns = [Turn("customer", "在吗"), Turn("staff", "在的～"), Turn("customer", "之前一直用别家的"),
+             Turn("staff", "……"), Turn("customer", "嗯")]
+    for stage in ("recommend", "revisit", "discovery"):
+        signals = StageSignals(staff_vote={stage: 5.0, "icebreak": 1.0})
+        assert detect_stage(turns, None, today=TODAY, signals=signals).name is Stage(stage)
+
+
+def test_cue_lists_hold_no_phrases_lifted_from_evaluation_sets() -> None:
+    # Once in the lexicon, copied from the original stage set: sizes spelled the way its customers did.
+    for phrase in ("穿M", "穿L", "还是M", "还是L", "还是XL", "试一包", "买一包", "买一罐", "两罐", "一箱"):
+        assert all(find_cue(cue, phrase) in (None, "买一") for cues in STAGE_CUES.values() for cue in cues), phrase
 
 
 def test_confidence_is_higher_when_signals_agree() -> None:

@@ -2,8 +2,10 @@
 
 Stage detection and the purchase-intent score read the same cues with their own weights (see
 `stages.STAGE_CUES` and `purchase_intent.INTENT_CUES`), so a phrase added here counts for both.
-Phrases are general customer talk in private-domain sales chats, not any brand's wording; a brand's
-own words reach stage detection through its library (scripts' triggers and stages).
+Phrases are general customer talk in private-domain sales chats (greeting, describing a need, asking
+price/size/stock, objecting, after-sales feedback, thanks), never lifted from an evaluation set and never
+any brand's wording: a brand's own words reach stage detection through its library (scripts' triggers,
+stages and texts, `stage_library.py`).
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
-    "ADVICE", "AFTERSALES", "BUY", "CHOOSE", "DEAL", "DELIVERY", "GREETING", "OBJECTION", "PRICE", "PROBLEM",
-    "RECEIVED", "REPURCHASE", "SHIPPING", "SITUATION", "STOCK", "Cue", "find_cue",
+    "ACK", "ADVICE", "AFTERSALES", "BUY", "CHOOSE", "DEAL", "DELIVERY", "GREETING", "HOLIDAY", "OBJECTION", "PRICE",
+    "PROBLEM", "PRODUCT", "RECEIVED", "REPURCHASE", "SHIPPING", "SITUATION", "SIZE", "STOCK", "WHO", "Cue", "find_cue",
 ]
 
 
@@ -38,38 +40,55 @@ def find_cue(cue: Cue, text: str) -> str | None:
 
 
 # ---- buying -------------------------------------------------------------------------------------
-PRICE = Cue.of("price", "问价格", ["多少钱", "价格", "价钱", "几块", "怎么卖", "贵不贵", "什么价", "price", "how much"])
+PRICE = Cue.of("price", "问价格", ["多少钱", "价格", "价钱", "几块", "怎么卖", "贵不贵", "什么价", "多钱", "price", "how much"])
 BUY = Cue.of("buy", "问怎么买/要链接", [
     "怎么买", "怎么下单", "在哪买", "哪里买", "发链接", "链接", "下单", "想买", "要买", "拍哪个", "购买", "来一", "来两",
-    "来个", "再来一", "再加一", "试一包", "先买", "买一包", "买一罐", "买两", "买一", "一起买", "两罐", "一箱", "付款",
-    "拍了", "要了", "buy", "order"])
-STOCK = Cue.of("stock", "问库存/现货", ["有货", "有没有货", "库存", "现货", "还有吗"])
+    "来个", "再来一", "再加一", "先买", "买一", "买两", "一起买", "付款", "拍了", "要了", "buy", "order"])
+STOCK = Cue.of("stock", "问库存/现货", ["有货", "有没有货", "库存", "现货", "还有吗", "缺货", "断货", "补货"])
+# Size, capacity and variant questions: a customer choosing among what is on offer.
+SIZE = Cue.of("size", "问尺码/规格", [
+    "什么码", "哪个码", "几码", "尺码", "码数", "大一码", "小一码", "规格", "容量", "多大的", "几毫升", "几克", "size"])
 DELIVERY = Cue.of("delivery", "问发货/物流", ["发货", "几天到", "包邮", "快递", "物流", "到货", "delivery", "ship"])
 # The part of DELIVERY that only comes before a purchase ("物流" and "到货" also come after one).
-SHIPPING = Cue.of("shipping", "问发货时效/包邮", ["几天到", "包邮", "发货吗"])
+SHIPPING = Cue.of("shipping", "问发货时效/包邮", ["几天到", "包邮", "发货吗", "什么时候发", "到哪了", "单号"])
 CHOOSE = Cue.of("choose", "请顾问推荐", [
-    "推荐", "哪款", "哪个好", "哪种", "选哪", "买哪", "适合", "有什么好", "什么码", "哪个码", "还是L", "还是M", "还是XL",
-    "穿M", "穿L", "recommend", "which one"])
-DEAL = Cue.of("deal", "问优惠", ["优惠", "折扣", "活动", "券", "满减", "便宜点", "能便宜", "赠品", "discount", "coupon"])
+    "推荐", "哪款", "哪个好", "哪种", "选哪", "买哪", "适合", "有什么好", "区别", "对比", "哪个更", "recommend", "which one"])
+DEAL = Cue.of("deal", "问优惠", ["优惠", "折扣", "活动", "券", "满减", "便宜点", "能便宜", "赠品", "积分", "会员价", "discount",
+                                "coupon"])
+# Questions about a product's facts before buying it (what is in it, how long it keeps, whether it suits).
+PRODUCT = Cue.of("product", "问产品信息", ["保质期", "成分", "正品", "进口", "能用吗", "小样", "试用装", "团购", "质地"])
 OBJECTION = Cue.of("objection", "犹豫/异议", [
     "太贵", "有点贵", "再看看", "考虑一下", "别家便宜", "比较一下", "不需要", "不用了", "别家", "便宜点", "算了",
     "expensive", "not interested", "too expensive"])
 
 # ---- describing a need ----------------------------------------------------------------------------
 PROBLEM = Cue.of("problem", "描述自己的问题", [
-    "怎么办", "怎么回事", "是不是", "总是", "老是", "一直", "担心", "不知道", "困扰", "问题", "不太好", "不习惯",
-    "worried", "problem"])
+    "怎么办", "怎么回事", "是不是", "总是", "老是", "一直", "担心", "不知道", "困扰", "问题", "不太好", "不习惯", "容易",
+    "有点", "特别", "worried", "problem"])
 ADVICE = Cue.of("advice", "寻求建议", [
-    "应该", "需要吗", "要不要", "可以吗", "能不能", "怎么选", "注意什么", "建议", "how to", "should"])
-SITUATION = Cue.of("situation", "介绍自身情况", ["个月", "岁", "刚出生", "我家", "我们家", "平时", "每天", "一天", "晚上", "最近"])
+    "应该", "需要吗", "要不要", "可以吗", "能不能", "怎么选", "注意什么", "建议", "怎么护理", "怎么弄", "how to", "should"])
+SITUATION = Cue.of("situation", "介绍自身情况", [
+    "个月", "岁", "刚出生", "我家", "我们家", "平时", "每天", "一天", "晚上", "最近", "偏干", "偏油", "混合", "敏感",
+    "我是", "我比较"])
 
 # ---- after a purchase -----------------------------------------------------------------------------
 RECEIVED = Cue.of("received", "反馈收货/使用", [
-    "收到了", "到了", "用了", "在用", "用着", "好用", "效果", "用完", "received", "arrived"])
+    "收到了", "到了", "用了", "在用", "用着", "好用", "效果", "用完", "签收", "买的", "上次买", "之前买", "received",
+    "arrived"])
 AFTERSALES = Cue.of("aftersales", "售后问题", [
-    "退货", "退款", "换货", "售后", "破损", "坏了", "质量", "漏", "过敏", "refund", "return"])
+    "退货", "退款", "换货", "售后", "破损", "坏了", "质量", "漏", "过敏", "发错", "少发", "漏发", "不舒服", "投诉",
+    "refund", "return"])
+# Running out and coming back (ordering again outright, 再来一箱, is BUY).
 REPURCHASE = Cue.of("repurchase", "打算复购", [
-    "再来", "再买", "回购", "囤", "快用完", "用完了", "喝完", "快没了", "又要", "续上", "还要", "上次那款", "还是那款"])
+    "回购", "囤", "快用完", "用完了", "喝完", "快没了", "又要", "续上", "上次那款", "还是那款"])
+# Season's and holiday greetings: from a customer who already knows the brand, a reply to care.
+HOLIDAY = Cue.of("holiday", "节日问候", ["快乐", "节快乐", "新年好", "过年好"])
 
 # ---- first contact --------------------------------------------------------------------------------
-GREETING = Cue.of("greeting", "打招呼", ["你好", "您好", "在吗", "hello", "hi", "哈喽", "嗨", "加你了", "通过了"])
+GREETING = Cue.of("greeting", "打招呼", ["你好", "您好", "在吗", "hello", "hi", "哈喽", "嗨", "加你了", "通过了", "加上了",
+                                          "刚加"])
+WHO = Cue.of("who", "问你是谁/新人礼", ["你是谁", "你们是", "干嘛的", "见面礼", "新人", "刚入会", "扫码", "怎么称呼"])
+
+# ---- no new information ---------------------------------------------------------------------------
+# A bare acknowledgement keeps the stage of the exchange it answers.
+ACK = Cue.of("ack", "简单回应", ["嗯", "好的", "好哒", "好滴", "好", "ok", "行", "哦", "谢谢", "收到", "明白", "知道了", "👌", "👍"])

@@ -1,49 +1,77 @@
 """Stage detection: where this 1v1 relationship is (icebreak · discovery · recommend · revisit).
 
-An additive evidence model: every signal adds weight to one or more stages and leaves a reason a
-person can read. Signals: whether this is a first contact, what the customer's latest words ask
-for, the order history and time since the last purchase, the last stage, and which stage the best
-matching scripts belong to (the library's own vote, which adapts the detector to each brand).
+A linear evidence model over signals that carry from one brand to the next:
+- general dialogue acts in the customer's latest words and the turn before (`cues.py`: greeting, who-are-you,
+  describing a need, asking price/size/stock/how to buy, objection, after-sales feedback, repurchase,
+  holiday greeting, bare acknowledgement, a question);
+- the tenant's own library: the stages its scripts' triggers are filed under (`LibraryStages`), the stages of
+  the scripts closest to the customer's words and of those closest to the staff's last message (the step of
+  the SOP staff are on);
+- the profile: orders, their recency and repurchase cycle, a first contact with no history;
+- the last stage this conversation was in and, where an LLM is configured, its vote.
+
+Each signal adds `weight × value` to each stage and leaves a reason a person can read. The weights of the
+dialogue-act, library and profile signals are fitted on the dev stage sets of both demo brands
+(`eval/tune_stage.py` writes `stage_weights.json`); test sets are never read for them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 from copilot.conversation.cues import (
+    ACK,
     ADVICE,
     AFTERSALES,
     BUY,
     CHOOSE,
     DEAL,
     GREETING,
+    HOLIDAY,
     OBJECTION,
     PRICE,
     PROBLEM,
+    PRODUCT,
     RECEIVED,
     REPURCHASE,
     SHIPPING,
     SITUATION,
+    SIZE,
     STOCK,
+    WHO,
     Cue,
     find_cue,
 )
+from copilot.conversation.stage_library import LibraryStages, share
 from copilot.conversation.turns import Turn, customer_turns, last_customer_text
 from copilot.knowledge.schema import CustomerProfile, Stage
 
-__all__ = ["STAGE_CUES", "StageResult", "detect_stage"]
+__all__ = ["STAGE_CUES", "WEIGHTS_PATH", "StageResult", "StageSignals", "detect_stage", "stage_features",
+           "stage_weights"]
 
-# How much each cue in the customer's words speaks for each stage (the cues: `copilot.conversation.cues`).
-STAGE_CUES: dict[Stage, list[tuple[Cue, float]]] = {
-    Stage.recommend: [(PRICE, 2.6), (BUY, 2.8), (STOCK, 2.2), (SHIPPING, 2.2), (CHOOSE, 2.0), (DEAL, 1.8),
-                      (OBJECTION, 1.6)],
-    Stage.discovery: [(PROBLEM, 2.0), (ADVICE, 1.6), (SITUATION, 1.0)],
-    Stage.revisit: [(RECEIVED, 2.2), (AFTERSALES, 2.4), (REPURCHASE, 2.0)],
-    Stage.icebreak: [(GREETING, 1.2)],
+STAGES = tuple(s.value for s in Stage)
+WEIGHTS_PATH = Path(__file__).with_name("stage_weights.json")
+
+# The dialogue acts stage detection reads, by the stage they usually speak for (the fitted weights decide
+# how much each speaks for every stage; this grouping is for people and for tests).
+STAGE_CUES: dict[Stage, list[Cue]] = {
+    Stage.icebreak: [GREETING, WHO],
+    Stage.discovery: [PROBLEM, ADVICE, SITUATION],
+    Stage.recommend: [PRICE, BUY, STOCK, SIZE, SHIPPING, CHOOSE, DEAL, PRODUCT, OBJECTION],
+    Stage.revisit: [RECEIVED, AFTERSALES, REPURCHASE, HOLIDAY],
 }
+_SHORT = re.compile(r"[\s\W_]+", re.UNICODE)
+# The stage this conversation was in at the last suggestion (stored per staff and customer). The dev sets carry
+# no stored conversation, so it is not fitted: it is set to outweigh what a bare reply says on its own.
+_LAST_STAGE_WEIGHT = 2.0
+_LLM_WEIGHT = 1.5
 
 
 @dataclass(frozen=True)
@@ -54,86 +82,158 @@ class StageResult:
     scores: Mapping[str, float]
 
 
+@dataclass(frozen=True)
+class StageSignals:
+    """What the tenant's library says about this turn, gathered by the caller (which owns retrieval)."""
+
+    library: LibraryStages | None = None
+    customer_vote: Mapping[str, float] | None = None  # stages of the scripts closest to the customer's words
+    staff_vote: Mapping[str, float] | None = None  # stages of the scripts closest to the staff's last message
+
+
+def _acts(text: str, prefix: str, labels: dict[str, str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    if not text.strip():
+        return out
+    for cues in STAGE_CUES.values():
+        for cue in cues:
+            hit = find_cue(cue, text)
+            if hit:
+                out[f"{prefix}{cue.name}"] = 1.0
+                labels[f"{prefix}{cue.name}"] = f"“{hit}”{cue.label}"
+    bare = _SHORT.sub("", text)
+    if len(bare) <= 4 and (find_cue(ACK, text) or not bare):
+        out[f"{prefix}ack"] = 1.0
+        labels[f"{prefix}ack"] = f"“{text.strip()[:8]}”{ACK.label}"
+    if text.rstrip().endswith(("?", "？", "吗", "呢")):
+        out[f"{prefix}question"] = 1.0
+        labels[f"{prefix}question"] = "在提问"
+    return out
+
+
+def stage_features(
+    turns: Sequence[Turn], profile: CustomerProfile | None, *, today: dt.date, signals: StageSignals | None = None,
+) -> tuple[dict[str, float], dict[str, str]]:
+    """The signals of one turn as named values (mostly 0/1 or shares), and a reason for each that is set."""
+    signals = signals or StageSignals()
+    labels: dict[str, str] = {}
+    said = customer_turns(turns)
+    latest = last_customer_text(turns)
+    previous = said[-2].text if len(said) >= 2 else ""
+    features: dict[str, float] = {"bias": 1.0}
+    now = _acts(latest, "now_", labels)
+    if set(now) - {"now_greeting", "now_question", "now_ack"}:
+        now.pop("now_greeting", None)  # a greeting in front of a real question is politeness, not a first contact
+    features |= now
+    features |= _acts(previous, "before_", labels)
+    if signals.library is not None:
+        vote = signals.library.vote(latest)
+        for stage, value in vote.shares.items():
+            if value > 0:
+                features[f"trigger_{stage}"] = value
+                labels[f"trigger_{stage}"] = f"话术库触发词“{'、'.join(vote.phrases[:3])}”"
+    if not any(k.startswith(("now_", "trigger_")) and k != "now_question" for k in features):
+        features["now_silent"] = 1.0  # nothing in the latest words: the exchange in progress decides
+        labels["now_silent"] = "最新消息没有明确信号"
+    for name, vote_of, what in (("query", signals.customer_vote, "与客户的话最相近的话术"),
+                                ("staff", signals.staff_vote, "与顾问上一句最相近的话术")):
+        for stage, value in share(vote_of).items():
+            if value > 0:
+                features[f"{name}_{stage}"] = value
+                labels[f"{name}_{stage}"] = f"{what}多属于该阶段（{value:.0%}）"
+
+    orders = sorted(profile.orders, key=lambda o: o.date) if profile else []
+    history = list(profile.chat) if profile else []
+    if profile is not None and orders:
+        days = (today - orders[-1].date).days
+        features["has_orders"] = 1.0
+        labels["has_orders"] = f"老客户：有 {len(orders)} 笔订单"
+        if days <= 14 and any(o.status == "delivered" for o in orders):
+            features["recent_delivery"] = 1.0
+            labels["recent_delivery"] = f"{days} 天前刚买过，可能在反馈使用情况"
+        cycles = [line.cycle_days for line in orders[-1].items if line.cycle_days]
+        if cycles and days >= min(cycles) * 0.8:
+            features["cycle_due"] = 1.0
+            labels["cycle_due"] = f"上次购买已 {days} 天，接近用完周期（{min(cycles)} 天）"
+    elif profile is not None and not history:
+        features["no_history"] = 1.0
+        labels["no_history"] = "还没有聊天记录和订单"
+    if len(said) <= 1:
+        features["first_words"] = 1.0
+        labels["first_words"] = "这是客户在本次对话里的第一句话"
+    return features, labels
+
+
+@lru_cache(maxsize=4)
+def _load_weights(path: Path) -> dict[str, dict[str, float]]:
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    return {feature: {s: float(w) for s, w in by_stage.items()} for feature, by_stage in raw["weights"].items()}
+
+
+def stage_weights() -> dict[str, dict[str, float]]:
+    """Feature → stage → weight, as fitted on the dev sets."""
+    return _load_weights(WEIGHTS_PATH)
+
+
 def detect_stage(
     turns: Sequence[Turn],
     profile: CustomerProfile | None,
     *,
     today: dt.date,
     last_stage: str | None = None,
-    library_vote: Mapping[str, float] | None = None,
+    signals: StageSignals | None = None,
+    llm_vote: str | None = None,
+    weights: Mapping[str, Mapping[str, float]] | None = None,
 ) -> StageResult:
     """Weigh the evidence for each stage and return the strongest, with its reasons."""
-    scores = {stage: 0.0 for stage in Stage}
-    reasons: dict[Stage, list[str]] = {stage: [] for stage in Stage}
+    scores = dict.fromkeys(STAGES, 0.0)
+    reasons: dict[str, list[tuple[float, str]]] = {s: [] for s in STAGES}
 
-    def add(stage: Stage, weight: float, reason: str) -> None:
+    def add(stage: str, weight: float, reason: str) -> None:
         scores[stage] += weight
-        reasons[stage].append(reason)
-
-    history = list(profile.chat) if profile else []
-    orders = sorted(profile.orders, key=lambda o: o.date) if profile else []
-    said = customer_turns(turns)
+        if weight > 0:
+            reasons[stage].append((weight, reason))
 
     if not turns:
-        if not orders and not history:
-            add(Stage.icebreak, 3.0, "新好友：还没有聊天记录和订单，先破冰")
-        elif orders:
-            days = (today - orders[-1].date).days
-            add(Stage.revisit, 3.0, f"老客户：有 {len(orders)} 笔订单，上次购买在 {days} 天前，适合回访")
-        else:
-            add(Stage.discovery, 1.5, "聊过但还没有下单：继续了解需求")
-    elif profile is not None and len(turns) <= 2 and not orders and not history:
-        add(Stage.icebreak, 1.5, "刚开始聊天，还没有历史记录")
-
-    latest = last_customer_text(turns)
-    earlier = " ".join(t.text for t in said[:-1][-3:])
-    latest_cues = {stage for stage, cues in STAGE_CUES.items() if any(find_cue(c, latest) for c, _ in cues)}
-    for stage, cues in STAGE_CUES.items():
-        # A greeting in front of a real question is politeness, not a first contact.
-        if stage is Stage.icebreak and latest_cues - {Stage.icebreak}:
-            continue
-        for cue, weight in cues:
-            hit = find_cue(cue, latest)
-            if hit:
-                add(stage, weight, f"客户最新消息{cue.label}：“{hit}”")
-            elif earlier and (hit := find_cue(cue, earlier)):
-                add(stage, weight * 0.35, f"客户之前{cue.label}：“{hit}”")
-
-    # Order history speaks for a revisit only when the customer is not asking to buy right now.
-    if orders and turns and Stage.recommend not in latest_cues:
-        days = (today - orders[-1].date).days
-        delivered = [o for o in orders if o.status == "delivered"]
-        if days <= 14 and delivered:
-            add(Stage.revisit, 0.8, f"{days} 天前刚买过，可能在反馈使用情况")
-        cycles = [line.cycle_days for line in orders[-1].items if line.cycle_days]
-        if cycles and days >= min(cycles) * 0.8:
-            add(Stage.revisit, 0.9, f"上次购买已 {days} 天，接近用完周期（{min(cycles)} 天）")
-    if said and not orders and len(said) >= 2 and not latest.strip().endswith(("?", "？")):
-        add(Stage.discovery, 0.4, "客户愿意聊，但还没有购买记录")
-
+        _opener(profile, today, add)
+    else:
+        features, labels = stage_features(turns, profile, today=today, signals=signals)
+        if last_stage is not None:
+            features.pop("first_words", None)  # a stored conversation: these are not the customer's first words
+        table = weights if weights is not None else stage_weights()
+        for name, value in features.items():
+            for stage, weight in table.get(name, {}).items():
+                if stage in scores and value:
+                    add(stage, weight * value, labels.get(name, ""))
     if last_stage in scores:
-        add(Stage(last_stage), 0.7, f"上一轮阶段是 {last_stage}")
-    if library_vote:
-        total = sum(library_vote.values()) or 1.0
-        for name, weight in library_vote.items():
-            if name in scores and weight > 0:
-                share = weight / total
-                add(Stage(name), 1.5 * share, f"最相近的话术多属于该阶段（{share:.0%}）")
+        add(last_stage, _LAST_STAGE_WEIGHT, f"上一轮阶段是 {last_stage}")
+    if llm_vote in scores:
+        add(llm_vote, _LLM_WEIGHT, "大模型判断为该阶段")
 
-    best = max(Stage, key=lambda s: (scores[s], -list(Stage).index(s)))
-    if scores[best] <= 0:
-        best = Stage.discovery if turns else Stage.icebreak
-        reasons[best].append("没有明确信号，按默认阶段处理")
-    confidence = _confidence(scores, best)
+    best = max(STAGES, key=lambda s: (scores[s], -STAGES.index(s)))
+    shown = [r for _, r in sorted(reasons[best], key=lambda wr: -wr[0]) if r]
     return StageResult(
-        name=best,
-        confidence=confidence,
-        reasons=tuple(reasons[best][:5]),
-        scores={s.value: round(v, 3) for s, v in scores.items()},
+        name=Stage(best),
+        confidence=_confidence(scores, best),
+        reasons=tuple(dict.fromkeys(shown))[:5] or ("没有明确信号，按默认阶段处理",),
+        scores={s: round(v, 3) for s, v in scores.items()},
     )
 
 
-def _confidence(scores: Mapping[Stage, float], best: Stage) -> float:
+def _opener(profile: CustomerProfile | None, today: dt.date, add: Callable[[str, float, str], None]) -> None:
+    """Nobody has said anything yet: the profile alone decides what the first message should be."""
+    orders = sorted(profile.orders, key=lambda o: o.date) if profile else []
+    if orders:
+        days = (today - orders[-1].date).days
+        add(Stage.revisit.value, 3.0, f"老客户：有 {len(orders)} 笔订单，上次购买在 {days} 天前，适合回访")
+    elif profile is not None and profile.chat:
+        add(Stage.discovery.value, 1.5, "聊过但还没有下单：继续了解需求")
+    else:
+        add(Stage.icebreak.value, 3.0, "新好友：还没有聊天记录和订单，先破冰")
+
+
+def _confidence(scores: Mapping[str, float], best: str) -> float:
     """Softmax share of the winning stage, a calibrated-enough 0–1 figure for people to read."""
-    exps = {s: math.exp(v) for s, v in scores.items()}
+    top = max(scores.values())
+    exps = {s: math.exp(v - top) for s, v in scores.items()}
     return round(exps[best] / sum(exps.values()), 3)

@@ -1,0 +1,135 @@
+"""Fit the stage detector's weights on the dev stage sets of both demo brands (never a test set).
+
+`python -m eval.tune_stage [--embedder NAME] [--write]` builds the serving Copilot over both libraries,
+turns every dev record into the detector's features (`stages.stage_features`, with the library signals the
+Copilot gathers for it), and fits a multinomial logistic regression with an L2 penalty. The penalty is
+chosen by leaving one brand out: fit on one brand's dev set, score macro-F1 on the other's, keep the
+penalty whose worse brand is best, so the weights favour signals that carry across brands. `--write`
+stores the weights (fitted on both dev sets) in `copilot/conversation/stage_weights.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from copilot.config import get_settings
+from copilot.conversation.stages import STAGES, WEIGHTS_PATH, stage_features
+from copilot.conversation.turns import Turn
+from copilot.errors import NotFoundError
+from eval import metrics as m
+from eval.harness import EVAL_NOW, Harness, build_copilot, choose_embedder
+from eval.records import StageRecord, load_records
+
+__all__ = ["DEV_SETS", "fit", "main"]
+
+REPO = Path(__file__).resolve().parent.parent
+# (data, library) of every dev set the weights may learn from.
+DEV_SETS = (
+    ("eval/datasets/stage_dev.jsonl", "knowledge"),
+    ("eval/datasets/stage_skincare_dev.jsonl", "libraries/skincare"),
+)
+PENALTIES = (0.003, 0.01, 0.03, 0.1, 0.3)
+
+
+def featurize(h: Harness, records: Sequence[StageRecord]) -> list[dict[str, float]]:
+    rows = []
+    for r in records:
+        turns = [Turn(msg.role, msg.text) for msg in r.messages]
+        try:
+            profile = h.copilot.repo.customer(h.tenant, r.customer_id) if r.customer_id else None
+        except NotFoundError:
+            profile = None
+        features, _ = stage_features(turns, profile, today=EVAL_NOW.date(),
+                                     signals=h.copilot.stage_signals(h.tenant, turns))
+        rows.append(features)
+    return rows
+
+
+def _matrix(rows: Sequence[dict[str, float]], names: Sequence[str]) -> np.ndarray:
+    index = {n: i for i, n in enumerate(names)}
+    x = np.zeros((len(rows), len(names)), dtype=np.float64)
+    for i, row in enumerate(rows):
+        for name, value in row.items():
+            if name in index:
+                x[i, index[name]] = value
+    return x
+
+
+def fit(x: np.ndarray, y: np.ndarray, penalty: float, steps: int = 3000, lr: float = 0.5) -> np.ndarray:
+    """Multinomial logistic regression by full-batch gradient descent; classes weighted equally."""
+    n, d = x.shape
+    k = len(STAGES)
+    w = np.zeros((d, k))
+    onehot = np.eye(k)[y]
+    counts = onehot.sum(axis=0)
+    sample_w = (n / (k * np.maximum(counts, 1)))[y]  # balanced: macro-F1 is what is measured
+    for _ in range(steps):
+        logits = x @ w
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        grad = x.T @ ((p - onehot) * sample_w[:, None]) / n + penalty * w
+        grad[0] -= penalty * w[0]  # the bias is not penalised
+        w -= lr * grad
+    return w
+
+
+def _macro_f1(w: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
+    pred = np.argmax(x @ w, axis=1)
+    return float(m.macro_f1([STAGES[i] for i in y], [STAGES[i] for i in pred], list(STAGES)))
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--embedder", default=None, help="'hashing' or a model; default: the configured one")
+    parser.add_argument("--write", action="store_true", help=f"write {WEIGHTS_PATH.name}")
+    args = parser.parse_args(argv)
+    embedder = choose_embedder(args.embedder, get_settings())
+    brands: list[tuple[str, list[dict[str, float]], np.ndarray]] = []
+    with tempfile.TemporaryDirectory(prefix="copilot-tune-") as scratch:
+        base = build_copilot(embedder, REPO / "knowledge", Path(scratch))
+        for data, library in DEV_SETS:
+            h = base.library(REPO / library)
+            records: list[StageRecord] = load_records(REPO / data, "stage")
+            brands.append((data, featurize(h, records), np.array([STAGES.index(r.stage) for r in records])))
+    names = ["bias", *sorted({n for _, rows, _ in brands for row in rows for n in row} - {"bias"})]
+    xs = [_matrix(rows, names) for _, rows, _ in brands]
+    ys = [y for _, _, y in brands]
+    report: dict[str, Any] = {"cross_brand": {}}
+    best_penalty, best_worst = PENALTIES[0], -1.0
+    for penalty in PENALTIES:
+        scores = []
+        for held in range(len(brands)):
+            train = [i for i in range(len(brands)) if i != held]
+            w = fit(np.vstack([xs[i] for i in train]), np.concatenate([ys[i] for i in train]), penalty)
+            scores.append(_macro_f1(w, xs[held], ys[held]))
+        report["cross_brand"][str(penalty)] = [round(s, 4) for s in scores]
+        print(f"penalty {penalty}: macro-F1 on the held-out brand {[round(s, 4) for s in scores]}")
+        if min(scores) > best_worst + 1e-9:
+            best_penalty, best_worst = penalty, min(scores)
+    w = fit(np.vstack(xs), np.concatenate(ys), best_penalty)
+    in_sample = [round(_macro_f1(w, x, y), 4) for x, y in zip(xs, ys, strict=True)]
+    print(f"chosen penalty {best_penalty}; in-sample dev macro-F1 {in_sample}")
+    weights = {name: {s: round(float(w[i, j]), 3) for j, s in enumerate(STAGES)} for i, name in enumerate(names)}
+    out = {
+        "data": [d for d, _, _ in brands],
+        "embedder": embedder.name,
+        "penalty": best_penalty,
+        "cross_brand_macro_f1": report["cross_brand"][str(best_penalty)],
+        "weights": weights,
+    }
+    if args.write:
+        WEIGHTS_PATH.write_text(json.dumps(out, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {WEIGHTS_PATH}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
