@@ -26,12 +26,14 @@ install-dev: $(DEVSTAMP)
 run: $(STAMP)
 	$(VENV)/bin/copilot run
 
-## make test: ruff, mypy, the import rules, the whole pytest suite, then the suite again on shifted clocks.
+## make test: ruff, mypy, the import rules, the whole pytest suite, API fuzzing, then the suite again on shifted
+## clocks.
 test: $(DEVSTAMP)
 	$(VENV)/bin/ruff check copilot api eval cli tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest
+	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory test-shifted
 
 ## make fuzz: serve the app as deployed (demo library, WeCom configured against a local stub) and let

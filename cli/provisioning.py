@@ -75,14 +75,21 @@ def tenants_set_wecom(
     token: Annotated[str, typer.Option(help="callback Token (接收消息)")] = "",
     aes_key: Annotated[str, typer.Option("--aes-key", help="callback EncodingAESKey (43 characters)")] = "",
     receive_id: Annotated[str, typer.Option("--receive-id", help="default: the corp id")] = "",
+    verify: Annotated[bool, typer.Option(help="ask WeCom to accept the corp id and secret before storing")] = True,
 ) -> None:
     """Store the tenant's WeCom app: sign-in, JS-SDK, staff notifications and (with Token and AES key) callbacks.
     The secret is asked for when not given, so it stays out of the shell history."""
-    from copilot.identity.tenants import set_wecom_app
+    import asyncio
+
+    from copilot.identity.tenants import check_wecom_credentials, new_wecom_app, store_wecom_app
 
     try:
-        set_wecom_app(_engine(), tenant, corp_id=corp_id, agent_id=agent_id, secret=secret, token=token,
-                      aes_key=aes_key, receive_id=receive_id)
+        engine = _engine()
+        app_row = new_wecom_app(engine, tenant, corp_id=corp_id, agent_id=agent_id, secret=secret, token=token,
+                                aes_key=aes_key, receive_id=receive_id)
+        if verify:
+            asyncio.run(check_wecom_credentials(get_settings().wecom_base_url, corp_id, secret))
+        store_wecom_app(engine, app_row)
     except CopilotError as exc:
         _fail(exc)
     console.print(f"WeCom app of {tenant!r} saved (corp {corp_id}, agent {agent_id}"

@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
                     "--generation-database", "none", "--no-color",
                     "--report", "junit", "--report-dir", str(root / "report"),
                 ]
-                return subprocess.run(command, check=False).returncode
+                # cwd: schemathesis keeps a cache folder in its working directory; keep it out of the tree.
+                return subprocess.run(command, check=False, cwd=root).returncode
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -317,3 +317,20 @@ def test_edited_feedback_records_the_edit_distance_and_exports_as_an_eval_case(c
     assert edited["messages"][-1] == {"role": "customer", "text": "有没有适合夏天的纸尿裤"}
     assert edited["expected_stage"] == out["stage"]["name"]
     assert any("太长" in c["note"] and rejected["text"] in c["note"] for c in cases)
+
+
+def test_wecom_credentials_wecom_refuses_are_a_422_and_the_stored_app_is_kept(
+    client: TestClient, wecom_configured: StubWeCom
+) -> None:
+    before = client.get("/v1/sidebar/jsapi-signature", params={"url": "https://crm.example.com/sidebar"},
+                        headers=OTHER)
+    wrong = client.put("/v1/admin/wecom", headers=OTHER, json={
+        "corp_id": wecom_configured.corp_id, "agent_id": "1000002", "secret": "not-the-secret"})
+    assert wrong.status_code == 422 and "errcode 40001" in wrong.json()["detail"], wrong.text
+    unknown = client.put("/v1/admin/wecom", headers=OTHER, json={
+        "corp_id": "ww-nobody", "agent_id": "1000002", "secret": wecom_configured.corp_secret})
+    assert unknown.status_code == 422 and "corp id" in unknown.json()["detail"], unknown.text
+    after = client.get("/v1/sidebar/jsapi-signature", params={"url": "https://crm.example.com/sidebar"},
+                       headers=OTHER)
+    assert before.status_code == after.status_code == 200
+    assert after.json()["corpid"] == wecom_configured.corp_id

@@ -6,7 +6,7 @@ deployment's operator: an admin of the default tenant.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -60,27 +60,32 @@ async def add_tenant(body: TenantIn, request: Request, copilot: CopilotDep, call
 class WeComAppIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     corp_id: str = Field(min_length=1, max_length=64)
-    agent_id: str = Field(default="", max_length=16)
-    secret: SecretStr
-    token: SecretStr | None = None
-    aes_key: SecretStr | None = None
+    agent_id: str = Field(default="", max_length=16, pattern=r"^\d*$", description="the app's AgentId (digits)")
+    secret: SecretStr = Field(min_length=1, max_length=256)
+    token: SecretStr | None = Field(default=None, max_length=64)
+    aes_key: SecretStr | None = Field(default=None, min_length=43, max_length=43, description="EncodingAESKey")
     receive_id: str = Field(default="", max_length=64)
 
 
 @router.put("/wecom")
-async def set_wecom(body: WeComAppIn, copilot: CopilotDep, caller: AdminDep) -> dict[str, Any]:
-    """The caller's tenant's WeCom app (secrets are stored, never echoed)."""
-    row = await run_in_threadpool(lambda: tenants.set_wecom_app(
-        copilot.engine, caller.tenant, corp_id=body.corp_id, agent_id=body.agent_id,
-        secret=body.secret.get_secret_value(), token=body.token.get_secret_value() if body.token else "",
+async def set_wecom(body: WeComAppIn, copilot: CopilotDep, caller: AdminDep,
+                    settings: SettingsDep) -> dict[str, Any]:
+    """The caller's tenant's WeCom app (secrets are stored, never echoed); WeCom must accept the corp id and
+    secret first, so a typo is a 422 instead of broken sign-ins later."""
+    secret = body.secret.get_secret_value()
+    app = await run_in_threadpool(lambda: tenants.new_wecom_app(
+        copilot.engine, caller.tenant, corp_id=body.corp_id, agent_id=body.agent_id, secret=secret,
+        token=body.token.get_secret_value() if body.token else "",
         aes_key=body.aes_key.get_secret_value() if body.aes_key else "", receive_id=body.receive_id))
+    await tenants.check_wecom_credentials(settings.wecom_base_url, app.corp_id, app.secret)
+    row = await run_in_threadpool(tenants.store_wecom_app, copilot.engine, app)
     return {"tenant": row.tenant_id, "corp_id": row.corp_id, "agent_id": row.agent_id,
             "callbacks": bool(row.token)}
 
 
 class SecretIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    secret: SecretStr
+    secret: SecretStr = Field(min_length=16, max_length=256, description="HMAC secret, at least 16 characters")
 
 
 @router.put("/webhook-secret", status_code=204)
@@ -132,7 +137,9 @@ async def list_staff(copilot: CopilotDep, caller: AdminDep) -> list[dict[str, An
 
 class SyncIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    userids: list[str] | None = Field(default=None, max_length=100_000)  # None: ask WeCom (user/list_id)
+    # None: ask WeCom (user/list_id); an empty list would deactivate everyone and is refused.
+    userids: list[Annotated[str, Field(min_length=1, max_length=64, pattern=r"^\S+$")]] | None = Field(
+        default=None, min_length=1, max_length=100_000)
 
 
 @router.post("/staff/sync")
@@ -145,10 +152,20 @@ async def sync_staff(request: Request, copilot: CopilotDep, caller: AdminDep, bo
     return vars(report)
 
 
-class RoleIn(BaseModel):
+class _RoleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    role: Literal["staff", "supervisor", "admin"]
+    role: Literal["staff", "admin"]
     team: str | None = Field(default=None, max_length=64)
+
+
+class _SupervisorIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["supervisor"]
+    team: str = Field(min_length=1, max_length=64, description="the team a supervisor oversees")
+
+
+# One model per role, so the schema says a supervisor needs a team.
+RoleIn = Annotated[_RoleIn | _SupervisorIn, Field(discriminator="role")]
 
 
 @router.patch("/staff/{staff_id}")

@@ -46,7 +46,7 @@ async def search_knowledge(
 
 
 @router.get("/knowledge/items/{kind}/{item_id}")
-async def get_item(kind: Literal["script", "content"], item_id: IdPath, copilot: CopilotDep,
+def get_item(kind: Literal["script", "content"], item_id: IdPath, copilot: CopilotDep,
                    caller: StaffDep) -> dict[str, Any]:
     if kind == "script":
         row = copilot.repo.script(caller.tenant, item_id)

@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import secrets
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AdminDep, CopilotDep, StaffDep, wecom_clients
 from api.params import IdPath
-from copilot.approvals.feedback import FeedbackAction, export_cases, list_feedback, record_feedback
+from copilot.approvals.feedback import export_cases, list_feedback, record_feedback
 from copilot.clock import as_utc
 from copilot.conversation.turns import Turn
 from copilot.errors import NotFoundError, ValidationError
@@ -69,7 +69,7 @@ async def sidebar_asset(name: str) -> FileResponse:
 # ---- JS-SDK signature ----------------------------------------------------------------------------
 @router.get("/v1/sidebar/jsapi-signature")
 async def jsapi_signature(
-    request: Request, caller: StaffDep, url: Annotated[str, Query(min_length=8, max_length=2048)]
+    request: Request, caller: StaffDep, url: Annotated[str, Query(min_length=8, max_length=2048, pattern=r"^https?://[^\s#]+")]
 ) -> Any:
     if not url.startswith(("https://", "http://")):
         raise ValidationError(f"url must be the page's absolute http(s) address, got {url[:40]!r}")
@@ -132,13 +132,25 @@ async def last_message(customer_id: IdPath, copilot: CopilotDep, caller: StaffDe
 
 
 # ---- feedback ----------------------------------------------------------------------------------------
-class FeedbackIn(BaseModel):
+class _FeedbackBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
     suggestion_id: str = Field(min_length=1, max_length=64)
     candidate_id: str = Field(min_length=1, max_length=64)
-    action: FeedbackAction
-    final_text: str | None = Field(default=None, max_length=4000)
     reason: str | None = Field(default=None, max_length=500)
+
+
+class UsedIn(_FeedbackBase):
+    action: Literal["used", "rejected"]
+    final_text: str | None = Field(default=None, max_length=4000)
+
+
+class EditedIn(_FeedbackBase):
+    action: Literal["edited"]
+    final_text: str = Field(min_length=1, max_length=4000, pattern=r"\S", description="the text that was sent")
+
+
+# One model per action, so the schema says exactly when final_text is required.
+FeedbackIn = Annotated[UsedIn | EditedIn, Field(discriminator="action")]
 
 
 def _feedback_out(row: SidebarFeedback) -> dict[str, Any]:

@@ -141,7 +141,8 @@ class CheckIn(BaseModel):
 
 @router.post("/compliance/check", response_model=ComplianceOut)
 async def check_compliance(body: CheckIn, copilot: CopilotDep, caller: StaffDep) -> ComplianceOut:
-    return ComplianceOut.of(copilot.check(caller.tenant, body.text))
+    # Off the event loop: a long text costs milliseconds that other requests must not wait for.
+    return ComplianceOut.of(await run_in_threadpool(copilot.check, caller.tenant, body.text))
 
 
 class ClassifyIn(BaseModel):

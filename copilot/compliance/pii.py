@@ -63,10 +63,12 @@ _ADDRESS_CUE = re.compile(r"[号室栋幢座]|单元")
 _ADDRESS_LEAD = re.compile(
     r"^(?:我的|我家|收货|收件|家庭|详细|快递|请|麻烦|帮我)*(?:地址|住址)?(?:是|为|在|寄到|发到|送到|住在)?"
 )
-_EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
+# Each pattern may start only where a run of address characters starts, so a long run without the
+# separator costs one pass, not one pass per position.
+_EMAIL_RE = re.compile(r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
 # E-mail spelled to dodge filters: yang_tao#163.com（#换成@）, li(at)qq.com, wang艾特163.com
 _EMAIL_SPELLED_RE = re.compile(
-    r"[A-Za-z0-9._%+\-]+\s*(?:#|＃|\(at\)|\[at\]|（at）| at |艾特|圈a)\s*[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.(?:com|cn|net|org|edu)(?:\.cn)?",
+    r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]+\s*(?:#|＃|\(at\)|\[at\]|（at）| at |艾特|圈a)\s*[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.(?:com|cn|net|org|edu)(?:\.cn)?",
     re.IGNORECASE,
 )
 # Passport (E…, EJ…, G…), Hong Kong/Macau permit (C…, CA…), home-return permit (H…/M…), after a cue word.

@@ -20,6 +20,7 @@ from copilot.persistence.tables.identity import ApiKeyRow
 from copilot.persistence.tables.library import StaffRow, Tenant
 from copilot.persistence.tables.webhooks import WebhookSecret
 from copilot.persistence.tables.wecom import WeComApp
+from copilot.wecom.protocol.client import WeComApiError, WeComClient
 from copilot.wecom.protocol.crypto import WeComCrypto, WeComCryptoError
 
 __all__ = ["TenantInfo", "add_tenant", "check_tenant_id", "list_tenants", "require_tenant", "set_webhook_secret",
@@ -75,7 +76,15 @@ def list_tenants(engine: Engine) -> list[TenantInfo]:
 
 def set_wecom_app(engine: Engine, tenant: str, *, corp_id: str, agent_id: str, secret: str, token: str = "",
                   aes_key: str = "", receive_id: str = "") -> WeComApp:
-    """Store (or replace) the tenant's self-built WeCom app; the callback key is checked before anything is kept."""
+    """Store (or replace) the tenant's self-built WeCom app after checking what can be checked here."""
+    return store_wecom_app(engine, new_wecom_app(engine, tenant, corp_id=corp_id, agent_id=agent_id, secret=secret,
+                                                 token=token, aes_key=aes_key, receive_id=receive_id))
+
+
+def new_wecom_app(engine: Engine, tenant: str, *, corp_id: str, agent_id: str, secret: str, token: str = "",
+                  aes_key: str = "", receive_id: str = "") -> WeComApp:
+    """The tenant's WeCom app row, refused (`ValidationError`) when the tenant is unknown, a field is missing
+    or malformed, or the callback key is unusable; nothing is stored."""
     require_tenant(engine, tenant)
     if not corp_id or not secret:
         raise ValidationError("a WeCom app needs the corp id and the app secret")
@@ -88,11 +97,35 @@ def set_wecom_app(engine: Engine, tenant: str, *, corp_id: str, agent_id: str, s
             WeComCrypto(token, aes_key, receive_id or corp_id)
         except WeComCryptoError as exc:
             raise ValidationError(f"the EncodingAESKey is not usable: {exc}") from exc
-    row = WeComApp(tenant_id=tenant, corp_id=corp_id, secret=secret, token=token, aes_key=aes_key,
-                   receive_id=receive_id or corp_id, agent_id=agent_id)
+    return WeComApp(tenant_id=tenant, corp_id=corp_id, secret=secret, token=token, aes_key=aes_key,
+                    receive_id=receive_id or corp_id, agent_id=agent_id)
+
+
+def store_wecom_app(engine: Engine, app: WeComApp) -> WeComApp:
     with session_scope(engine) as session:
-        session.merge(row)
-    return row
+        session.merge(app)
+    return app
+
+
+# gettoken's answers for credentials WeCom does not know: the caller's input is wrong, not WeCom.
+_REFUSED_CREDENTIALS = {40001: "the secret", 40013: "the corp id", 40091: "the secret", 41002: "the corp id",
+                        41004: "the secret"}
+
+
+async def check_wecom_credentials(base_url: str, corp_id: str, secret: str) -> None:
+    """Ask WeCom for an access token with these credentials before they are stored, so a mistyped corp
+    id or secret is refused now (`ValidationError`) instead of failing every later sign-in and send."""
+    if not corp_id or not secret:
+        raise ValidationError("a WeCom app needs the corp id and the app secret")
+    async with WeComClient(base_url, corp_id, secret, max_attempts=2) as client:
+        try:
+            await client.access_token()
+        except WeComApiError as exc:
+            what = _REFUSED_CREDENTIALS.get(exc.errcode)
+            if what is None:
+                raise
+            raise ValidationError(f"WeCom refused these credentials (errcode {exc.errcode}): check {what} in "
+                                  "the WeCom admin console (我的企业 → 企业ID; 应用管理 → the app's Secret)") from exc
 
 
 def set_webhook_secret(engine: Engine, tenant: str, secret: str) -> None:
