@@ -8,7 +8,7 @@ asking about something the content library covers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,13 +58,15 @@ class ScriptDrafter:
         hits = [h for h in context.scripts if h.doc.kind == "script"]
         if not hits:
             return []
+        stored = self.vectors(context.tenant, [h.doc.key for h in hits]) if self.vectors is not None else {}
         scores = self.reranker.score(
             context.turns,
             [h.doc.text for h in hits],
             stage=context.stage.value,
             candidate_stages=[h.doc.stages[0] if h.doc.stages else None for h in hits],
             triggers=[h.doc.triggers for h in hits],
-            dense=self._dense(context, hits),
+            dense=self._dense(context, hits, stored),
+            vectors=np.stack([stored[h.doc.key] for h in hits]) if all(h.doc.key in stored for h in hits) else None,
         )
         segment = context.profile.segment if context.profile else None
         fused_top = max(h.score for h in hits) or 1.0
@@ -75,15 +77,14 @@ class ScriptDrafter:
         order = sorted(range(len(hits)), key=lambda i: -final[i])
         return [hits[i] for i in order]
 
-    def _dense(self, context: DraftContext, hits: list[Hit]) -> list[float | None]:
+    def _dense(self, context: DraftContext, hits: list[Hit], stored: Mapping[str, np.ndarray]) -> list[float | None]:
         """Each script's cosine with the recency-weighted conversation, from stored vectors."""
         fallback = [h.cosine for h in hits]
-        if self.vectors is None or not context.turns:
+        if not stored or not context.turns:
             return fallback
         ctx = self.reranker.context_vector(context.turns)
         if ctx is None:
             return fallback
-        stored = self.vectors(context.tenant, [h.doc.key for h in hits])
         return [float(stored[h.doc.key] @ ctx) if h.doc.key in stored else h.cosine for h in hits]
 
     def _candidate(self, hit: Hit, context: DraftContext) -> DraftCandidate | None:
