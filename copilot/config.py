@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(default=20.0, gt=0, description="longest wait for the model's next chunk")
     llm_deadline_s: float = Field(default=60.0, gt=0, description="longest a whole LLM answer may take")
     llm_mask_pii: bool = True
+    llm_stage_vote: bool = Field(default=False, description="with an LLM configured, let it vote on the stage")
     llm_output_mode: Literal["prompt", "json_object", "json_schema"] = Field(
         default="prompt", description="how answers are constrained: prompt only, JSON mode or a JSON schema")
     llm_tokenizer: str = Field(

@@ -180,11 +180,12 @@ class Copilot:
             deadline_s=settings.llm_deadline_s,
         )
         self.llm_check = LLMComplianceCheck(model, load_prompt("compliance_check"))
-        # The stage vote asks for its own small JSON answer, so it gets a client without the drafts' schema.
-        self.stage_vote = LLMStageVote(
-            build_chat_model(settings) or model, load_prompt("stage_vote"),
-            mask=(lambda text: mask_pii(text).text) if settings.llm_mask_pii else None,
-        )
+        if settings.llm_stage_vote:
+            # The stage vote asks for its own small JSON answer, so it gets a client without the drafts' schema.
+            self.stage_vote = LLMStageVote(
+                build_chat_model(settings) or model, load_prompt("stage_vote"),
+                mask=(lambda text: mask_pii(text).text) if settings.llm_mask_pii else None,
+            )
 
     # ---- library -----------------------------------------------------------------------------
     def ingest(self, path: Path, *, tenant: str, progress: Progress | None = None) -> IngestReport:

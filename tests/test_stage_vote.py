@@ -27,7 +27,8 @@ def allow_requests() -> Iterator[None]:
 
 
 def _copilot(stub: OpenAIStub | None, tmp_path: Path) -> Copilot:
-    extra = {"llm_base_url": stub.api_base, "llm_model": "stub-model", "llm_timeout_s": 10.0} if stub else {}
+    extra = {"llm_base_url": stub.api_base, "llm_model": "stub-model", "llm_timeout_s": 10.0,
+             "llm_stage_vote": True} if stub else {}
     settings = Settings(_env_file=None, data_dir=tmp_path, embedding_model="hashing", **extra)  # type: ignore[arg-type]
     copilot = Copilot.from_settings(settings)
     copilot.ingest(REPO / "knowledge", tenant="default")
