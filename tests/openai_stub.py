@@ -6,7 +6,11 @@ what the client sent, or to obey what the prompt's data says), an HTTP error sta
 longer than the client's timeout. A request with `"stream": true` gets the same content as
 server-sent `chat.completion.chunk` events, `chunk_chars` characters every `chunk_delay` seconds, and
 the stub records when each stream sent its first token and whether the client hung up before the
-end. With the queue empty it answers HTTP 500, so a test never gets an answer it did not script.
+end. A streamed reply can `hold` before a marker in its content until the test sets an event, so a
+test orders "the client saw X" before "the model wrote Y" by cause, not by sleeping. A standing reply
+(`always`) answers every request its `match` accepts, before the queue is looked at: the stage vote a
+Copilot with an LLM asks before drafting is answered that way (`STAGE_VOTE_UNAVAILABLE`), so the
+queue holds only what a test is about. With the queue empty it answers HTTP 500, so a test never gets an answer it did not script.
 Use the `openai_stub` fixture or `running_openai_stub()`.
 """
 
@@ -29,13 +33,24 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from tests.live_server import running
 
-__all__ = ["ObedientModel", "OpenAIStub", "StreamRecord", "StubReply", "json_reply", "openai_stub", "running_openai_stub"]
+__all__ = ["STAGE_VOTE_UNAVAILABLE", "Hold", "ObedientModel", "OpenAIStub", "StreamRecord", "StubReply", "asks_for_stage_vote", "attached_llm", "json_reply", "openai_stub", "running_openai_stub"]
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Stream nothing from the first occurrence of `before` in the content ("" = the first token) until
+    `until` is set, or `timeout` seconds pass; the stream's record notes a hold that timed out."""
+
+    before: str
+    until: threading.Event
+    timeout: float = 20.0
 
 
 @dataclass(frozen=True)
 class StubReply:
     """Wait `delay` seconds, then answer `status` (if not 200), else `respond(body)`, else `content`;
-    streamed `chunk_chars` characters per chunk, one chunk every `chunk_delay` seconds."""
+    streamed `chunk_chars` characters per chunk, one chunk every `chunk_delay` seconds, pausing at
+    each of `holds` (a chunk never straddles a hold's marker)."""
 
     content: str = ""
     respond: Callable[[dict[str, Any]], str] | None = None
@@ -43,6 +58,21 @@ class StubReply:
     status: int = 200
     chunk_chars: int = 4
     chunk_delay: float = 0.0
+    holds: tuple[Hold, ...] = ()
+    match: Callable[[dict[str, Any]], bool] | None = None  # which requests a standing reply answers
+
+
+def asks_for_stage_vote(body: dict[str, Any]) -> bool:
+    """A request from the Copilot's stage vote (prompts/stage_vote.yaml), told by its system prompt."""
+    from copilot.llm.prompts import load_prompt
+
+    opening = load_prompt("stage_vote").system.strip().splitlines()[0]
+    messages = body.get("messages") or [{}]
+    return str(messages[0].get("content", "")).startswith(opening)
+
+
+# The stage vote fails (so the offline detector decides alone) and no scripted reply is spent on it.
+STAGE_VOTE_UNAVAILABLE = StubReply(status=503, match=asks_for_stage_vote)
 
 
 def json_reply(payload: Any, *, delay: float = 0.0, chunk_chars: int = 4, chunk_delay: float = 0.0) -> StubReply:
@@ -60,6 +90,8 @@ class StreamRecord:
     ended: float | None = None
     hung_up: bool = False
     chunks_sent: int = 0
+    holds_timed_out: list[str] = field(default_factory=list)
+    sent: str = ""  # the content streamed so far
 
 
 @dataclass
@@ -68,6 +100,7 @@ class OpenAIStub:
     requests: list[dict[str, Any]] = field(default_factory=list)
     streams: list[StreamRecord] = field(default_factory=list)
     _queue: deque[StubReply] = field(default_factory=deque)
+    _standing: list[StubReply] = field(default_factory=list)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _closing: threading.Event = field(default_factory=threading.Event)
@@ -75,6 +108,13 @@ class OpenAIStub:
     def script(self, *replies: StubReply) -> None:
         with self._lock:
             self._queue.extend(replies)
+
+    def always(self, reply: StubReply) -> None:
+        """Answer every request `reply.match` accepts with `reply`, ahead of the queue, for good."""
+        if reply.match is None:
+            raise ValueError("a standing reply needs `match`: which requests it answers")
+        with self._lock:
+            self._standing.append(reply)
 
     @property
     def api_base(self) -> str:
@@ -97,7 +137,9 @@ class OpenAIStub:
             body = await request.json()
             with self._lock:
                 self.requests.append(body)
-                reply = self._queue.popleft() if self._queue else None
+                reply = next((r for r in self._standing if r.match is not None and r.match(body)), None)
+                if reply is None and self._queue:
+                    reply = self._queue.popleft()
             if reply is None:
                 return JSONResponse({"error": {"message": "no scripted reply"}}, status_code=500)
             await self._wait(reply.delay)
@@ -134,14 +176,29 @@ class OpenAIStub:
         with self._lock:
             self.streams.append(record)
         ident = f"chatcmpl-stub-{next(self._ids)}"
-        pieces = [content[i : i + reply.chunk_chars] for i in range(0, len(content), max(1, reply.chunk_chars))]
+        step = max(1, reply.chunk_chars)
+        holds = {}
+        for hold in reply.holds:
+            at = content.find(hold.before)
+            assert at >= 0, f"the scripted content has no {hold.before!r} to hold before"
+            holds[at] = hold
+        cuts = sorted({0, len(content), *holds})
+        pieces: list[tuple[int, str]] = [
+            (start + i, content[start + i : min(start + i + step, end)])
+            for start, end in itertools.pairwise(cuts) for i in range(0, end - start, step)
+        ]
         try:
-            for piece in pieces:
+            for offset, piece in pieces:
+                if offset in holds:
+                    hold = holds.pop(offset)
+                    if not await self._hold(hold):
+                        record.holds_timed_out.append(hold.before)
                 await self._wait(reply.chunk_delay)
                 if record.first_token is None:
                     record.first_token = time.monotonic()
                 yield self._event(body, ident, {"content": piece}, None)
                 record.chunks_sent += 1
+                record.sent += piece
             yield self._event(body, ident, {}, "stop")
             yield "data: [DONE]\n\n"
             record.finished = True
@@ -160,6 +217,15 @@ class OpenAIStub:
         }
         return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
 
+    async def _hold(self, hold: Hold) -> bool:
+        """Wait for the hold's event; False when it timed out (or the stub is closing)."""
+        deadline = time.monotonic() + hold.timeout
+        while not hold.until.is_set():
+            if time.monotonic() > deadline or self._closing.is_set():
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
     async def _wait(self, delay: float) -> None:
         deadline = time.monotonic() + delay
         while time.monotonic() < deadline and not self._closing.is_set():
@@ -177,6 +243,18 @@ def running_openai_stub() -> Iterator[OpenAIStub]:
 def openai_stub() -> Iterator[OpenAIStub]:
     with running_openai_stub() as stub:
         yield stub
+
+
+@contextmanager
+def attached_llm(copilot: Any, settings: Any) -> Iterator[Any]:
+    """`copilot` with the LLM parts the settings configure (drafter, compliance review, stage vote) for
+    the duration, then as it was: a shared Copilot never keeps a model that is gone."""
+    before = (copilot.llm_drafter, copilot.llm_check, copilot.stage_vote)
+    copilot.attach_llm(settings)
+    try:
+        yield copilot
+    finally:
+        copilot.llm_drafter, copilot.llm_check, copilot.stage_vote = before
 
 
 @dataclass

@@ -17,7 +17,7 @@ from copilot.drafting.types import Citation
 from copilot.llm.client import model_requests_allowed
 from copilot.suggestion import MessageIn, SuggestRequest
 from tests.conftest import TODAY
-from tests.openai_stub import OpenAIStub, StubReply, openai_stub
+from tests.openai_stub import STAGE_VOTE_UNAVAILABLE, OpenAIStub, StubReply, attached_llm, openai_stub
 
 __all__ = ["openai_stub"]
 
@@ -28,13 +28,9 @@ INVENTED = ("88元", "XXL码", "5片", "12月3日", "包邮")
 def with_llm(hashing_copilot: Any, openai_stub: OpenAIStub, tmp_path: Any) -> Iterator[Any]:
     settings = Settings(_env_file=None, data_dir=tmp_path, llm_base_url=openai_stub.api_base,
                         llm_model="stub-model", llm_mask_pii=False)
-    before = (hashing_copilot.llm_drafter, hashing_copilot.llm_check)
-    hashing_copilot.attach_llm(settings)
-    try:
-        with model_requests_allowed(True):
-            yield hashing_copilot
-    finally:
-        hashing_copilot.llm_drafter, hashing_copilot.llm_check = before
+    openai_stub.always(STAGE_VOTE_UNAVAILABLE)
+    with attached_llm(hashing_copilot, settings), model_requests_allowed(True):
+        yield hashing_copilot
 
 
 def one_honest_one_invented(body: dict[str, Any]) -> str:

@@ -1,5 +1,10 @@
 """Progressive suggestions: `POST /v1/suggestions` with `Accept: text/event-stream`, over a real socket,
-against an OpenAI-compatible stub that streams its answer slowly."""
+against an OpenAI-compatible stub that streams its answer slowly.
+
+Order is proved by cause, not by timing: the stub holds its answer at a marker until the client has
+read what must come first (`Hold`). A server that buffered its events would leave the client with
+nothing to read, the hold would time out, and the test fails; a loaded machine only makes it slower.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from copilot.llm.client import model_requests_allowed
 from copilot.persistence.tables.approvals import ApprovalItem
 from copilot.persistence.tables.conversations import CandidateRow, FlagRow, SuggestionRow
 from tests.live_server import serve_in_thread
-from tests.openai_stub import OpenAIStub, StubReply, openai_stub
+from tests.openai_stub import STAGE_VOTE_UNAVAILABLE, Hold, OpenAIStub, StubReply, attached_llm, openai_stub
 
 __all__ = ["openai_stub"]
 
@@ -77,14 +82,11 @@ def live(hashing_copilot: Any, openai_stub: OpenAIStub, tmp_path: Any) -> Iterat
     settings = Settings(_env_file=None, data_dir=tmp_path, api_keys=[SecretStr(KEY)],
                         llm_base_url=openai_stub.api_base, llm_model="stub-model", llm_mask_pii=False,
                         llm_timeout_s=10)
-    before = (hashing_copilot.llm_drafter, hashing_copilot.llm_check)
-    hashing_copilot.attach_llm(settings)
-    try:
-        with model_requests_allowed(True), serve_in_thread(create_app(settings, copilot=hashing_copilot),
-                                                           name="copilot", lifespan="on") as url:
-            yield url
-    finally:
-        hashing_copilot.llm_drafter, hashing_copilot.llm_check = before
+    openai_stub.always(STAGE_VOTE_UNAVAILABLE)
+    with attached_llm(hashing_copilot, settings), model_requests_allowed(True), serve_in_thread(
+        create_app(settings, copilot=hashing_copilot), name="copilot", lifespan="on"
+    ) as url:
+        yield url
 
 
 def body(customer: str, staff: str, text: str) -> dict[str, Any]:
@@ -94,14 +96,23 @@ def body(customer: str, staff: str, text: str) -> dict[str, Any]:
 def test_script_drafts_arrive_before_the_models_first_token_and_llm_drafts_one_by_one(
     live: str, openai_stub: OpenAIStub
 ) -> None:
-    openai_stub.script(StubReply(respond=answer_citing_shown(3), delay=1.5, chunk_chars=6, chunk_delay=0.06))
+    script_drafts_read, second_llm_draft_read = threading.Event(), threading.Event()
+    openai_stub.script(StubReply(respond=answer_citing_shown(3), chunk_chars=6, chunk_delay=0.01, holds=(
+        Hold("", until=script_drafts_read), Hold("第3条", until=second_llm_draft_read))))
 
+    events: list[Event] = []
     with httpx.Client(base_url=live, timeout=30) as client, client.stream(
         "POST", "/v1/suggestions", headers=STREAM, json=body("cust_003", "staff_xiaoya", "纸尿裤有什么推荐吗？")
     ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
-        events = list(read_events(response))
+        for event in read_events(response):
+            events.append(event)
+            read = [e.data["drafter"] for e in events if e.kind == "candidate"]
+            if read.count("script") == 3:
+                script_drafts_read.set()  # only now may the model write its first token
+            if read.count("llm") == 2:
+                second_llm_draft_read.set()  # only now may it write the third draft
 
     kinds = [e.kind for e in events]
     assert kinds[0] == "analysis" and kinds[-1] == "done"
@@ -111,11 +122,12 @@ def test_script_drafts_arrive_before_the_models_first_token_and_llm_drafts_one_b
     assert len(script) == 3 and len(llm) == 3
     [stream] = openai_stub.streams
     assert stream.first_token is not None and stream.ended is not None
-    # The analysis and every script draft were read before the model wrote its first token …
+    # No hold ran out: the analysis and every script draft were read before the model wrote its first
+    # token, and the first two LLM drafts before it wrote any of the third …
+    assert stream.holds_timed_out == []
     assert max(e.at for e in [events[0], *script]) < stream.first_token
-    # … and each LLM draft was read while the model was still writing the rest of its answer.
-    assert llm[0].at < llm[1].at < llm[2].at
-    assert llm[1].at < stream.ended - 0.1
+    # … so each LLM draft was handed out as soon as it was complete, not at the end of the answer.
+    assert llm[0].at < llm[1].at < llm[2].at <= events[-1].at
     done = events[-1].data
     assert done["suggestion_id"] == events[0].data["suggestion_id"]
     assert [c["id"] for c in done["candidates"]] == [e.data["id"] for e in candidates]
@@ -125,8 +137,12 @@ def test_script_drafts_arrive_before_the_models_first_token_and_llm_drafts_one_b
 def test_a_newer_message_cancels_the_running_stream_and_stops_the_model(
     live: str, openai_stub: OpenAIStub, hashing_copilot: Any
 ) -> None:
+    second_done = threading.Event()
     openai_stub.script(
-        StubReply(respond=answer_citing_shown(3), delay=0.3, chunk_chars=2, chunk_delay=0.08),
+        # The first answer stops in the middle of its first draft until the second stream is done: any
+        # LLM draft the first stream hands out, or an answer the model finishes, is a failed cancellation.
+        StubReply(respond=answer_citing_shown(3), chunk_chars=2, chunk_delay=0.01,
+                  holds=(Hold('"script_ids"', until=second_done, timeout=60),)),
         StubReply(respond=answer_citing_shown(3), chunk_chars=40),
     )
     first: list[Event] = []
@@ -139,13 +155,14 @@ def test_a_newer_message_cancels_the_running_stream_and_stops_the_model(
 
     reader = threading.Thread(target=read_first)
     reader.start()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while not openai_stub.streams or openai_stub.streams[0].first_token is None:
         assert time.monotonic() < deadline, "the first stream never reached the model"
         time.sleep(0.02)
     with client.stream("POST", "/v1/suggestions", headers=STREAM,
                        json=body("cust_003", "staff_xiaoya", "M码还是L码？")) as response:
         second = list(read_events(response))
+    second_done.set()
     reader.join(timeout=20)
     client.close()
 
