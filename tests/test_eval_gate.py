@@ -101,3 +101,36 @@ def test_thresholds_file_errors_say_what_to_fix(tmp_path: Path) -> None:
     path.write_text("suites:\n  nope:\n    data: x_test.jsonl\n    min: {a: 1}\n", encoding="utf-8")
     with pytest.raises(ValidationError, match="unknown suite"):
         load_thresholds(path)
+
+
+def _entries(config: dict[str, Any], suite: str) -> dict[str, Any]:
+    return {**config, "suites": {name: entry for name, entry in config["suites"].items()
+                                 if entry.get("suite", name) == suite}}
+
+
+@pytest.mark.parametrize("stage", ["icebreak", "discovery", "recommend", "revisit"])
+def test_the_gate_fails_when_a_stage_cue_list_is_emptied(
+    gate_run: tuple[Any, dict[str, Any], Any], monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    from copilot.conversation.stages import STAGE_CUES
+    from copilot.knowledge.schema import Stage
+
+    harness, config, _ = gate_run
+    monkeypatch.setitem(STAGE_CUES, Stage(stage), [])
+    stages = _entries(config, "stage")
+    outcome = check(measure(harness, stages), stages)
+    assert outcome.failures, format_outcome(outcome)
+
+
+def test_the_gate_fails_when_the_reranker_is_dense_only(
+    gate_run: tuple[Any, dict[str, Any], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from copilot.drafting.rerank import RerankWeights
+
+    harness, config, _ = gate_run
+    weights = harness.copilot.reranker.weights
+    total = weights.dense + weights.joint + weights.lexical
+    monkeypatch.setattr(harness.copilot.reranker, "weights", RerankWeights(dense=total, joint=0.0, lexical=0.0))
+    responses = _entries(config, "response")
+    outcome = check(measure(harness, responses), responses)
+    assert outcome.failures, format_outcome(outcome)
