@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: run test test-shifted fuzz lint typecheck pytest install install-dev screenshot eval-full bench clean
+.PHONY: run test test-shifted fuzz lint typecheck pytest install install-dev screenshot eval-full bench stack clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,11 +28,13 @@ run: $(STAMP)
 
 ## make test: ruff, mypy, the import rules, the whole pytest suite, API fuzzing, then the suite again on shifted
 ## clocks.
+## The first pytest run starts a throwaway PostgreSQL 15 and a Chroma server on loopback (devtools/services.py):
+## every test that touches storage runs on SQLite with embedded Chroma and again on those servers.
 test: $(DEVSTAMP)
-	$(VENV)/bin/ruff check copilot api eval cli tests bench
+	$(VENV)/bin/ruff check copilot api eval cli tests bench devtools
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/pytest
+	$(PY) -m devtools.services -- $(VENV)/bin/pytest
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory test-shifted
 
@@ -42,19 +44,20 @@ FUZZ_EXAMPLES ?= 25
 fuzz: $(DEVSTAMP)
 	$(PY) -m tests.fuzz_api --max-examples $(FUZZ_EXAMPLES)
 
-## make test-shifted: the suite (without the slow model tests) with the process clock moved 40 and 400
-## days ahead by libfaketime, so a test that pins a date against the wall clock fails the day it is written.
+## make test-shifted: the suite (without the slow model tests and the multi-process ones) with the process clock
+## moved 40 and 400 days ahead by libfaketime, so a test that pins a date against the wall clock fails the day
+## it is written.
 SHIFTS ?= +40d +400d
 test-shifted: $(DEVSTAMP)
 	@command -v faketime >/dev/null || { echo "faketime is missing: apt-get install faketime"; exit 1; }
 	@for shift in $(SHIFTS); do \
 	  echo "== pytest with the clock moved $$shift"; \
-	  faketime -f "$$shift" $(VENV)/bin/pytest -q -p no:cacheprovider -m "not slow" || exit 1; \
+	  faketime -f "$$shift" $(VENV)/bin/pytest -q -p no:cacheprovider -m "not slow and not cluster" || exit 1; \
 	done
 
 lint: $(DEVSTAMP)
-	$(VENV)/bin/ruff check copilot api eval cli tests bench
-	$(VENV)/bin/ruff format --check copilot api eval cli tests bench
+	$(VENV)/bin/ruff check copilot api eval cli tests bench devtools
+	$(VENV)/bin/ruff format --check copilot api eval cli tests bench devtools
 
 ## make screenshot: regenerate docs/sidebar.png from the demo data (needs Debian's chromium).
 screenshot: $(DEVSTAMP)
@@ -63,6 +66,10 @@ screenshot: $(DEVSTAMP)
 ## make eval-full: every suite on every data set with the real embedding model (slow; writes eval/out/full).
 eval-full: $(STAMP)
 	$(VENV)/bin/copilot eval full --out eval/out/full
+
+## make stack: PostgreSQL, a Chroma server, 2 API processes and 2 workers on loopback ports it prints (Ctrl-C stops all).
+stack: $(STAMP)
+	$(PY) -m devtools.stack
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from pydantic import SecretStr
 from starlette.middleware.sessions import SessionMiddleware
 
 from api.errors import ERROR_RESPONSES, install_error_handlers
@@ -36,7 +41,9 @@ from copilot.webhooks.spool import InboxWriter
 from copilot.wecom.automation.apps import WebhookConfig
 from copilot.wecom.automation.worker import Worker
 
-__all__ = ["create_app", "settle_heap"]
+__all__ = ["app_from_environment", "create_app", "settle_heap", "watch_libraries", "with_dev_key"]
+
+log = logging.getLogger(__name__)
 
 
 def settle_heap() -> None:
@@ -45,6 +52,46 @@ def settle_heap() -> None:
     profiled, and a request waits for it)."""
     gc.collect()
     gc.freeze()
+
+
+async def watch_libraries(copilot: Copilot, every_s: float, stop: asyncio.Event) -> None:
+    """Reload a tenant's library in this process within `every_s` of an ingest anywhere (its version moved)."""
+    while not stop.is_set():
+        try:
+            changed = await asyncio.to_thread(copilot.refresh_libraries)
+            if changed:
+                log.info("reloaded the libraries of %s", ", ".join(changed))
+        except Exception as exc:  # the database may be away for a while; keep serving the loaded library
+            log.warning("library version check failed: %s: %s", type(exc).__name__, exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every_s)
+
+
+def with_dev_key(settings: Settings) -> Settings:
+    """In dev without configured keys, the keys `copilot serve` keeps in the data dir (`dev_api_key`, and
+    `dev_api_key.<tenant>` for each extra demo library), so that every process of `copilot serve --workers N`
+    accepts the same keys; made here if they are missing. Configured keys, or prod, stay as they are."""
+    if settings.api_keys or settings.env == "prod":
+        return settings
+    keys = [_dev_key(settings.data_dir / "dev_api_key")]
+    keys += [f"{tenant}:{_dev_key(settings.data_dir / f'dev_api_key.{tenant}')}" for tenant in settings.demo_libraries]
+    return settings.model_copy(update={"api_keys": [SecretStr(k) for k in keys]})
+
+
+def _dev_key(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    key = "dev-" + secrets.token_urlsafe(24)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def app_from_environment() -> FastAPI:
+    """The app each process of `copilot serve --workers N` builds: settings from the environment, with the
+    dev key `copilot serve` keeps in the data dir when no API key is set."""
+    return create_app(with_dev_key(get_settings()))
 
 
 def create_app(settings: Settings | None = None, *, copilot: Copilot | None = None,
@@ -74,12 +121,15 @@ def create_app(settings: Settings | None = None, *, copilot: Copilot | None = No
             inspection.start()
         # The webhook worker is opt-in here (it can also run alone: python -m copilot.wecom.automation.worker).
         stop = asyncio.Event()
+        library_watch = asyncio.create_task(watch_libraries(app.state.copilot, settings.library_poll_s, stop))
+        # The webhook worker is opt-in here (it can also run alone: python -m copilot.wecom.automation.worker).
         worker = None
         if settings.worker_enabled:
             runner = Worker(app.state.copilot, WebhookConfig.from_settings(settings), clock=app.state.clock)
             worker = asyncio.create_task(runner.run_forever(stop))
         yield
         stop.set()
+        await library_watch
         if worker is not None:
             await worker
         if scheduler is not None:

@@ -14,6 +14,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from copilot.errors import (
@@ -25,6 +27,7 @@ from copilot.errors import (
     LibraryError,
     NotFoundError,
     PayloadTooLargeError,
+    UnavailableError,
     UpstreamError,
     ValidationError,
 )
@@ -70,6 +73,7 @@ _STATUS: list[tuple[type[CopilotError], int]] = [
     (PayloadTooLargeError, 413),
     (ValidationError, 422),
     (UpstreamError, 502),
+    (UnavailableError, 503),
     (ConfigurationError, 500),
 ]
 
@@ -110,3 +114,22 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, LibraryError):
             body["problems"] = [str(p) for p in exc.problems]
         return JSONResponse(status_code=status, content=body)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(PoolTimeout)
+    async def _database_away(request: Request, exc: Exception) -> JSONResponse:
+        """The database went away (stopped, restarting, network): 503 and a plain message, no traceback;
+        the pool reconnects by itself (pre-ping) once it is back."""
+        if isinstance(exc, OperationalError) and not _unreachable(exc):
+            raise exc  # e.g. a SQLite "database is locked" is not an outage
+        log.error("database unreachable during %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return await _copilot_error(request, UnavailableError(
+            "the database cannot be reached right now; nothing was changed, retry in a few seconds"))
+
+
+def _unreachable(exc: OperationalError) -> bool:
+    if exc.connection_invalidated or exc.__class__.__module__.startswith("psycopg"):
+        return True
+    orig = exc.orig
+    return orig is not None and type(orig).__module__.startswith("psycopg")

@@ -25,7 +25,7 @@ from sqlalchemy import insert
 
 from copilot.compliance.frequency import FrequencyGuard
 from copilot.persistence.engine import make_engine
-from copilot.persistence.schema import create_schema
+from copilot.persistence.schema import upgrade
 from copilot.persistence.tables.conversations import Conversation, MessageRow
 from copilot.persistence.tables.library import CustomerRow, StaffRow, Tenant
 from copilot.revisits import RuleSet, generate
@@ -65,7 +65,7 @@ def _profile(rng: random.Random, cid: str, staff: str) -> dict[str, Any]:
 
 def build(path: Path, customers: int, staff: int, stored_chats: int, seed: int) -> Any:
     engine = make_engine(f"sqlite:///{path}")
-    create_schema(engine)
+    upgrade(engine)
     rng = random.Random(seed)
     staff_ids = [f"staff_{i:03d}" for i in range(staff)]
     with engine.begin() as conn:

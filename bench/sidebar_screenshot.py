@@ -26,6 +26,7 @@ from api.app import create_app  # noqa: E402
 from copilot.compliance import ComplianceChecker  # noqa: E402
 from copilot.config import Settings  # noqa: E402
 from copilot.persistence.engine import make_engine  # noqa: E402
+from copilot.persistence.schema import upgrade  # noqa: E402
 from copilot.retrieval.vectorstore import ChromaStore  # noqa: E402
 from copilot.service import Copilot, build_embedder  # noqa: E402
 from tests.browser_support import chromium_missing_reason, launch_chromium, serve  # noqa: E402
@@ -43,8 +44,10 @@ def build_demo_app(data_dir: Path, key: str, embedding_model: str) -> object:
         knowledge_dir=REPO / "knowledge",
     )
     embedder = build_embedder(settings)
+    engine = make_engine(settings.sqlalchemy_url)
+    upgrade(engine)
     copilot = Copilot(
-        engine=make_engine(settings.sqlalchemy_url),
+        engine=engine,
         embedder=embedder,
         store=ChromaStore(embedder, settings.chroma_dir),
         compliance=ComplianceChecker(packs=settings.compliance_packs),

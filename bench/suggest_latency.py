@@ -21,6 +21,7 @@ from copilot.compliance import ComplianceChecker
 from copilot.config import Settings
 from copilot.knowledge.loader import load_library
 from copilot.persistence.engine import make_engine
+from copilot.persistence.schema import upgrade
 from copilot.retrieval.vectorstore import ChromaStore
 from copilot.service import Copilot, build_embedder
 from copilot.suggestion import MessageIn, SuggestRequest
@@ -70,8 +71,10 @@ def generate_library(source: Path, target: Path, scripts: int, seed: int = 11) -
 
 def build(root: Path, settings: Settings) -> Copilot:
     embedder = build_embedder(settings)
+    engine = make_engine(f"sqlite:///{root / 'bench.db'}")
+    upgrade(engine)
     return Copilot(
-        engine=make_engine(f"sqlite:///{root / 'bench.db'}"),
+        engine=engine,
         embedder=embedder,
         store=ChromaStore(embedder, root / "chroma"),
         compliance=ComplianceChecker(),

@@ -40,11 +40,14 @@ def build_copilot(root: Path) -> Any:
     from copilot.compliance import ComplianceChecker
     from copilot.embedding.embedders import HashingEmbedder
     from copilot.persistence.engine import make_engine
+    from copilot.persistence.schema import upgrade
     from copilot.retrieval.vectorstore import ChromaStore
     from copilot.service import Copilot
 
     embedder = HashingEmbedder()
-    copilot = Copilot(engine=make_engine(f"sqlite:///{root / 'bench.db'}"), embedder=embedder,
+    engine = make_engine(f"sqlite:///{root / 'bench.db'}")
+    upgrade(engine)
+    copilot = Copilot(engine=engine, embedder=embedder,
                       store=ChromaStore(embedder, root / "chroma"), compliance=ComplianceChecker())
     copilot.ingest(REPO / "knowledge", tenant="default")
     return copilot

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.archive import archive_app
+from cli.db import db_app
 from cli.eval import eval_app
 from cli.provisioning import keys_app, staff_app, tenants_app
 from cli.revisits import revisits_app
@@ -29,6 +30,7 @@ app.add_typer(archive_app, name="archive")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(staff_app, name="staff")
+app.add_typer(db_app, name="db")
 console = Console()
 err = Console(stderr=True)
 
@@ -38,6 +40,31 @@ STAGE_NAMES = {"icebreak": "破冰", "discovery": "挖需", "recommend": "推荐
 def _fail(exc: CopilotError) -> None:
     err.print(f"[bold red]error:[/] {exc}")
     raise typer.Exit(code=2)
+
+
+def _copilot(settings: Settings) -> Copilot:
+    """The Copilot the settings describe; a clean error (no traceback) when, e.g., the schema is outdated."""
+    from copilot.service import Copilot
+
+    try:
+        return Copilot.from_settings(settings)
+    except CopilotError as exc:
+        _fail(exc)
+        raise AssertionError("unreachable") from exc
+
+
+def _require_schema(settings: Settings) -> None:
+    """Refuse to start on a database whose schema is not this code's (`copilot db upgrade` fixes it)."""
+    from copilot.persistence.engine import make_engine
+    from copilot.persistence.schema import require_current
+
+    engine = make_engine(settings.sqlalchemy_url)
+    try:
+        require_current(engine)
+    except CopilotError as exc:
+        _fail(exc)
+    finally:
+        engine.dispose()
 
 
 @app.command()
@@ -60,11 +87,9 @@ def ingest(
     tenant: Annotated[str | None, typer.Option(help="tenant id (default: COPILOT_DEFAULT_TENANT)")] = None,
 ) -> None:
     """Validate a library and load it; unchanged items are not embedded again."""
-    from copilot.service import Copilot
-
     settings = get_settings()
     folder = path or settings.knowledge_dir
-    copilot = Copilot.from_settings(settings)
+    copilot = _copilot(settings)
     with Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("embed", total=None)
@@ -91,11 +116,10 @@ def suggest(
     tenant: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Draft replies for a customer and print them readably."""
-    from copilot.service import Copilot
     from copilot.suggestion import MessageIn, SuggestRequest
 
     settings = get_settings()
-    copilot = Copilot.from_settings(settings)
+    copilot = _copilot(settings)
     request = SuggestRequest(
         customer_id=customer, staff_id=staff,
         messages=[MessageIn(role="customer", text=m) for m in message or []], n=n,
@@ -131,10 +155,8 @@ def classify(
     tenant: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Label customer messages with the library's intents (intents.yaml); `oos` = out of scope."""
-    from copilot.service import Copilot
-
     settings = get_settings()
-    copilot = Copilot.from_settings(settings)
+    copilot = _copilot(settings)
     try:
         predictions = copilot.classify(tenant or settings.default_tenant, text)
     except CopilotError as exc:
@@ -148,9 +170,12 @@ def classify(
 def serve(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
+    workers: Annotated[int, typer.Option(min=1, help="API processes sharing the port (each loads the models)")] = 1,
 ) -> None:
-    """Serve the API (in dev without keys, a dev API key is made once; see the README)."""
-    _serve(get_settings(), host=host, port=port, copilot=None)
+    """Serve the API (and print the URL and the dev API key); refuses an outdated database schema."""
+    settings = get_settings()
+    _require_schema(settings)
+    _serve(settings, host=host, port=port, copilot=None, workers=workers)
 
 
 @app.command()
@@ -160,9 +185,11 @@ def worker() -> None:
 
     from copilot.wecom.automation.worker import run_standalone
 
+    settings = get_settings()
+    _require_schema(settings)
     logging.basicConfig(level=logging.INFO)
     console.print("webhook worker running; Ctrl-C stops it after the batch in hand")
-    run_standalone(get_settings())
+    run_standalone(settings)
 
 
 @app.command()
@@ -171,12 +198,19 @@ def run(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
 ) -> None:
-    """Prepare the model, ingest the library and the extra demo libraries (changes only) and serve, in one process."""
-    from copilot.service import Copilot
+    """Migrate the database, prepare the model, ingest the library and the extra demo libraries (changes only)
+    and serve, in one process."""
+    from copilot.persistence.engine import make_engine
+    from copilot.persistence.schema import upgrade
 
     settings = get_settings()
     started = time.perf_counter()
-    copilot = Copilot.from_settings(settings)
+    engine = make_engine(settings.sqlalchemy_url)
+    try:
+        upgrade(engine)  # the dev convenience; `serve` and `worker` only check
+    finally:
+        engine.dispose()
+    copilot = _copilot(settings)
     libraries = {settings.default_tenant: path or settings.knowledge_dir, **settings.demo_libraries}
     for tenant, folder in libraries.items():
         try:
@@ -189,7 +223,8 @@ def run(
     _serve(settings, host=host, port=port, copilot=copilot)
 
 
-def _serve(settings: Settings, *, host: str | None, port: int | None, copilot: Copilot | None) -> None:
+def _serve(settings: Settings, *, host: str | None, port: int | None, copilot: Copilot | None,
+           workers: int = 1) -> None:
     import uvicorn
 
     from api.app import create_app
@@ -198,7 +233,12 @@ def _serve(settings: Settings, *, host: str | None, port: int | None, copilot: C
         settings = _with_dev_key(settings)
     host = host or settings.host
     port = port or settings.port
-    console.print(f"copilot API on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
+    console.print(f"copilot API on http://{host}:{port}  (docs: http://{host}:{port}/docs)"
+                  + (f", {workers} processes" if workers > 1 else ""))
+    if workers > 1:  # each process builds its app from the environment (`api.app.app_from_environment`)
+        uvicorn.run("api.app:app_from_environment", factory=True, workers=workers, host=host, port=port,
+                    log_level="info")
+        return
     uvicorn.run(create_app(settings, copilot=copilot), host=host, port=port, log_level="info")
 
 

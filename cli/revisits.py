@@ -40,7 +40,7 @@ def generate_command(
     from copilot.compliance.frequency import FrequencyGuard
     from copilot.persistence.engine import make_engine
     from copilot.persistence.repository import Repository
-    from copilot.persistence.schema import create_schema
+    from copilot.persistence.schema import require_current
     from copilot.revisits import RuleStore, generate
     from copilot.revisits.generate import local_now
 
@@ -52,7 +52,7 @@ def generate_command(
     settings = get_settings()
     try:
         engine = make_engine(settings.sqlalchemy_url)
-        create_schema(engine)
+        require_current(engine)
         store = RuleStore(_rules_path(rules))
         guard = FrequencyGuard(engine)
         for name in tenant or Repository(engine).tenants():

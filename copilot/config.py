@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=_PROJECT_ROOT / "data", description="models, database, indexes")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
     chroma_path: Path | None = Field(default=None, description="Chroma directory; default data_dir/chroma")
+    chroma_url: str | None = Field(default=None, description="a Chroma server (`chroma run`) every process shares; "
+                                   "unset: the embedded folder")
     knowledge_dir: Path = Field(default=_PROJECT_ROOT / "knowledge", description="library to ingest")
     demo_libraries: Annotated[dict[str, Path], NoDecode] = Field(
         default_factory=lambda: {"skincare": _PROJECT_ROOT / "libraries" / "skincare"},
@@ -81,6 +83,7 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = Field(default=None, description="HMAC secret of /webhooks/messages")
     webhook_max_body_bytes: int = Field(default=64_000, ge=1024)
     autoreply_path: Path | None = Field(default=None, description="default: knowledge_dir/autoreply.yaml")
+    library_poll_s: float = Field(default=1.0, gt=0, description="how often each process checks for a newer library")
     worker_enabled: bool = Field(default=False, description="run the webhook worker inside the API process")
     worker_lease_s: float = Field(default=60.0, gt=0)
     worker_poll_s: float = Field(default=0.2, gt=0)

@@ -9,7 +9,8 @@
     ├── AuthError                missing or wrong credentials or signature (HTTP 401)
     ├── ForbiddenError           signed in, but the role may not do this (HTTP 403)
     ├── ConfigurationError       the deployment is misconfigured; the operator must act (HTTP 500)
-    └── UpstreamError            a model server or WeCom failed or timed out (HTTP 502)
+    ├── UpstreamError            a model server or WeCom failed or timed out (HTTP 502)
+    └── UnavailableError         the database cannot be reached right now; retry shortly (HTTP 503)
 
 The API maps these to status codes in one place (`api/errors.py`).
 """
@@ -28,6 +29,7 @@ __all__ = [
     "LibraryProblem",
     "NotFoundError",
     "PayloadTooLargeError",
+    "UnavailableError",
     "UpstreamError",
     "ValidationError",
 ]
@@ -90,3 +92,7 @@ class ConfigurationError(CopilotError):
 
 class UpstreamError(CopilotError):
     """A model server or WeCom failed, timed out or answered something unusable."""
+
+
+class UnavailableError(CopilotError):
+    """A service every request needs (the database) cannot be reached; nothing was changed, retry shortly."""

@@ -52,10 +52,10 @@ from copilot.llm.tokens import build_token_counter, seed_tiktoken_cache
 from copilot.persistence.engine import make_engine
 from copilot.persistence.ingest import IngestReport, Progress, ingest_library
 from copilot.persistence.repository import Repository
-from copilot.persistence.schema import create_schema
+from copilot.persistence.schema import require_current
 from copilot.persistence.tables.conversations import CandidateRow, FlagRow, SuggestionRow
 from copilot.retrieval.filters import Filters
-from copilot.retrieval.hybrid import Hit, HybridRetriever
+from copilot.retrieval.hybrid import Hit, HybridRetriever, dense_outages
 from copilot.retrieval.lexical import warm_up
 from copilot.retrieval.vectorstore import ChromaStore
 from copilot.sends import SendGate
@@ -142,20 +142,20 @@ class Copilot:
         self.sends = SendGate(engine, check=self.check, guard=self.frequency, clock=lambda: self.clock())
         self.default_candidates = default_candidates
         self.max_messages = max_messages
-        create_schema(engine)
+        require_current(engine)  # tables come from `copilot db upgrade`, never from here
         warm_up()
+        self._library_versions: dict[str, int] = {}
+        self._reload_lock = threading.Lock()
+        versions = self.repo.library_versions()
         for tenant in self.repo.tenants():
-            self._load_tenant(tenant)
-            library = self.repo.library_path(tenant)
-            if library is not None and library.is_dir():
-                self.tenant_compliance.register(tenant, library)
+            self._load_library(tenant, versions.get(tenant, 0))
 
     @classmethod
     def from_settings(cls, settings: Settings, *, embedder: Embedder | None = None) -> Copilot:
         apply_offline_defaults(settings)
         seed_tiktoken_cache(settings.tiktoken_cache_dir)
         embedder = embedder or build_embedder(settings)
-        store = ChromaStore(embedder, settings.chroma_dir)
+        store = ChromaStore(embedder, settings.chroma_dir, url=settings.chroma_url)
         compliance = ComplianceChecker(packs=settings.compliance_packs, lexicon_dir=settings.lexicon_dir)
         copilot = cls(
             engine=make_engine(settings.sqlalchemy_url),
@@ -191,12 +191,9 @@ class Copilot:
     def ingest(self, path: Path, *, tenant: str, progress: Progress | None = None) -> IngestReport:
         library = load_library(path)  # raises LibraryError before anything is written
         report = ingest_library(library, tenant=tenant, engine=self.engine, store=self.store, progress=progress)
-        self._load_tenant(tenant)
         self.repo.set_library_path(tenant, path)
-        self.tenant_compliance.register(tenant, path)
-        self._product_titles.pop(tenant, None)
-        with self._classifier_lock:
-            self._classifiers.pop(tenant, None)  # refit from the new examples on next use
+        # Every other process sees the version move and reloads the tenant (`refresh_libraries`).
+        self._load_library(tenant, self.repo.bump_library_version(tenant))
         return report
 
     def _load_tenant(self, tenant: str) -> None:
@@ -206,6 +203,32 @@ class Copilot:
         self._stage_libraries[tenant] = LibraryStages.from_scripts(
             (d.stages, d.triggers) for d in docs if d.kind == "script"
         )
+
+    def refresh_libraries(self) -> list[str]:
+        """Reload every tenant whose library version moved since this process loaded it (an ingest by
+        another process or host); returns those tenants. API processes and workers call it every second."""
+        changed = [tenant for tenant, version in self.repo.library_versions().items()
+                   if self._library_versions.get(tenant) != version]
+        for tenant in changed:
+            self._load_library(tenant, self.repo.library_versions().get(tenant, 0))
+        return changed
+
+    def library_version(self, tenant: str) -> int | None:
+        """The version of the tenant's library this process serves; None before it loaded one."""
+        return self._library_versions.get(tenant)
+
+    def _load_library(self, tenant: str, version: int) -> None:
+        """Build the tenant's keyword catalogue and compliance checker aside and swap each in whole, so a
+        request sees the old library or the new one; classifiers refit from the new examples on next use."""
+        with self._reload_lock:
+            self._load_tenant(tenant)
+            library = self.repo.library_path(tenant)
+            if library is not None and library.is_dir():
+                self.tenant_compliance.register(tenant, library)
+            self._product_titles.pop(tenant, None)
+            with self._classifier_lock:
+                self._classifiers.pop(tenant, None)
+            self._library_versions[tenant] = version
 
     def check(self, tenant: str, text: str) -> ComplianceResult:
         """The tenant's rules, then (when the tenant asks for it and an LLM is configured) the LLM review."""
@@ -248,6 +271,30 @@ class Copilot:
         raise ConflictError("the suggestion stopped before it was done")  # only a cancelled stream stops early
 
     def suggest_stream(
+        self,
+        tenant: str,
+        request: SuggestRequest,
+        *,
+        cancelled: threading.Event | None = None,
+        supersede: bool = False,
+    ) -> Iterator[SuggestionEvent]:
+        """`_suggest_stream`, and when the vector store could not be reached for it, the finished suggestion
+        says so in `retrieval_note` (its candidates then come from keyword retrieval alone)."""
+        inner = self._suggest_stream(tenant, request, cancelled=cancelled, supersede=supersede)
+        skipped: list[str] = []
+        while True:
+            with dense_outages() as outages:  # the searches this step makes report into it
+                try:
+                    event = next(inner)
+                except StopIteration:
+                    return
+            skipped += [o for o in outages if o not in skipped]
+            if skipped and isinstance(event.data, SuggestionOut):
+                event.data.retrieval_note = ("向量检索暂不可用，本次候选仅基于关键词检索 (dense retrieval skipped: "
+                                             + "; ".join(skipped) + ")")
+            yield event
+
+    def _suggest_stream(
         self,
         tenant: str,
         request: SuggestRequest,

@@ -145,6 +145,7 @@ class SuggestionOut(AnalysisOut):
     suggestion_id: str
     candidates: list[CandidateOut]
     drafter_note: str | None = None  # e.g. why the LLM drafter fell back to scripts
+    retrieval_note: str | None = None  # e.g. the vector store was unreachable: keywords alone were searched
 
 
 class StartedOut(AnalysisOut):

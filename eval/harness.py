@@ -15,6 +15,7 @@ from copilot.compliance import ComplianceChecker
 from copilot.config import Settings
 from copilot.embedding.embedders import Embedder
 from copilot.persistence.engine import make_engine
+from copilot.persistence.schema import upgrade
 from copilot.retrieval.vectorstore import ChromaStore
 from copilot.service import Copilot, build_embedder
 from copilot.suggestion import MessageIn, SuggestRequest
@@ -70,8 +71,10 @@ def build_copilot(
     compliance: ComplianceChecker | None = None,
 ) -> Harness:
     workdir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(f"sqlite:///{workdir / 'eval.db'}")
+    upgrade(engine)
     copilot = Copilot(
-        engine=make_engine(f"sqlite:///{workdir / 'eval.db'}"),
+        engine=engine,
         embedder=embedder,
         store=ChromaStore(embedder, workdir / "chroma"),
         compliance=compliance or ComplianceChecker(),

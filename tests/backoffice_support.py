@@ -127,11 +127,14 @@ def backoffice_copilot(root: Path, clock: Any) -> Any:
     from copilot.compliance import ComplianceChecker
     from copilot.embedding.embedders import HashingEmbedder
     from copilot.persistence.engine import make_engine
+    from copilot.persistence.schema import create_schema
     from copilot.retrieval.vectorstore import ChromaStore
     from copilot.service import Copilot
 
     embedder = HashingEmbedder()
-    copilot = Copilot(engine=make_engine(f"sqlite:///{root / 'copilot.db'}"), embedder=embedder,
+    engine = make_engine(f"sqlite:///{root / 'copilot.db'}")
+    create_schema(engine)
+    copilot = Copilot(engine=engine, embedder=embedder,
                       store=ChromaStore(embedder, root / "chroma"), compliance=ComplianceChecker(packs=["general"]),
                       clock=clock)
     copilot.ingest(write_library(root / "library"), tenant=TENANT)

@@ -10,6 +10,7 @@ import datetime as dt
 import ipaddress
 import os
 import socket
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,14 +62,89 @@ def _no_model_requests() -> Iterator[None]:
     llm.ALLOW_MODEL_REQUESTS = previous
 
 
+def backends() -> list[str]:
+    """SQLite always; PostgreSQL too when COPILOT_TEST_DATABASE_URL names a server (`make test` starts one)."""
+    return ["sqlite", *(["postgresql"] if os.environ.get("COPILOT_TEST_DATABASE_URL") else [])]
+
+
+class Databases:
+    """Fresh databases on one backend: SQLite files, or PostgreSQL databases on the test server. The
+    PostgreSQL run is the production topology: its vector stores live on the Chroma server too
+    (COPILOT_TEST_CHROMA_URL), the SQLite run's in embedded folders."""
+
+    def __init__(self, backend: str, root: Path) -> None:
+        self.backend = backend
+        self.root = root
+        self._admin: Any = None
+        self._template: str | None = None
+        if backend == "postgresql":
+            from sqlalchemy import create_engine
+
+            self._admin = create_engine(os.environ["COPILOT_TEST_DATABASE_URL"], isolation_level="AUTOCOMMIT")
+
+    def url(self, *, schema: bool = False) -> str:
+        """A new empty database, or one migrated to the head revision (`schema=True`)."""
+        from sqlalchemy import text
+
+        from copilot.persistence.engine import make_engine
+        from copilot.persistence.schema import create_schema, upgrade
+
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        if self._admin is None:
+            url = f"sqlite:///{self.root / name}.db"
+            if schema:
+                engine = make_engine(url)
+                create_schema(engine)
+                engine.dispose()
+            return url
+        if schema and self._template is None:  # migrate once, then copy the template per test
+            self._template = self.url()
+            engine = make_engine(self._template)
+            upgrade(engine)
+            engine.dispose()
+        with self._admin.connect() as connection:
+            template = f" TEMPLATE {self._template.rsplit('/', 1)[1]}" if schema and self._template else ""
+            connection.execute(text(f"CREATE DATABASE {name}{template}"))
+        return self._admin.url.set(database=name).render_as_string(hide_password=False)
+
+    def chroma(self, embedder: Any, folder: Path) -> Any:
+        """A vector store of its own: an embedded folder, or fresh collections on the Chroma server."""
+        from copilot.retrieval.vectorstore import ChromaStore
+
+        url = os.environ.get("COPILOT_TEST_CHROMA_URL")
+        if self.backend == "postgresql" and url:
+            return ChromaStore(embedder, url=url, prefix=f"t{uuid.uuid4().hex[:12]}")
+        return ChromaStore(embedder, folder)
+
+    def close(self) -> None:
+        if self._admin is not None:
+            self._admin.dispose()
+
+
+@pytest.fixture(scope="session", params=backends())
+def databases(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Databases]:
+    """Every test that touches storage runs once per backend through this fixture."""
+    found = Databases(request.param, tmp_path_factory.mktemp(f"db-{request.param}"))
+    yield found
+    found.close()
+
+
 @pytest.fixture
-def fresh_engine(tmp_path: Path) -> Iterator[Any]:
+def empty_database(databases: Databases) -> Iterator[Any]:
+    """An engine on a database with no tables at all."""
+    from copilot.persistence.engine import make_engine
+
+    engine = make_engine(databases.url())
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def fresh_engine(databases: Databases) -> Iterator[Any]:
     """An empty database of the project's schema, for tests that count rows from zero."""
     from copilot.persistence.engine import make_engine
-    from copilot.persistence.schema import create_schema
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'copilot.db'}")
-    create_schema(engine)
+    engine = make_engine(databases.url(schema=True))
     yield engine
     engine.dispose()
 
@@ -77,31 +153,34 @@ def fixed_clock() -> dt.datetime:
     return TODAY
 
 
-def make_hashing_copilot(root: Path) -> Any:
-    """A Copilot over the demo library with the fast deterministic embedder, in its own database under
-    `root`; for tests that send, approve or count, and must not share those with other modules."""
+def make_hashing_copilot(root: Path, databases: Databases | None = None) -> Any:
+    """A Copilot over the demo library with the fast deterministic embedder, in its own database (a SQLite
+    file under `root`, or a fresh one of `databases`); for tests that send, approve or count, and must not
+    share those with other modules."""
     from copilot.compliance import ComplianceChecker
     from copilot.embedding.embedders import HashingEmbedder
     from copilot.persistence.engine import make_engine
+    from copilot.persistence.schema import create_schema
     from copilot.retrieval.vectorstore import ChromaStore
     from copilot.service import Copilot
 
     embedder = HashingEmbedder()
-    copilot = Copilot(
-        engine=make_engine(f"sqlite:///{root / 'test.db'}"),
-        embedder=embedder,
-        store=ChromaStore(embedder, root / "chroma"),
-        compliance=ComplianceChecker(),
-        clock=fixed_clock,
-    )
+    if databases is None:
+        engine = make_engine(f"sqlite:///{root / 'test.db'}")
+        create_schema(engine)
+        store = ChromaStore(embedder, root / "chroma")
+    else:
+        engine = make_engine(databases.url(schema=True))
+        store = databases.chroma(embedder, root / "chroma")
+    copilot = Copilot(engine=engine, embedder=embedder, store=store, compliance=ComplianceChecker(), clock=fixed_clock)
     copilot.ingest(KNOWLEDGE, tenant="default")
     return copilot
 
 
 @pytest.fixture(scope="session")
-def hashing_copilot(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A Copilot over the demo library with the fast deterministic embedder (ephemeral stores)."""
-    return make_hashing_copilot(tmp_path_factory.mktemp("copilot"))
+def hashing_copilot(tmp_path_factory: pytest.TempPathFactory, databases: Databases) -> Any:
+    """A Copilot over the demo library with the fast deterministic embedder, once per storage backend."""
+    return make_hashing_copilot(tmp_path_factory.mktemp("copilot"), databases)
 
 
 @pytest.fixture(scope="session")

@@ -55,12 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from api.app import create_app
+    from copilot.persistence.engine import make_engine
+    from copilot.persistence.schema import upgrade
     from copilot.service import Copilot
 
     root = Path(tempfile.mkdtemp(prefix="copilot-fuzz-"))
     try:
         with running_stub() as stub:
             settings = settings_for(root / "data", stub.base_url)
+            upgrade(make_engine(settings.sqlalchemy_url))  # what `copilot db upgrade` does
             Copilot.from_settings(settings).ingest(KNOWLEDGE, tenant="default")  # what `copilot ingest` does
             app = create_app(settings)  # the app builds its own Copilot from the settings, as `copilot serve`
             with serve_in_thread(app, name="copilot under fuzzing", lifespan="on", start_s=120) as url:

@@ -11,6 +11,8 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from copilot.config import Settings
+from copilot.persistence.engine import make_engine
+from copilot.persistence.schema import upgrade
 from copilot.service import Copilot
 from tests.conftest import KNOWLEDGE
 
@@ -24,6 +26,7 @@ def client(e5_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("e2e"), embedding_model=str(e5_model_dir), api_keys=[SecretStr(KEY)]
     )
+    upgrade(make_engine(settings.sqlalchemy_url))
     copilot = Copilot.from_settings(settings)
     copilot.ingest(KNOWLEDGE, tenant=settings.default_tenant)
     with TestClient(create_app(settings, copilot=copilot)) as test_client:

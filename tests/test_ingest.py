@@ -14,9 +14,8 @@ from copilot.embedding.embedders import HashingEmbedder
 from copilot.errors import LibraryError
 from copilot.persistence.engine import make_engine
 from copilot.persistence.tables.library import ScriptRow
-from copilot.retrieval.vectorstore import ChromaStore
 from copilot.service import Copilot
-from tests.conftest import KNOWLEDGE, fixed_clock
+from tests.conftest import KNOWLEDGE, Databases, fixed_clock
 
 
 class CountingEmbedder(HashingEmbedder):
@@ -30,12 +29,12 @@ class CountingEmbedder(HashingEmbedder):
 
 
 @pytest.fixture
-def setup(tmp_path: Path):
+def setup(tmp_path: Path, databases: Databases):
     lib = tmp_path / "lib"
     shutil.copytree(KNOWLEDGE, lib)
     embedder = CountingEmbedder()
-    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    copilot = Copilot(engine=engine, embedder=embedder, store=ChromaStore(embedder, tmp_path / "chroma"),
+    engine = make_engine(databases.url(schema=True))
+    copilot = Copilot(engine=engine, embedder=embedder, store=databases.chroma(embedder, tmp_path / "chroma"),
                       compliance=ComplianceChecker(), clock=fixed_clock)
     return lib, embedder, copilot
 

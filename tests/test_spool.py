@@ -18,14 +18,19 @@ from sqlmodel import Session, col, select
 
 from copilot.clock import utcnow
 from copilot.persistence.engine import make_engine
+from copilot.persistence.schema import create_schema
 from copilot.persistence.tables.webhooks import InboxEvent, SpooledEvent
 from copilot.webhooks.inbox import NewEvent, insert_events
 from copilot.webhooks.spool import InboxWriter, Spool
 
 
 @pytest.fixture
-def engine(fresh_engine: Engine) -> Engine:
-    return fresh_engine
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """The spool serves SQLite files only (PostgreSQL takes callbacks straight into the inbox)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'copilot.db'}")
+    create_schema(engine)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from copilot.compliance import ComplianceChecker
 from copilot.embedding.embedders import HashingEmbedder
 from copilot.errors import ConfigurationError
 from copilot.persistence.engine import make_engine
+from copilot.persistence.schema import create_schema
 from copilot.retrieval.vectorstore import ChromaStore, VectorDoc
 from copilot.service import Copilot
 from tests.conftest import KNOWLEDGE, fixed_clock
@@ -61,7 +62,9 @@ def _small_library(root: Path, drop_first_script: bool = False) -> Path:
 
 def test_one_tenants_ingest_never_removes_another_tenants_vectors(tmp_path: Path) -> None:
     embedder = HashingEmbedder()
-    copilot: Any = Copilot(engine=make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}"), embedder=embedder,
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    create_schema(engine)
+    copilot: Any = Copilot(engine=engine, embedder=embedder,
                            store=ChromaStore(embedder, tmp_path / "chroma"), compliance=ComplianceChecker(),
                            clock=fixed_clock)
     full = _small_library(tmp_path / "full")

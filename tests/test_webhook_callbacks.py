@@ -234,11 +234,13 @@ def test_events_listing_needs_a_key_and_filters(client: TestClient, hashing_copi
         assert response.status_code == 200
         return [e for e in response.json() if external in e["dedupe_key"]]
 
-    received = mine(source="wecom", status="received")
-    assert len(received) == 1 and received[0]["id"] is None  # acked, still in the spool
-    assert {"dedupe_key", "status", "attempts", "last_error"} <= set(received[0])
-    assert not mine(status="pending")
-    stored(hashing_copilot, "default")  # a worker takes the spool in
+    if hashing_copilot.engine.dialect.name == "sqlite":
+        received = mine(source="wecom", status="received")
+        assert len(received) == 1 and received[0]["id"] is None  # acked, still in the spool
+        assert {"dedupe_key", "status", "attempts", "last_error"} <= set(received[0])
+        assert not mine(status="pending")
+        stored(hashing_copilot, "default")  # a worker takes the spool in
+    # PostgreSQL has no spool: the acked callback is in the inbox at once
     pending = mine(source="wecom", status="pending")
     assert len(pending) == 1 and pending[0]["id"] is not None and pending[0]["attempts"] == 0
     assert not mine(status="received") and not mine(status="dead") and not mine(source="messages")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import CopilotDep, StaffDep
+from api.deps import AdminDep, CopilotDep, StaffDep
 from api.params import IdPath, TextQuery
+from copilot.errors import NotFoundError
 from copilot.identity.scope import require_customer
 from copilot.knowledge.schema import Stage
 from copilot.retrieval.filters import Filters
@@ -74,3 +75,19 @@ async def list_customers(
 async def get_customer(customer_id: IdPath, copilot: CopilotDep, caller: StaffDep) -> dict[str, Any]:
     await run_in_threadpool(require_customer, copilot.engine, caller, customer_id)
     return copilot.repo.customer(caller.tenant, customer_id).model_dump(mode="json")
+
+
+@router.post("/knowledge/ingest")
+async def ingest_library(copilot: CopilotDep, caller: AdminDep, request: Request) -> dict[str, Any]:
+    """Load the caller tenant's library folder again (changed items only) and move its library version on:
+    every API process serves the new library within seconds. A broken library answers 422, changes nothing."""
+    settings = request.app.state.settings
+    folder = await run_in_threadpool(copilot.repo.library_path, caller.tenant)
+    if folder is None and caller.tenant == settings.default_tenant:
+        folder = settings.knowledge_dir
+    if folder is None:
+        raise NotFoundError(f"tenant {caller.tenant!r} has no library folder yet; "
+                            "run `copilot ingest PATH --tenant …` once")
+    report = await run_in_threadpool(lambda: copilot.ingest(folder, tenant=caller.tenant))
+    return {"tenant": caller.tenant, "library_version": copilot.library_version(caller.tenant),
+            "summary": report.summary()}

@@ -20,6 +20,9 @@ def make_engine(url: str, *, lock_timeout_s: float = 30.0) -> Engine:
     """An engine for `url`; SQLite files get WAL (readers never block the writer) and wait up to
     `lock_timeout_s` for the write lock (0: fail at once, for callers that wait on their own terms)."""
     parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        # Columns hold naive UTC times (as SQLite does); a UTC session keeps aware values UTC on the way in.
+        return create_engine(url, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC"})
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
@@ -48,10 +51,12 @@ def insert_new(connection: Connection, model: type[SQLModel], rows: list[dict[st
     can say ON CONFLICT DO NOTHING; elsewhere a savepoint per row keeps a duplicate from aborting."""
     table: Table = model.__table__  # type: ignore[attr-defined]
     dialect = connection.dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        module = sqlite if dialect == "sqlite" else postgresql
-        return [connection.execute(module.insert(table).values(**row).on_conflict_do_nothing(
+    if dialect == "sqlite":
+        return [connection.execute(sqlite.insert(table).values(**row).on_conflict_do_nothing(
             index_elements=unique)).rowcount == 1 for row in rows]
+    if dialect == "postgresql":  # psycopg reports no rowcount beside RETURNING: a returned row means new
+        return [connection.execute(postgresql.insert(table).values(**row).on_conflict_do_nothing(
+            index_elements=unique).returning(*table.primary_key.columns)).first() is not None for row in rows]
     flags: list[bool] = []
     for row in rows:
         try:

@@ -6,17 +6,25 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from copilot.conversation.turns import Turn
 from copilot.errors import NotFoundError
 from copilot.knowledge.schema import ContentItem, CustomerProfile, IntentCatalogue, Persona, Script, Stage
-from copilot.persistence.engine import session_scope
+from copilot.persistence.engine import insert_new, session_scope
 from copilot.persistence.messages import store_live
 from copilot.persistence.tables.conversations import Conversation, MessageRow
-from copilot.persistence.tables.library import ContentRow, CustomerRow, LibraryDoc, ScriptRow, Tenant
+from copilot.persistence.tables.library import (
+    ContentRow,
+    CustomerRow,
+    LibraryDoc,
+    LibraryVersion,
+    ScriptRow,
+    Tenant,
+    utcnow,
+)
 from copilot.retrieval.documents import KnowledgeDoc, doc_for_content, doc_for_script
 
 __all__ = ["Repository"]
@@ -49,6 +57,22 @@ class Repository:
         with Session(self.engine) as session:
             doc = session.get(LibraryDoc, (tenant, "source"))
         return Path(doc.data["path"]) if doc is not None and doc.data.get("path") else None
+
+    def library_versions(self) -> dict[str, int]:
+        """Every tenant's library version (see `LibraryVersion`)."""
+        with Session(self.engine) as session:
+            return {row.tenant_id: row.version for row in session.exec(select(LibraryVersion))}
+
+    def bump_library_version(self, tenant: str) -> int:
+        """Move the tenant's library version on by one (atomically, whoever else ingests) and return it."""
+        with self.engine.begin() as connection:
+            insert_new(connection, LibraryVersion, [{"tenant_id": tenant, "version": 0, "updated_at": utcnow()}],
+                       ["tenant_id"])
+            connection.execute(update(LibraryVersion).where(col(LibraryVersion.tenant_id) == tenant)
+                               .values(version=col(LibraryVersion.version) + 1, updated_at=utcnow()))
+            found = connection.execute(select(LibraryVersion.version)
+                                       .where(col(LibraryVersion.tenant_id) == tenant)).scalar_one()
+        return int(found)
 
     def set_library_path(self, tenant: str, path: Path) -> None:
         with session_scope(self.engine) as session:

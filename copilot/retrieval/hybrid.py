@@ -7,8 +7,11 @@ filter the rest here.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,11 +19,24 @@ import numpy as np
 from copilot.retrieval.documents import KnowledgeDoc
 from copilot.retrieval.filters import Filters
 from copilot.retrieval.lexical import BM25Index
-from copilot.retrieval.vectorstore import ChromaStore
+from copilot.retrieval.vectorstore import ChromaStore, VectorStoreUnavailable
 
-__all__ = ["Hit", "HybridRetriever"]
+__all__ = ["Hit", "HybridRetriever", "dense_outages"]
 
 RRF_K = 60
+log = logging.getLogger(__name__)
+_outages: ContextVar[list[str] | None] = ContextVar("dense_outages", default=None)
+
+
+@contextmanager
+def dense_outages() -> Iterator[list[str]]:
+    """Collect, for the searches made inside the block, why dense retrieval was skipped (if it was)."""
+    found: list[str] = []
+    token = _outages.set(found)
+    try:
+        yield found
+    finally:
+        _outages.reset(token)
 
 
 
@@ -89,7 +105,15 @@ class HybridRetriever:
         lex_order = [int(i) for i in np.argsort(-lexical, kind="stable")[:depth] if lexical[i] > 0]
 
         vector = self.query_vector(query)
-        dense_hits = self.store.query(tenant, vector, k=min(allowed * 2, depth * 3), where=filters.chroma_where())
+        dense_down = False
+        try:
+            dense_hits = self.store.query(tenant, vector, k=min(allowed * 2, depth * 3), where=filters.chroma_where())
+        except VectorStoreUnavailable as exc:  # keywords alone still answer; the caller can say so
+            dense_hits, dense_down = [], True
+            sink = _outages.get()
+            if sink is not None and str(exc) not in sink:
+                sink.append(str(exc))
+            log.warning("dense retrieval skipped: %s", exc)
         dense: dict[int, float] = {}
         for hit in dense_hits:
             index = catalogue.by_key.get(hit.key)
@@ -105,7 +129,10 @@ class HybridRetriever:
         # Keyword-only hits still get their cosine (from stored vectors) so rankers can compare all hits,
         # but only dense-side hits count as found by meaning.
         missing = [catalogue.docs[i].key for i, _ in ranked if i not in dense]
-        cosine = self.store.similarities(tenant, missing, vector)
+        try:
+            cosine = {} if dense_down else self.store.similarities(tenant, missing, vector)
+        except VectorStoreUnavailable:
+            cosine = {}
         return [
             Hit(
                 doc=catalogue.docs[index], score=score,
@@ -116,7 +143,12 @@ class HybridRetriever:
         ]
 
     def vectors(self, tenant: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
-        return self.store.vectors(tenant, keys)
+        """Stored vectors of `keys`; none while the vector store is unreachable (rankers then embed)."""
+        try:
+            return self.store.vectors(tenant, keys)
+        except VectorStoreUnavailable as exc:
+            log.warning("stored vectors unavailable: %s", exc)
+            return {}
 
     def query_vector(self, query: str) -> np.ndarray:
         """The query's embedding; the last few are kept, since one request searches several times."""

@@ -24,6 +24,7 @@ from copilot.persistence.engine import insert_new, session_scope
 from copilot.persistence.tables.webhooks import InboxEvent, OutboxMessage
 
 __all__ = [
+    "AT_ONCE",
     "EVENT_STATUSES",
     "OUTBOX_STATUSES",
     "Enqueued",
@@ -57,6 +58,10 @@ OUTBOX_STATUSES = ("held", "ready", "sending", "sent", "failed", "cancelled")
 
 
 
+# Due whatever clock the taking worker runs on: what an API process stores for workers on other clocks.
+AT_ONCE = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 class LeaseLostError(ConflictError):
     """Another worker took the event after our lease ran out; our transaction must not commit."""
 
@@ -74,19 +79,22 @@ class NewEvent:
     received_at: dt.datetime | None = None  # None: when it is stored
 
 
-def record_events(engine: Engine, events: Sequence[NewEvent], now: dt.datetime) -> list[bool]:
+def record_events(engine: Engine, events: Sequence[NewEvent], now: dt.datetime, *,
+                  available_at: dt.datetime | None = None) -> list[bool]:
     """Store raw events in one transaction; each flag is False when its dedupe key was stored before."""
     with engine.begin() as connection:
-        return insert_events(connection, events, now)
+        return insert_events(connection, events, now, available_at=available_at)
 
 
-def insert_events(connection: Connection, events: Sequence[NewEvent], now: dt.datetime) -> list[bool]:
+def insert_events(connection: Connection, events: Sequence[NewEvent], now: dt.datetime, *,
+                  available_at: dt.datetime | None = None) -> list[bool]:
     """`record_events` inside the caller's transaction. `now` is the clock of whoever takes the events
-    next (the worker that moves them in from the spool, or the ack path that also serves as the clock of
-    its workers): it makes them available, so the same clock must decide when they are due."""
+    next (the worker that moves them in from the spool): it makes them available, so the same clock must
+    decide when they are due. An API process that stores callbacks straight into the inbox (PostgreSQL)
+    runs on another clock than the workers, so it passes `available_at=AT_ONCE`."""
     rows = [InboxEvent(tenant_id=e.tenant, source=e.source, dedupe_key=e.dedupe_key, kind=e.kind,
                        payload=e.payload, priority=e.priority, received_at=e.received_at or now,
-                       available_at=now).model_dump(exclude={"id"}) for e in events]
+                       available_at=available_at or now).model_dump(exclude={"id"}) for e in events]
     return insert_new(connection, InboxEvent, rows, ["tenant_id", "source", "dedupe_key"])
 
 
@@ -131,7 +139,8 @@ def claim_events(
 ) -> list[InboxEvent]:
     """Lease up to `limit` events: pending ones and ones whose lease expired (their worker died).
 
-    Each row is taken with a conditional UPDATE, so two workers never hold the same lease.
+    Each row is taken with a conditional UPDATE, so two workers never hold the same lease; on PostgreSQL
+    one UPDATE takes the batch with `SELECT … FOR UPDATE SKIP LOCKED`.
     Rows that used up their attempts are buried as `dead` so a poison event cannot loop forever.
     """
     until = now + dt.timedelta(seconds=lease_s)
@@ -141,6 +150,9 @@ def claim_events(
     query = select(InboxEvent.id).where(_claimable(now, max_attempts))
     if tenants is not None:
         query = query.where(col(InboxEvent.tenant_id).in_(list(tenants)))
+    if engine.dialect.name == "postgresql":
+        return _claim_skipping_locked(engine, query.order_by(*_CLAIM_ORDER).limit(limit), exhausted,
+                                      owner=owner, until=until)
     # Read first and write only when there is something to take: an idle poll must not hold the write
     # lock that the webhook's inserts need.
     with Session(engine) as session:
@@ -166,6 +178,28 @@ def claim_events(
         return []
     with Session(engine) as session:
         rows = session.exec(select(InboxEvent).where(col(InboxEvent.id).in_(taken))).all()
+        return sorted(rows, key=_claim_key)
+
+
+def _claim_skipping_locked(engine: Engine, pick: Any, exhausted: Any, *, owner: str,
+                           until: dt.datetime) -> list[InboxEvent]:
+    """PostgreSQL: lease in one statement, passing over rows another worker is leasing right now
+    (`FOR UPDATE SKIP LOCKED`), so workers never queue behind each other's claims."""
+    with session_scope(engine) as session:
+        buried = select(InboxEvent.id).where(exhausted).limit(100).with_for_update(skip_locked=True)
+        session.execute(update(InboxEvent).where(col(InboxEvent.id).in_(buried.scalar_subquery()))
+                        .values(status="dead", lease_owner=None, lease_until=None))
+        taken = session.execute(
+            update(InboxEvent)
+            .where(col(InboxEvent.id).in_(pick.with_for_update(skip_locked=True).scalar_subquery()))
+            .values(status="processing", lease_owner=owner, lease_until=until,
+                    attempts=col(InboxEvent.attempts) + 1)
+            .returning(col(InboxEvent.id))
+        ).scalars().all()
+    if not taken:
+        return []
+    with Session(engine) as session:
+        rows = session.exec(select(InboxEvent).where(col(InboxEvent.id).in_(list(taken)))).all()
         return sorted(rows, key=_claim_key)
 
 

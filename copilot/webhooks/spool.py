@@ -38,7 +38,7 @@ from copilot.clock import Clock
 from copilot.persistence.engine import insert_new, is_sqlite_file, make_engine
 from copilot.persistence.schema import create_spool_schema
 from copilot.persistence.tables.webhooks import SPOOL_UNIQUE, SpoolCursor, SpooledEvent
-from copilot.webhooks.inbox import NewEvent, insert_events, list_events, record_events
+from copilot.webhooks.inbox import AT_ONCE, NewEvent, insert_events, list_events, record_events
 
 __all__ = ["EventView", "InboxWriter", "Spool", "recent_events"]
 
@@ -197,7 +197,7 @@ class InboxWriter:
         now = self._clock()
         try:
             stored = self._locked(lambda spool: spool.store(events, now)) if self.spool is not None else \
-                record_events(self.inbox, events, now)
+                record_events(self.inbox, events, now, available_at=AT_ONCE)
         except Exception as exc:  # each caller answers 500 and WeCom retries; nothing was half-stored
             for _, done in batch:
                 done.set_exception(exc)

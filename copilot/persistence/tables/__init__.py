@@ -28,6 +28,7 @@ from copilot.persistence.tables.library import (
     ContentRow,
     CustomerRow,
     LibraryDoc,
+    LibraryVersion,
     ScriptRow,
     StaffRow,
     Tenant,
@@ -41,13 +42,19 @@ from copilot.persistence.tables.webhooks import (
     SpooledEvent,
     WebhookSecret,
 )
-from copilot.persistence.tables.wecom import AutomationState, AutoReplyPolicyRow, KfCursor, WeComApp
+from copilot.persistence.tables.wecom import (
+    AutomationState,
+    AutoReplyPolicyRow,
+    KfCursor,
+    WeComApp,
+    WeComCredential,
+)
 
 __all__ = [
     "ApiKeyRow", "ApprovalItem", "AuditLog", "AutoReplyPolicyRow", "AutomationState", "CandidateRow", "ChatDaily",
     "ChatTurn", "ContactEvent", "ContentRow", "Conversation", "CustomerRow", "CustomerWindow", "FlagRow",
-    "FrequencySlot", "InboxEvent", "InspectionHit", "KfCursor", "LibraryDoc", "LoginState", "MessageRow",
+    "FrequencySlot", "InboxEvent", "InspectionHit", "KfCursor", "LibraryDoc", "LibraryVersion", "LoginState", "MessageRow",
     "OutboxMessage", "RevisitItem", "ScriptRow", "SendRow", "SidebarFeedback", "SpoolCursor", "SpooledEvent",
-    "StaffDaily", "StaffNotification", "StaffRow", "StatsDirty", "SuggestionRow", "Tenant", "WeComApp",
+    "StaffDaily", "StaffNotification", "StaffRow", "StatsDirty", "SuggestionRow", "Tenant", "WeComApp", "WeComCredential",
     "WebhookSecret",
 ]

@@ -11,7 +11,7 @@ from sqlmodel import Field, SQLModel
 from copilot.clock import utcnow
 from copilot.persistence.tables.base import json_dict, json_list
 
-__all__ = ["ContentRow", "CustomerRow", "LibraryDoc", "ScriptRow", "StaffRow", "Tenant"]
+__all__ = ["ContentRow", "CustomerRow", "LibraryDoc", "LibraryVersion", "ScriptRow", "StaffRow", "Tenant"]
 
 
 class Tenant(SQLModel, table=True):
@@ -90,3 +90,13 @@ class LibraryDoc(SQLModel, table=True):
     key: str = Field(primary_key=True)
     data: dict[str, Any] = json_dict()
     content_hash: str = ""
+
+
+class LibraryVersion(SQLModel, table=True):
+    """Moves on with every ingest of a tenant's library; each API process reloads a tenant whose version
+    moved (its keyword index, classifiers and compliance rules), so an ingest anywhere reaches every process."""
+
+    __tablename__ = "library_versions"
+    tenant_id: str = Field(primary_key=True)
+    version: int = 0
+    updated_at: dt.datetime = Field(default_factory=utcnow)

@@ -10,7 +10,7 @@ from sqlmodel import Field, SQLModel
 
 from copilot.clock import utcnow
 
-__all__ = ["AutoReplyPolicyRow", "AutomationState", "KfCursor", "WeComApp"]
+__all__ = ["AutoReplyPolicyRow", "AutomationState", "KfCursor", "WeComApp", "WeComCredential"]
 
 
 class WeComApp(SQLModel, table=True):
@@ -52,3 +52,15 @@ class AutoReplyPolicyRow(SQLModel, table=True):
     __tablename__ = "autoreply_policies"
     tenant_id: str = Field(primary_key=True)
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class WeComCredential(SQLModel, table=True):
+    """An access token or JS-SDK ticket WeCom issued to an app, shared by every process until `good_until`;
+    `refresh_owner`/`refresh_until` let one process at a time fetch the next one."""
+
+    __tablename__ = "wecom_credentials"
+    name: str = Field(primary_key=True)  # API address, corp, secret fingerprint and kind (access_token | agent_ticket)
+    value: str | None = None
+    good_until: dt.datetime | None = None  # expiry less a safety margin
+    refresh_owner: str | None = None
+    refresh_until: dt.datetime | None = None

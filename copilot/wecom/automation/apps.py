@@ -15,13 +15,15 @@ from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from copilot.clock import Clock, utcnow
 from copilot.config import Settings
 from copilot.errors import NotFoundError
 from copilot.persistence.tables.webhooks import WebhookSecret
 from copilot.persistence.tables.wecom import WeComApp
+from copilot.wecom.automation.credentials import DatabaseTokenCache
 from copilot.wecom.protocol.client import WeComClient
 from copilot.wecom.protocol.crypto import WeComCrypto
-from copilot.wecom.protocol.tokens import MemoryTokenCache, TokenCache
+from copilot.wecom.protocol.tokens import TokenCache
 
 __all__ = ["AppCredentials", "ClientPool", "WebhookConfig", "app_for", "webhook_secret_for"]
 
@@ -149,14 +151,15 @@ def webhook_secret_for(engine: Engine, config: WebhookConfig, tenant: str) -> st
 
 class ClientPool:
     """One `WeComClient` per tenant app, created on first use (and again when the tenant's app changes);
-    belongs to the event loop that uses it. Clients share `cache` for their tokens and tickets."""
+    belongs to the event loop that uses it. Clients share `cache` for their tokens and tickets: by default
+    the database, so every process of the deployment fetches each token once (`DatabaseTokenCache`)."""
 
     def __init__(self, engine: Engine, config: WebhookConfig, *, cache: TokenCache | None = None,
-                 **client_options: Any) -> None:
+                 clock: Clock = utcnow, **client_options: Any) -> None:
         self._engine = engine
         self._config = config
         self._options = client_options
-        self._cache = cache or MemoryTokenCache()
+        self._cache = cache or DatabaseTokenCache(engine, scope=config.base_url, clock=clock)
         self._clients: dict[str, tuple[tuple[str, str], WeComClient]] = {}
         self._retired: list[WeComClient] = []
 

@@ -56,7 +56,7 @@ class Worker:
         self.clock = clock or copilot.clock
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{new_id()[:6]}"
         self.batch = batch
-        self.clients = ClientPool(self.engine, config, **(client_options or {}))
+        self.clients = ClientPool(self.engine, config, clock=self.clock, **(client_options or {}))
         self.policies = PolicyBook(self.engine, default_tenant=config.default_tenant, path=config.autoreply_path)
         self.handlers = Handlers(copilot, self.clients, self.policies)
         self.sender = OutboxSender(self.engine, self.clients, guard=copilot.frequency, clock=self.clock, lease_s=config.lease_s,
