@@ -114,6 +114,13 @@ def _feedback(api: httpx.Client, suggestion_id: str) -> list[dict[str, Any]]:
     return items
 
 
+def _streamed_suggestion(body: str) -> dict[str, Any]:
+    """The whole suggestion from the page's event stream: the data of its `done` event."""
+    [done] = [block.split("data: ", 1)[1] for block in body.split("\n\n") if block.startswith("event: done\n")]
+    out: dict[str, Any] = json.loads(done)
+    return out
+
+
 def _sent(page: Any) -> list[str]:
     sent: list[str] = page.evaluate("window.__wx.sent")
     return sent
@@ -357,7 +364,7 @@ def test_flags_are_marked_on_their_exact_spans_and_held_drafts_cannot_be_inserte
     page = _new_page(context, page_errors, wx={})
     with page.expect_response(lambda r: r.url.endswith("/v1/suggestions")) as response:
         _open(page, server, _buyer(customers)["id"])
-    out = response.value.json()
+    out = _streamed_suggestion(response.value.text())
     drafts = page.get_by_test_id("draft")
     assert [c["text"] for c in out["candidates"]] == [PHONE, RISKY, SAFE]
 

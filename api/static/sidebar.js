@@ -1,4 +1,7 @@
 // 聊天侧边栏: customer card, stage, intent, three drafts with citations and compliance marks, search.
+// Drafts stream in (server-sent events): the script drafts at once, then each AI draft as the model
+// finishes it, marked "AI 生成"; when the customer writes again the running stream is dropped and its
+// late drafts are discarded.
 // Inside WeCom (`window.wx` exists) the page signs the staff member in through WeCom OAuth by itself and
 // drafts go into the chat input with sendChatMessage; elsewhere it takes an API key (kept for the tab),
 // copies to the clipboard and the customer comes from a picker. Whatever is inserted or copied for a
@@ -35,6 +38,7 @@
     basisKey: null, // the customer message the current drafts answer
     seq: 0,
     loading: false,
+    stream: null, // {controller, basis}: the running suggestion stream and the message it answers
     editing: new Set(),
     used: new Set(),
     pollTimer: 0,
@@ -104,7 +108,12 @@
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(options.body);
     }
+    if (options.stream) {
+      headers.Accept = "text/event-stream";
+      init.signal = options.signal;
+    }
     const response = await fetch(path, init);
+    if (options.stream && response.ok) return response;
     let data = null;
     try {
       data = await response.json();
@@ -127,6 +136,34 @@
       throw new ApiError(response.status, text);
     }
     return options.accept ? { status: response.status, data } : data;
+  }
+
+  // The server-sent events of a streamed answer, one {kind, data} at a time, as they arrive.
+  async function* serverEvents(response) {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buffer += decoder.decode(value, { stream: true }).replace(/\r\n?/g, "\n");
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          let kind = "message";
+          const data = [];
+          for (const line of block.split("\n")) {
+            if (line.startsWith("event:")) kind = line.slice(6).trim();
+            else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+          }
+          if (data.length) yield { kind, data: JSON.parse(data.join("\n")) };
+        }
+      }
+    } finally {
+      reader.cancel().catch(() => {});
+    }
   }
 
   const enc = encodeURIComponent;
@@ -383,12 +420,12 @@
     if (!state.inWeCom || !state.agentConfigured || !id) await loadCustomers();
     if (!state.me) return;
     if (params && params.get("draft")) await loadNotifiedDraft(params.get("draft"));
+    schedulePoll(); // from now on: a customer who writes while the first suggestion streams is noticed
     if (id) await selectCustomer(id);
     else {
       setStatus("请选择一位客户。");
       await loadRevisits(new URLSearchParams(location.search));
     }
-    schedulePoll();
   }
 
   // ---- the day's revisit queue, shown while no chat is open -------------------------------------
@@ -518,28 +555,61 @@
     });
   }
 
+  // Stop the running suggestion stream: the server stops the model, and drafts still to come are dropped.
+  function dropStream() {
+    if (!state.stream) return;
+    state.stream.controller.abort();
+    state.stream = null;
+    $("drafts-pending").hidden = true;
+  }
+
+  // One suggestion, streamed: analysis and script drafts at once, then each AI draft as it is written.
   async function suggest(messages) {
+    dropStream(); // a newer suggestion replaces a running one
     const seq = ++state.seq;
     const customerId = state.customerId;
+    const last = messages.last_customer_message;
+    const stream = { controller: new AbortController(), basis: last ? last.key : null };
+    state.stream = stream;
     state.loading = true;
     $("drafts").setAttribute("aria-busy", "true");
     const body = { customer_id: customerId, messages: requestMessages(messages) };
     if (state.profile && state.profile.staff_id) body.staff_id = state.profile.staff_id;
+    const current = () => state.stream === stream && seq === state.seq && customerId === state.customerId;
     try {
-      const out = await api("/v1/suggestions", { method: "POST", body });
-      if (seq !== state.seq || customerId !== state.customerId) return;
-      const last = messages.last_customer_message;
-      state.suggestion = out;
-      state.basisKey = last ? last.key : null;
-      state.editing.clear();
-      state.used.clear();
-      rememberIntent(customerId, out);
-      renderAnalysis(out);
-      renderDrafts(out);
-      setStatus("");
+      const response = await api("/v1/suggestions", {
+        method: "POST", body, stream: true, signal: stream.controller.signal,
+      });
+      for await (const event of serverEvents(response)) {
+        if (!current()) break; // dropped: whatever this stream still brings is stale
+        if (event.kind === "analysis") {
+          state.suggestion = { ...event.data, candidates: [] };
+          state.basisKey = stream.basis;
+          state.editing.clear();
+          state.used.clear();
+          rememberIntent(customerId, event.data);
+          renderAnalysis(event.data);
+          startDrafts(event.data);
+          setStatus("");
+        } else if (event.kind === "candidate") {
+          state.suggestion.candidates.push(event.data);
+          $("drafts").append(renderDraft(event.data, state.suggestion.candidates.length - 1));
+        } else if (event.kind === "done") {
+          state.suggestion = event.data;
+        } else if (event.kind === "error") {
+          setStatus(`部分建议生成失败：${event.data.detail}`, "error");
+        }
+        // `cancelled`: a newer suggestion for this chat took over; it renders its own drafts.
+      }
     } catch (error) {
-      if (seq === state.seq && error.status !== 401) setStatus(`生成建议失败：${error.message}`, "error");
+      if (error.name !== "AbortError" && current() && error.status !== 401) {
+        setStatus(`生成建议失败：${error.message}`, "error");
+      }
     } finally {
+      if (state.stream === stream) {
+        state.stream = null;
+        $("drafts-pending").hidden = true;
+      }
       if (seq === state.seq) {
         state.loading = false;
         $("drafts").setAttribute("aria-busy", "false");
@@ -572,15 +642,18 @@
   async function pollOnce() {
     if (!state.me) return;
     try {
-      if (state.customerId && state.suggestion && !state.loading) {
+      // Also while a suggestion is streaming: a customer who wrote again makes it stale.
+      if (state.customerId && (state.suggestion || state.stream)) {
         const customerId = state.customerId;
         const messages = await api(`/v1/customers/${enc(customerId)}/last-message`);
         const last = messages.last_customer_message;
         const key = last ? last.key : null;
-        if (customerId === state.customerId && state.suggestion && key !== state.basisKey) {
-          markStale(last);
+        const basis = state.stream ? state.stream.basis : state.basisKey;
+        if (customerId === state.customerId && (state.suggestion || state.stream) && key !== basis) {
+          dropStream(); // its drafts answer an older message: stop it, discard what it still sends
+          if (state.suggestion) markStale(last);
           // Never throw away a draft the staff member is editing; they refresh when done.
-          if (state.editing.size === 0) await suggest(messages);
+          if (state.editing.size === 0) suggest(messages); // not awaited: polling goes on while it streams
         }
       }
     } catch (_) {
@@ -720,11 +793,13 @@
     )));
   }
 
-  function renderDrafts(out) {
+  // A new suggestion's list: empty, its drafts are appended as they arrive while 更多建议生成中 shows.
+  function startDrafts(out) {
     $("drafts-panel").hidden = false;
     $("stale-note").hidden = true;
     $("drafts").dataset.suggestionId = out.suggestion_id;
-    $("drafts").replaceChildren(...out.candidates.map((candidate, index) => renderDraft(candidate, index)));
+    $("drafts").replaceChildren();
+    $("drafts-pending").hidden = false;
     renderNotifiedDraft();
   }
 
@@ -800,7 +875,10 @@
 
     const head = h("div", { class: "draft-head" }, h("h3", {}, `建议 ${index + 1}`));
     if (held) head.append(h("span", { class: "badge held", "data-testid": "held" }, "待审批"));
-    if (candidate.drafter === "llm") head.append(h("span", { class: "badge" }, "AI 生成"));
+    if (candidate.drafter === "llm") {
+      head.append(h("span", { class: "badge ai", "data-testid": "ai-badge", title: "由大模型生成，事实已核对出处" },
+        "AI 生成"));
+    }
 
     let why = "";
     if (held) why = "含需审批的合规风险：点“申请审批”请主管审批，通过后才能发送；也可按提示修改后再发。";
@@ -816,8 +894,9 @@
       "aria-expanded": "false" }, "不用");
 
     const node = h("li", {
-      class: `draft${held ? " held" : ""}`, "data-testid": "draft", "data-candidate-id": candidate.id,
-      "data-held": String(held), "data-stale": "false",
+      class: `draft${held ? " held" : ""}${candidate.drafter === "llm" ? " ai" : ""}`, "data-testid": "draft",
+      "data-candidate-id": candidate.id, "data-drafter": candidate.drafter, "data-held": String(held),
+      "data-stale": "false",
     },
     head,
     h("p", { class: "draft-text", "data-testid": "draft-text" }, markedText(candidate.text, flags, idPrefix)),
