@@ -152,7 +152,9 @@ def test_script_drafts_show_before_the_first_llm_token_and_llm_drafts_appear_one
     expect(page.get_by_test_id("drafts-pending")).to_be_hidden()
 
     [stream] = openai_stub.streams
-    assert stream.finished and stream.holds_timed_out == []
+    # The drafter closes the model stream once it has its drafts, so the stub may or may not get to send the
+    # closing brackets: what counts is that every hold was released by the page, not by its timeout.
+    assert "第3条" in stream.sent and stream.holds_timed_out == []
     assert page.get_by_test_id("draft").evaluate_all("nodes => nodes.map(n => n.dataset.drafter)") == [
         "script"] * 3 + ["llm"] * 3
     for index in range(3):

@@ -10,6 +10,8 @@ import pytest
 
 from copilot.config import Settings
 from copilot.llm.client import model_requests_allowed
+from copilot.persistence.engine import make_engine
+from copilot.persistence.schema import upgrade
 from copilot.service import Copilot
 from copilot.suggestion import MessageIn, SuggestRequest
 from tests.openai_stub import OpenAIStub, StubReply, json_reply, openai_stub
@@ -30,6 +32,8 @@ def _copilot(stub: OpenAIStub | None, tmp_path: Path) -> Copilot:
     extra = {"llm_base_url": stub.api_base, "llm_model": "stub-model", "llm_timeout_s": 10.0,
              "llm_stage_vote": True} if stub else {}
     settings = Settings(_env_file=None, data_dir=tmp_path, embedding_model="hashing", **extra)  # type: ignore[arg-type]
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    upgrade(make_engine(settings.sqlalchemy_url))  # what `copilot db upgrade` does
     copilot = Copilot.from_settings(settings)
     copilot.ingest(REPO / "knowledge", tenant="default")
     return copilot
