@@ -263,9 +263,10 @@ class Copilot:
             customer_message_risk=analysis.customer_check.risk,
         )
 
-    def suggest(self, tenant: str, request: SuggestRequest) -> SuggestionOut:
-        """The whole suggestion at once: `suggest_stream` read to its end."""
-        for event in self.suggest_stream(tenant, request):
+    def suggest(self, tenant: str, request: SuggestRequest, *, llm: bool = True) -> SuggestionOut:
+        """The whole suggestion at once: `suggest_stream` read to its end (with `llm` false, only what the
+        immediate drafter wrote: the script drafter's drafts in production, no LLM drafts)."""
+        for event in self.suggest_stream(tenant, request, llm=llm):
             if isinstance(event.data, SuggestionOut):
                 return event.data
         raise ConflictError("the suggestion stopped before it was done")  # only a cancelled stream stops early
@@ -277,10 +278,11 @@ class Copilot:
         *,
         cancelled: threading.Event | None = None,
         supersede: bool = False,
+        llm: bool = True,
     ) -> Iterator[SuggestionEvent]:
         """`_suggest_stream`, and when the vector store could not be reached for it, the finished suggestion
         says so in `retrieval_note` (its candidates then come from keyword retrieval alone)."""
-        inner = self._suggest_stream(tenant, request, cancelled=cancelled, supersede=supersede)
+        inner = self._suggest_stream(tenant, request, cancelled=cancelled, supersede=supersede, llm=llm)
         skipped: list[str] = []
         while True:
             with dense_outages() as outages:  # the searches this step makes report into it
@@ -301,6 +303,7 @@ class Copilot:
         *,
         cancelled: threading.Event | None = None,
         supersede: bool = False,
+        llm: bool = True,
     ) -> Iterator[SuggestionEvent]:
         """The suggestion as it is made: analysis and script drafts at once, LLM drafts one by one, done.
 
@@ -339,7 +342,7 @@ class Copilot:
             for candidate in out:
                 yield SuggestionEvent("candidate", candidate)
             note = outcome.fallback_reason
-            if self.llm_drafter is not None and not stop.is_set():
+            if self.llm_drafter is not None and llm and not stop.is_set():
                 stream = self.llm_drafter.stream(context, exclude={c.text for c in outcome.candidates}, cancelled=stop)
                 for drafted in stream:
                     check = self._checked(tenant, drafted, context, limit)

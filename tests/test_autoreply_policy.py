@@ -39,6 +39,8 @@ from copilot.wecom.automation.policy import (
 )
 from copilot.wecom.automation.worker import Worker
 from tests.conftest import KNOWLEDGE
+from tests.openai_stub import STAGE_VOTE_UNAVAILABLE, OpenAIStub, StubReply, attached_llm
+from tests.openai_stub import openai_stub as openai_stub  # fixture
 from tests.wecom_stub import (
     API_KEY,
     Clock,
@@ -346,6 +348,36 @@ def test_ai_reply_is_sent_when_enabled_safe_and_confident(
     assert top.text == text  # the copilot's own top draft went out, once
     ai_rows = [r for r in rows_for(hashing_copilot, "cust_049") if r.kind == "ai"]
     assert len(ai_rows) == 1 and ai_rows[0].status == "task_created" and ai_rows[0].approval_id is None
+
+
+def test_with_an_llm_configured_the_ai_reply_is_still_the_top_script_draft_and_the_model_is_not_asked(
+    client: TestClient, wecom_stub: StubWeCom, hashing_copilot: Any, default_policy: None,
+    openai_stub: OpenAIStub, tmp_path: Path,
+) -> None:
+    from copilot.config import Settings
+    from copilot.llm.client import model_requests_allowed
+
+    set_policy(hashing_copilot.engine, "default", ai={"enabled": True, "min_confidence": 0.0},
+               external_delivery="group_send_task")
+    llm_text = "您好～这款今天下单立减50元，明天就能到！"  # what an LLM draft would have proposed
+    openai_stub.always(STAGE_VOTE_UNAVAILABLE)
+    openai_stub.script(StubReply(content=json.dumps({"candidates": [
+        {"text": llm_text, "script_ids": [], "content_ids": [], "profile_fields": []}]}, ensure_ascii=False)))
+    settings = Settings(_env_file=None, llm_base_url=openai_stub.api_base, llm_model="stub-model")
+    with attached_llm(hashing_copilot, settings), model_requests_allowed(True):
+        assert hashing_copilot.llm_drafter is not None
+        send_message(client, "default", customer_id="cust_048", staff_id="staff_anran", text="宝宝红屁屁了有什么推荐的")
+        run_worker(hashing_copilot, wecom_stub, "default", Clock(MONDAY_11AM))
+    [text] = sent_texts(wecom_stub, "cust_048")
+    with Session(hashing_copilot.engine) as session:
+        latest = session.exec(
+            select(SuggestionRow).where(SuggestionRow.customer_id == "cust_048")
+            .order_by(col(SuggestionRow.created_at).desc())
+        ).first()
+        assert latest is not None
+        drafts = session.exec(select(CandidateRow).where(CandidateRow.suggestion_id == latest.id)).all()
+    assert [(d.drafter, d.text) for d in drafts] == [("script", text)]  # the script draft went out
+    assert text != llm_text and [r for r in openai_stub.requests if r.get("stream")] == []  # no draft asked
 
 
 def test_ai_replies_off_means_no_reply(

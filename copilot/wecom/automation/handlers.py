@@ -218,9 +218,13 @@ class Handlers:
             if row is None:
                 effects.result["plan"] = "none: AI replies need a known customer profile"
                 return effects
+            # Only the script-grounded draft: its wording is the brand's own library text, filled from the
+            # profile. An LLM draft can state what nothing supports or follow an instruction hidden in the
+            # chat, and the fact check only flags that for a person: LLM drafts are shown in the sidebar,
+            # never sent or proposed by automation (and the worker spends no model time on them).
             suggestion = self.copilot.suggest(tenant, SuggestRequest(
                 customer_id=inbound.customer_id, staff_id=inbound.staff_id, n=1,
-                messages=[MessageIn(role="customer", text=inbound.text[:4000], ts=inbound.ts)]))
+                messages=[MessageIn(role="customer", text=inbound.text[:4000], ts=inbound.ts)]), llm=False)
             if not suggestion.candidates:
                 effects.result["plan"] = "none: the drafter produced nothing"
                 return effects
