@@ -26,7 +26,7 @@ from copilot.compliance import ComplianceChecker, ComplianceResult, Flag, combin
 from copilot.compliance.frequency import FrequencyGuard, SendKind
 from copilot.compliance.llm_check import LLMComplianceCheck
 from copilot.compliance.pii import mask_pii
-from copilot.compliance.result import Severity
+from copilot.compliance.result import Severity, as_customer_message
 from copilot.compliance.tenants import TenantCompliance
 from copilot.config import DEFAULT_EMBEDDING_MODEL, Settings, apply_offline_defaults
 from copilot.conversation.message_intents import MessageClassifier, Prediction
@@ -493,7 +493,8 @@ class Copilot:
         intent = score_intent(history, profile, now=now)
         customer_text = next((t.text for t in reversed(turns) if t.role == "customer"), "")
         checker = self.tenant_compliance.for_tenant(tenant)
-        check = checker.check(customer_text) if customer_text else ComplianceResult(risk="none", flags=())
+        # What the customer wrote is flagged to the staff member as warnings; it never holds their reply.
+        check = as_customer_message(checker.check(customer_text)) if customer_text else ComplianceResult(risk="none", flags=())
         return _Analysis(turns, profile, stage, intent, check, query)
 
     def stage_signals(self, tenant: str, turns: Sequence[Turn]) -> StageSignals:

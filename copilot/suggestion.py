@@ -62,6 +62,7 @@ class FlagOut(BaseModel):
     span: tuple[int, int]
     message: str
     suggestion: str | None = None
+    evidence: list[str] = []  # semantic flags: the nearest labelled training examples
 
 
 class ComplianceOut(BaseModel):
@@ -76,7 +77,7 @@ class ComplianceOut(BaseModel):
 def flags_out(result: ComplianceResult) -> list[FlagOut]:
     return [
         FlagOut(category=f.category, rule_id=f.rule_id, severity=f.severity.value, span=f.span,
-                message=f.message, suggestion=f.suggestion)
+                message=f.message, suggestion=f.suggestion, evidence=list(f.evidence))
         for f in result.flags
     ]
 

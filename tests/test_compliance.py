@@ -23,7 +23,7 @@ from copilot.compliance.result import overall_risk
 from copilot.errors import ConfigurationError, LibraryError
 
 ALL_PACKS = ("general", "mother_baby", "finance", "education", "beauty")
-DATASET = Path(__file__).resolve().parent.parent / "eval" / "datasets" / "compliance.jsonl"
+DATASET = Path(__file__).resolve().parent.parent / "eval" / "datasets" / "compliance_dev.jsonl"
 
 
 @pytest.fixture(scope="module")

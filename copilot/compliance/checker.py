@@ -12,6 +12,7 @@ rule i. A compiled snapshot is swapped in whole by `reload`, so a concurrent `ch
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -25,11 +26,30 @@ from copilot.compliance.packs import PackSource, Rule, compile_rules, pack_sourc
 from copilot.compliance.pii import find_pii
 from copilot.compliance.prefilter import required_literals
 from copilot.compliance.result import ComplianceResult, Flag, Severity, overall_risk
+from copilot.compliance.semantic import SemanticLayer, default_layer
 
 __all__ = ["ComplianceChecker"]
 
 _ALLOW = -1
 _BROAD = "lex.houbb."  # rule ids of the public sensitive lists
+_AD_CATEGORIES = frozenset({"ad_absolute", "ad_medical", "ad_superstition"})
+# Normalised text: lower case, no spaces or punctuation.
+_SALES_CUE = re.compile(
+    r"这款|这个|这种|这套|这瓶|这盒|这支|这罐|这条|这件|我们|我家|咱家|咱们|本店|店里|我这|产品|品牌|牌子|款|买|入手|下单|拍"
+    r"|价|到手|优惠|活动|亲|姐|哥|宝妈|宝宝|孩子|小朋友|您|你|闭眼|回购|囤|戴|摆|挂在家|放家|喝|吃|用了|用上|抹|涂|敷|喷|冲"
+    r"|效果|推荐|疗程|到货|送礼|送长辈|好东西|品质|顶配|奶粉|纸尿裤|尿不湿|面霜|精华|面膜|乳液|米粉|辅食|益生菌|钙片|鱼油"
+    r"|好茶|茶叶|白酒|手串|手链|摆件|餐椅|推车|玩具|课程|泡脚|一袋|一盒|一罐|一瓶"
+    r"|销量|口碑|性价比|正品|新品|上新|首选|必备|国货|进口|配方|成分|材质|面料|卖|店|货|好用|用着|好喝|好吃|质量|宝贝|链接"
+)
+_DISCUSSION = re.compile(
+    r"(?<!不)(?:违法|违规)|(?:规定|法律|广告法|条例|广告中|一律|均)(?:.{0,12})不得|严禁|禁止|打击"
+    r"|(?:反诈|防骗|警方|公安机关|监管部门|消费者协会|消协)(?:.{0,6})(?:提醒|提示|表示|通报)"
+    r"|提醒(?:广大|消费者|投资者|用户|市民|大家|家长)|(?:专家|医生|官方|平台|银行)(?:.{0,2})提醒|谨防|警惕|(?:破获|侦破)(?:.{0,8})案"
+    r"|受害者|举报|(?:都是|就是|是|属于)(?:诈骗|骗局|骗人的)|法律(?:.{0,6})(?:限制|禁止)"
+)
+_DISCUSSABLE = frozenset({"ad_absolute", "ad_medical", "ad_finance", "ad_education", "ad_superstition",
+                          "ad_endorsement", "false_promise", "review_cashback", "prize_lure", "spam_ad", "fraud",
+                          "sensitive_gambling", "sensitive_porn", "off_platform"})
 _PII_RULES = {
     "pii_id_number": ("pii.id_number", Severity.review, "包含身份证号码，请勿在聊天中传递，必要时走官方实名通道",
                       "如需核验身份，请引导客户通过官方小程序/表单提交"),
@@ -71,6 +91,7 @@ class ComplianceChecker:
         allow_phrases: Sequence[str] = (),
         mask_pii: bool = True,
         lexicon_dir: Path | None = None,
+        semantic: bool = True,
     ) -> None:
         self._packs = tuple(dict.fromkeys(packs))
         self._extra = tuple(Path(p) for p in extra_rule_files)
@@ -78,6 +99,8 @@ class ComplianceChecker:
         self._mask_pii = mask_pii
         self._lexicon_dir = lexicon_dir
         self._snap = self._compile()
+        # The per-process semantic layer (trained on first use); `semantic=False` gives a rules-only checker.
+        self.semantic: SemanticLayer | None = default_layer() if semantic else None
 
     @property
     def version(self) -> str:
@@ -136,6 +159,19 @@ class ComplianceChecker:
                     hits.append((m.start(), m.end(), index))
         flags = self._lexical_flags(snap, norm, hits, allowed)
         flags.extend(self._pii_flags(text, norm, allowed))
+        if self.semantic is not None and nt:
+            # Allow phrases are the tenant's own wording: the model judges what is left around them.
+            rest = _without(nt, allowed) if allowed else nt
+            if rest:
+                flags.extend(self.semantic.flags(text, rest, skip={f.category for f in flags}))
+        if flags and not _SALES_CUE.search(nt):
+            # An advertising claim needs something to advertise: without any sales wording (这款, 我们, 买, 您 …)
+            # 第一/最佳/治疗/辟邪 are facts or topics of ordinary prose (长江是中国第一长河).
+            flags = [f for f in flags if f.category not in _AD_CATEGORIES]
+        if flags and _DISCUSSION.search(nt):
+            # Text that warns about, forbids or reports a practice (反诈提醒, 广告法规定不得…, 平台打击刷单) is not
+            # doing it.
+            flags = [f for f in flags if f.category not in _DISCUSSABLE]
         if not flags:
             return ComplianceResult("none", (), snap.version)
         kept = _resolve_overlaps(flags)
@@ -229,6 +265,14 @@ def _compiled(sources: tuple[PackSource, ...], allow_phrases: tuple[str, ...], e
             )
         automaton.make_automaton()
     return _Snapshot(tuple(rules), automaton, tuple(untriggered), digest.hexdigest()[:16])
+
+
+def _without(text: str, spans: list[tuple[int, int]]) -> str:
+    """`text` with the given spans cut out."""
+    keep = [True] * len(text)
+    for lo, hi in spans:
+        keep[lo:hi] = [False] * (hi - lo)
+    return "".join(ch for ch, k in zip(text, keep, strict=True) if k)
 
 
 def _glued(norm: Normalized, start: int, stop: int, left: int, right: int) -> bool:

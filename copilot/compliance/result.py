@@ -6,7 +6,7 @@ Callers (drafting, the approval workflow, the API) only see these types, so they
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Literal
 
@@ -17,6 +17,7 @@ __all__ = [
     "Flag",
     "Risk",
     "Severity",
+    "as_customer_message",
     "combine",
     "overall_risk",
 ]
@@ -79,6 +80,7 @@ class Flag:
     message: str
     suggestion: str | None = None
     matched: str = ""
+    evidence: tuple[str, ...] = ()  # semantic flags: the nearest labelled training examples
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,20 @@ def overall_risk(flags: Iterable[Flag]) -> Risk:
     if top == 1:
         return "low"
     return "review" if top == 2 else "block"
+
+
+def as_customer_message(result: ComplianceResult) -> ComplianceResult:
+    """The check of a message a customer sent: every flag a warning to the staff member, never a block.
+
+    Spam ads, review farming, fraud, gambling or porn in what a customer writes (and the personal data they
+    share) are not the staff member's words: nothing is sent, so nothing is held. The flags keep their
+    category, rule and span, are shown to the staff member as warnings and are stored like any other flag, so
+    they count in statistics.
+    """
+    if not result.flags:
+        return result
+    flags = tuple(replace(f, severity=Severity.warn) for f in result.flags)
+    return replace(result, risk=overall_risk(flags), flags=flags)
 
 
 def combine(result: ComplianceResult, extra: Iterable[Flag]) -> ComplianceResult:

@@ -1,0 +1,80 @@
+"""The semantic layer: trained per process on the shipped dev split, deterministic, thresholds from held-out
+folds, flags with their nearest training examples as evidence, reachable through the API's checker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from api.app import create_app
+from copilot.compliance import ComplianceChecker, normalize, semantic
+from copilot.config import Settings
+
+# A paraphrase of task-scam recruiting that names no lexicon term (no 兼职, 刷单, 日结 …).
+PARAPHRASE = "做任务就能赚佣金，先垫付三单后面一起返给你"
+KEY = "semantic-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def layer() -> semantic.SemanticLayer:
+    return semantic.default_layer()
+
+
+def test_a_paraphrase_the_rules_miss_is_flagged_with_its_nearest_examples(layer: semantic.SemanticLayer) -> None:
+    rules_only = ComplianceChecker(packs=("general", "mother_baby"), semantic=False)
+    assert "spam_ad" not in rules_only.check(PARAPHRASE).categories
+    result = ComplianceChecker(packs=("general", "mother_baby")).check(PARAPHRASE)
+    flag = next(f for f in result.flags if f.category == "spam_ad")
+    assert flag.rule_id == "semantic.spam_ad" and flag.span == (0, len(PARAPHRASE))
+    spam_lines = {e.text for e in layer.examples if "spam_ad" in e.categories}
+    assert flag.evidence and set(flag.evidence) <= spam_lines
+    assert flag.evidence[0] in flag.message
+
+
+def test_categories_the_rules_already_flagged_are_not_repeated(layer: semantic.SemanticLayer) -> None:
+    normalised = normalize(PARAPHRASE).text
+    assert "spam_ad" in {f.category for f in layer.flags(PARAPHRASE, normalised)}
+    assert "spam_ad" not in {f.category for f in layer.flags(PARAPHRASE, normalised, skip={"spam_ad"})}
+
+
+def test_clean_chat_without_a_cue_is_not_scored(layer: semantic.SemanticLayer) -> None:
+    for text in ("好的，那我明天上午给您发货", "宝宝最近睡得怎么样呀", "这款奶粉900克一罐，活动价268"):
+        normalised = normalize(text).text
+        assert not layer.has_cue(normalised)
+        assert layer.flags(text, normalised) == []
+
+
+def test_thresholds_come_from_held_out_folds(layer: semantic.SemanticLayer) -> None:
+    assert layer.categories, "no category met the precision and false-alarm bounds"
+    for name in layer.categories:
+        stats = layer.model.oof[name]
+        assert stats["precision"] >= semantic._MIN_PRECISION
+        assert stats["clean_fp"] <= semantic._MAX_CLEAN_FP
+        assert layer.thresholds[name] == stats["threshold"]
+    assert not set(layer.categories) & {"pii_phone", "pii_id_number", "frequency"}
+
+
+def test_training_is_deterministic(layer: semantic.SemanticLayer) -> None:
+    part = layer.examples[::3]
+    first, second = semantic.train(part), semantic.train(part)
+    assert first.names == second.names and first.cues == second.cues
+    assert np.array_equal(first.weights, second.weights) and np.array_equal(first.thresholds, second.thresholds)
+    assert first.digest == semantic.training_digest(part) != layer.version
+
+
+@pytest.fixture(scope="module")
+def client(hashing_copilot: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("semantic"), api_keys=[SecretStr(KEY)])
+    with TestClient(create_app(settings, copilot=hashing_copilot)) as test_client:
+        yield test_client
+
+
+def test_the_tenant_checker_behind_the_api_has_the_semantic_layer(client: TestClient) -> None:
+    out = client.post("/v1/compliance/check", json={"text": PARAPHRASE}, headers={"X-API-Key": KEY}).json()
+    flag = next(f for f in out["flags"] if f["category"] == "spam_ad")
+    assert flag["rule_id"] == "semantic.spam_ad" and flag["evidence"]
