@@ -1,0 +1,54 @@
+"""Claim-family rules: each flags the general shape of its family and stays quiet on the negated or ordinary
+wording next to it (rules only, so a semantic flag cannot stand in for a missing rule)."""
+
+from __future__ import annotations
+
+import pytest
+
+from copilot.compliance import ComplianceChecker
+
+
+@pytest.fixture(scope="module")
+def rules() -> ComplianceChecker:
+    return ComplianceChecker(packs=("general",), semantic=False)
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "risky", "ordinary"),
+    [
+        ("edu.guarantee_shape", "孩子在我们这补三个月，保证提二十分", "我们不能保证提分，主要看孩子的投入"),
+        ("edu.guarantee_shape", "冲刺班稳进市重点，进不了全额退", "孩子进了市重点，我们也替您高兴"),
+        ("fin.guarantee_shape", "这只票下周肯定涨，现在上车", "下个月奶粉肯定涨价，您要囤的话这周下单"),
+        ("fin.guarantee_shape", "放心投，亏了公司给您兜底", "基金过去的业绩不代表以后，亏了也要自己承担"),
+        ("promise.result_refund", "这款瘦身茶喝半个月，瘦不下来退钱", "这款面霜效果因人而异，七天内可以退"),
+        ("promise.result_refund", "孩子用了完全无刺激，放心", "我们不能保证百分之百不过敏，建议先试用小样"),
+        ("med.outcome_shape", "这款钙片吃三个月，能长高5厘米", "孩子长高了两厘米，裤子要换大一码了"),
+        ("med.outcome_shape", "泡脚包连泡七天，体内湿气全排掉", "这个泡脚包是艾草的，冬天泡着暖和"),
+        ("superstition.fortune", "您八字缺水，买这款黑曜石补一补运势", "八字还没一撇呢，先看看款式"),
+        ("fraud.authority_shape", "我是派出所的，你涉嫌一起诈骗案，配合调查", "我们的理赔流程是在官方小程序提交，不需要转账"),
+        ("offplat.channel_shape", "有事直接打我私人手机，别在这聊", "有问题就在这里直接问我，我一直在线"),
+        ("sens.harm_shape", "那家伙再来找麻烦，我就拿刀砍他", "刀具我们不卖，只卖厨房的收纳架"),
+        ("porn.solicit_shape", "约吗？房已经开好了", "我们约个时间，周六上午视频给您讲一下用法"),
+        ("harass.sexual_shape", "发几张你穿睡衣的照片给我看看", "这款睡衣面料是纯棉的，孩子穿着舒服"),
+        ("political.assembly_shape", "有人在群里转发境外网站的帖子", "周末广场上有亲子集市，可以带孩子去"),
+        ("abs.no_peer", "这款面霜在保湿里算天花板了", "家里天花板漏水了，这两天收货不方便"),
+    ],
+)
+def test_a_family_rule_flags_its_shape_and_not_the_ordinary_wording(
+    rules: ComplianceChecker, rule_id: str, risky: str, ordinary: str
+) -> None:
+    assert rule_id in {f.rule_id for f in rules.check(risky).flags}
+    assert rule_id not in {f.rule_id for f in rules.check(ordinary).flags}
+
+
+@pytest.mark.parametrize(
+    ("text", "quiet_rule"),
+    [
+        ("这件羊毛衫成分是100%美利奴羊毛，手洗或者干洗都行", "abs.percent"),
+        ("亲，我们不承诺疗效哈，这款就是日常保湿", "med.cure"),
+        ("这个价已经快贴着保本线了，真的再低不了", "fin.guarantee"),
+        ("这个题型去年考过，我们课上讲思路，不是押题哈", "edu.leaked_questions"),
+    ],
+)
+def test_context_exceptions_keep_ordinary_sales_talk_quiet(rules: ComplianceChecker, text: str, quiet_rule: str) -> None:
+    assert quiet_rule not in {f.rule_id for f in rules.check(text).flags}
