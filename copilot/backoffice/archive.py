@@ -134,6 +134,10 @@ def _check(record: ArchiveRecord, where: str) -> str | None:
 
 def parse_record(where: str, raw: Any) -> ArchiveRecord | str:
     """The record, or a problem stated as `where: field: what is wrong`."""
+    if isinstance(raw, ArchiveRecord):  # read_jsonl validated it already
+        return raw
+    if isinstance(raw, _Problem):
+        return raw.text
     if isinstance(raw, _NotJson):
         return f"{where}: not JSON ({raw.reason})"
     if not isinstance(raw, dict):
@@ -180,21 +184,34 @@ def _raise(problems: list[str]) -> None:
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
-    """(`file:line`, parsed JSON) for every non-blank line; a line that is not JSON yields the problem."""
+    """(`file:line`, the record or what is wrong with the line) for every non-blank line. A well-formed line
+    is parsed and validated in one step (pydantic's JSON parser); any other is parsed again to say why."""
     name = path.name
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
+            where = f"{name}:{number}"
             try:
-                yield f"{name}:{number}", json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield f"{name}:{number}", _NotJson(exc.msg)
+                record = ArchiveRecord.model_validate_json(line)
+            except pydantic.ValidationError:
+                try:
+                    yield where, json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield where, _NotJson(exc.msg)
+                continue
+            problem = _check(record, where)
+            yield where, _Problem(problem) if problem else record
 
 
 @dataclass(frozen=True)
 class _NotJson:
     reason: str
+
+
+@dataclass(frozen=True)
+class _Problem:
+    text: str
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The inspection engine: keeps turns and daily counts current and turns rule findings into hits.
 
-Work arrives as rows marked `inspected = False` (new messages from any source, messages the archive
-matched or recalled) and contact events not yet inspected. `process_pending` takes them a batch of
+Work arrives as marks in `inspection_queue` (written with new messages from any source, messages the
+archive matched or recalled) and contact events not yet inspected. `process_pending` takes them a batch of
 conversations at a time: it rebuilds each conversation's turns and daily rows from all its messages, runs
 the content rules over its new staff messages (the tenant's full compliance engine, sensitive words,
 behaviours), finds turns already past their deadline, stores each finding once (a hit's `subject` is
@@ -15,12 +15,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, update
+from sqlalchemy import bindparam, delete, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -43,7 +43,13 @@ from copilot.knowledge.inspection import (
     SensitiveWordsRule,
 )
 from copilot.persistence.engine import insert_ignore, session_scope
-from copilot.persistence.tables.backoffice import ChatDaily, ChatTurn, ContactEvent, InspectionHit
+from copilot.persistence.tables.backoffice import (
+    ChatDaily,
+    ChatTurn,
+    ContactEvent,
+    InspectionHit,
+    InspectionQueue,
+)
 from copilot.persistence.tables.base import new_id
 from copilot.persistence.tables.conversations import Conversation, MessageRow
 
@@ -89,33 +95,42 @@ class Inspector:
         self.alerts = alerts
 
     # ---- pending work -----------------------------------------------------------------------------
-    def process_pending(self, tenant: str, *, batch: int = 400) -> ProcessReport:
+    def process_pending(self, tenant: str, *, batch: int = 500) -> ProcessReport:
+        """Work off the tenant's `inspection_queue`, a batch of conversations per transaction, then sum the
+        staff days that changed."""
         report = ProcessReport()
-        with Session(self.engine) as session:
-            conversations = list(session.exec(
-                select(MessageRow.conversation_id).where(MessageRow.tenant_id == tenant,
-                                                        col(MessageRow.inspected).is_(False))
-                .distinct()).all())
         staff = StaffDirectory.load(self.engine, tenant)
-        for start in range(0, len(conversations), batch):
-            report.add(self._process(tenant, conversations[start:start + batch], staff))
+        while True:
+            done = self._process(tenant, batch, staff)
+            if done is None:
+                break
+            report.add(done)
         report.add(self._process_events(tenant, staff))
         roll_up(self.engine, tenant)
         return report
 
-    def _process(self, tenant: str, conversation_ids: Sequence[str], staff: StaffDirectory) -> ProcessReport:
+    def _process(self, tenant: str, batch: int, staff: StaffDirectory) -> ProcessReport | None:
+        """One batch of queued conversations; None when the queue is empty."""
         rules = self.rules.for_tenant(tenant)
         checker = self.checker_for(tenant)
         now = self.clock()
         report = ProcessReport()
         with session_scope(self.engine) as session:
+            marks = session.execute(
+                sa_select(col(InspectionQueue.id), col(InspectionQueue.conversation_id),
+                          col(InspectionQueue.first_message_id), col(InspectionQueue.version))
+                .where(col(InspectionQueue.tenant_id) == tenant).order_by(col(InspectionQueue.id)).limit(batch)).all()
+            if not marks:
+                return None
+            picked = [m[1] for m in marks]
+            first_new = {m[1]: m[2] for m in marks if m[2] is not None}
             conversations = {c.id: c for c in session.exec(
-                select(Conversation).where(col(Conversation.id).in_(conversation_ids))).all()}
+                select(Conversation).where(col(Conversation.id).in_(picked))).all()}
             rows = session.execute(
                 sa_select(*(col(c) for c in (MessageRow.id, MessageRow.conversation_id, MessageRow.role,
                                              MessageRow.sender_id, MessageRow.ts, MessageRow.withdrawn_at,
-                                             MessageRow.inspected, MessageRow.msgtype, MessageRow.text)))
-                .where(col(MessageRow.tenant_id) == tenant, col(MessageRow.conversation_id).in_(conversation_ids))
+                                             MessageRow.msgtype, MessageRow.text)))
+                .where(col(MessageRow.tenant_id) == tenant, col(MessageRow.conversation_id).in_(picked))
             ).all()
             by_conversation: dict[str, list[Any]] = defaultdict(list)
             for row in rows:
@@ -123,7 +138,6 @@ class Inspector:
             turns: list[dict[str, Any]] = []
             daily: list[dict[str, Any]] = []
             hits: list[tuple[dict[str, Any], Any]] = []
-            done: list[int] = []
             for conversation_id, messages in by_conversation.items():
                 conversation = conversations.get(conversation_id)
                 if conversation is None:
@@ -136,13 +150,16 @@ class Inspector:
                 turns.extend(facts.turns)
                 daily.extend(facts.daily)
                 hits.extend(_late_turns(facts.turns, timeout, now, conversation))
+                first = first_new.get(conversation_id)
+                if first is None:
+                    continue
                 for m in messages:
-                    if m.inspected:
+                    if m.id < first:
                         continue
-                    done.append(m.id)
+                    report.messages += 1
                     if m.role == "staff" and m.msgtype in TEXT_TYPES and m.text:
                         hits.extend(_content_hits(tenant, rules, checker, conversation, m, staff, rules.calendar))
-            changed = list(by_conversation)
+            changed = list(picked)
             touched = {(r[0], r[1]) for r in session.execute(sa_select(col(ChatDaily.staff_id), col(ChatDaily.day))
                                                              .where(col(ChatDaily.conversation_id).in_(changed)))}
             touched |= {(r[0], r[1]) for r in session.execute(sa_select(col(ChatTurn.staff_id), col(ChatTurn.day))
@@ -157,11 +174,12 @@ class Inspector:
                 connection.execute(ChatDaily.__table__.insert(), daily)  # type: ignore[attr-defined]
             mark_dirty(session, tenant, touched)
             self._store_hits(session, tenant, hits, now, staff, report)
-            for start in range(0, len(done), 900):
-                session.execute(update(MessageRow).where(col(MessageRow.id).in_(done[start:start + 900]))
-                                .values(inspected=True))
+            # A mark written meanwhile has a higher version and stays for the next batch.
+            queue = InspectionQueue.__table__  # type: ignore[attr-defined]
+            connection.execute(queue.delete().where(queue.c.id == bindparam("mark"),
+                                                    queue.c.version == bindparam("seen")),
+                               [{"mark": m[0], "seen": m[3]} for m in marks])
             report.conversations += len(by_conversation)
-            report.messages += len(done)
         return report
 
     def _process_events(self, tenant: str, staff: StaffDirectory) -> ProcessReport:

@@ -1,9 +1,9 @@
 """Daily rollups: one `staff_daily` row per staff member and local day, summed from the conversation rows.
 
 The transaction that rebuilds a conversation's `chat_daily` and `chat_turns` rows marks the staff days
-they touched (before and after) in `stats_dirty`; `roll_up` sums those days again and removes exactly the
-marks it read, so a mark written meanwhile is summed by the next run, and a crash between the two
-leaves a mark, never a stale row.
+they touched (before and after) in `stats_dirty`; `roll_up` sums exactly those days again and removes the
+marks at the version it read, so a mark written meanwhile is summed by the next run, and a crash between
+the two leaves a mark, never a stale row.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import bindparam
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
-from copilot.persistence.engine import insert_ignore, session_scope
+from copilot.persistence.engine import insert_ignore, mark_rows, session_scope
 from copilot.persistence.tables.backoffice import ChatDaily, ChatTurn, StaffDaily, StatsDirty
 
 __all__ = ["WITHIN_S", "mark_dirty", "roll_up"]
@@ -29,34 +29,38 @@ WITHIN_S = 180  # "answered within 3 minutes"
 
 def mark_dirty(session: Session, tenant: str, pairs: Iterable[tuple[str, dt.date]]) -> None:
     rows = [{"tenant_id": tenant, "staff_id": staff, "day": day} for staff, day in set(pairs)]
-    if rows:
-        session.connection().execute(StatsDirty.__table__.insert(), rows)  # type: ignore[attr-defined]
+    mark_rows(session.connection(), StatsDirty, rows, ["tenant_id", "staff_id", "day"])
 
 
-def roll_up(engine: Engine, tenant: str, *, batch: int = 1000) -> int:
+def roll_up(engine: Engine, tenant: str, *, batch: int = 5000) -> int:
     """Sum every marked staff day of `tenant`; returns how many days were summed."""
     total = 0
+    dirty = StatsDirty.__table__  # type: ignore[attr-defined]
     while True:
         with session_scope(engine) as session:
-            marks = session.exec(select(StatsDirty.id, StatsDirty.staff_id, col(StatsDirty.day)).where(
-                StatsDirty.tenant_id == tenant).order_by(col(StatsDirty.id)).limit(batch)).all()
+            marks = session.execute(sa_select(dirty.c.staff_id, dirty.c.day, dirty.c.version).where(
+                dirty.c.tenant_id == tenant).limit(batch)).all()
             if not marks:
                 return total
-            # Every day of every marked staff member in the batch is summed again (a superset of the marks,
-            # dense in practice), so rows can be replaced by staff and day lists rather than by pairs.
-            staff = sorted({s for _, s, _ in marks})
-            days = sorted({_date(d) for _, _, d in marks})
-            rows = _sum(session, tenant, staff, days)
-            for chunk in _chunks(staff, 500):
-                session.execute(delete(StaffDaily).where(
-                    col(StaffDaily.tenant_id) == tenant, col(StaffDaily.staff_id).in_(chunk),
-                    col(StaffDaily.day).in_(days)))
-            insert_ignore(session.connection(), StaffDaily, rows, ["tenant_id", "staff_id", "day"])
-            session.execute(delete(StatsDirty).where(col(StatsDirty.id).in_([m[0] for m in marks])))
+            by_day: dict[dt.date, set[str]] = defaultdict(set)
+            for staff_id, day, _ in marks:
+                by_day[_date(day)].add(staff_id)
+            rows = _sum(session, tenant, by_day)
+            daily = StaffDaily.__table__  # type: ignore[attr-defined]
+            connection = session.connection()
+            connection.execute(daily.delete().where(
+                daily.c.tenant_id == tenant, daily.c.staff_id == bindparam("staff"), daily.c.day == bindparam("d")),
+                [{"staff": staff_id, "d": _date(day)} for staff_id, day, _ in marks])
+            insert_ignore(connection, StaffDaily, rows, ["tenant_id", "staff_id", "day"])
+            # A day marked again meanwhile has a higher version and stays marked for the next run.
+            connection.execute(dirty.delete().where(
+                dirty.c.tenant_id == tenant, dirty.c.staff_id == bindparam("staff"), dirty.c.day == bindparam("d"),
+                dirty.c.version == bindparam("seen")),
+                [{"staff": staff_id, "d": _date(day), "seen": version} for staff_id, day, version in marks])
             total += len(rows)
 
 
-def _sum(session: Session, tenant: str, staff: list[str], days: list[dt.date]) -> list[dict[str, Any]]:
+def _sum(session: Session, tenant: str, by_day: dict[dt.date, set[str]]) -> list[dict[str, Any]]:
     out: dict[tuple[str, dt.date], dict[str, Any]] = {}
     customers: dict[tuple[str, dt.date], set[str]] = defaultdict(set)
     responses: dict[tuple[str, dt.date], list[float]] = defaultdict(list)
@@ -69,32 +73,33 @@ def _sum(session: Session, tenant: str, staff: list[str], days: list[dt.date]) -
                                 "responses": 0, "response_sum_s": 0.0, "response_median_s": None, "late": 0}
         return found
 
-    for chunk in _chunks(staff, 500):
-        for staff_id, day, customer_id, received, sent in session.execute(
-                sa_select(*_cols(ChatDaily.staff_id, ChatDaily.day, ChatDaily.customer_id, ChatDaily.customer_messages,
-                                 ChatDaily.staff_messages)).where(
-                    col(ChatDaily.tenant_id) == tenant, col(ChatDaily.staff_id).in_(chunk),
-                    col(ChatDaily.day).in_(days))).all():
-            key = (staff_id, _date(day))
-            item = row(key)
-            item["customer_messages"] += received
-            item["messages_sent"] += sent
-            if received:
-                customers[key].add(customer_id)
-        for staff_id, day, same_day, response, answered_at, deadline in session.execute(
-                sa_select(*_cols(ChatTurn.staff_id, ChatTurn.day, ChatTurn.answered_same_day, ChatTurn.response_s,
-                                 ChatTurn.answered_at, ChatTurn.deadline)).where(
-                    col(ChatTurn.tenant_id) == tenant, col(ChatTurn.staff_id).in_(chunk),
-                    col(ChatTurn.day).in_(days))).all():
-            key = (staff_id, _date(day))
-            item = row(key)
-            item["turns"] += 1
-            item["answered"] += 1 if same_day else 0
-            if response is not None:
-                responses[key].append(float(response))
-                item["within_3min"] += 1 if response <= WITHIN_S else 0
-            if answered_at is not None and deadline is not None and answered_at > deadline:
-                item["late"] += 1
+    for day, staff in by_day.items():
+        for chunk in _chunks(sorted(staff), 500):
+            for staff_id, customer_id, received, sent in session.execute(
+                    sa_select(*_cols(ChatDaily.staff_id, ChatDaily.customer_id, ChatDaily.customer_messages,
+                                     ChatDaily.staff_messages)).where(
+                        col(ChatDaily.tenant_id) == tenant, col(ChatDaily.day) == day,
+                        col(ChatDaily.staff_id).in_(chunk))):
+                key = (staff_id, day)
+                item = row(key)
+                item["customer_messages"] += received
+                item["messages_sent"] += sent
+                if received:
+                    customers[key].add(customer_id)
+            for staff_id, same_day, response, answered_at, deadline in session.execute(
+                    sa_select(*_cols(ChatTurn.staff_id, ChatTurn.answered_same_day, ChatTurn.response_s,
+                                     ChatTurn.answered_at, ChatTurn.deadline)).where(
+                        col(ChatTurn.tenant_id) == tenant, col(ChatTurn.day) == day,
+                        col(ChatTurn.staff_id).in_(chunk))):
+                key = (staff_id, day)
+                item = row(key)
+                item["turns"] += 1
+                item["answered"] += 1 if same_day else 0
+                if response is not None:
+                    responses[key].append(float(response))
+                    item["within_3min"] += 1 if response <= WITHIN_S else 0
+                if answered_at is not None and deadline is not None and answered_at > deadline:
+                    item["late"] += 1
     for key, item in out.items():
         item["customers"] = len(customers.get(key, ()))
         values = responses.get(key)

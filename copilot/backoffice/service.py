@@ -105,7 +105,7 @@ class BackOffice:
         return cls(engine=engine, compliance=compliance, clock=utcnow)
 
     # ---- archive ---------------------------------------------------------------------------------------
-    def import_file(self, path: Path, *, tenant: str, batch: int = 2000,
+    def import_file(self, path: Path, *, tenant: str, batch: int = 5000,
                     progress: Callable[[int], None] | None = None) -> ImportResult:
         """Validate the whole JSONL file (nothing is stored if any record is bad), then store it in batches
         and inspect what it brought."""

@@ -7,13 +7,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Table, event, insert
+from sqlalchemy import Connection, Table, case, event, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, create_engine
 
-__all__ = ["insert_ignore", "insert_new", "is_sqlite_file", "make_engine", "session_scope"]
+__all__ = ["insert_ignore", "insert_new", "is_sqlite_file", "make_engine", "mark_rows", "session_scope"]
 
 
 def make_engine(url: str, *, lock_timeout_s: float = 30.0) -> Engine:
@@ -81,6 +81,26 @@ def insert_ignore(connection: Connection, model: type[SQLModel], rows: list[dict
         connection.execute(module.insert(table).on_conflict_do_nothing(index_elements=unique), rows)
         return
     insert_new(connection, model, rows, unique)
+
+
+def mark_rows(connection: Connection, model: type[SQLModel], rows: list[dict[str, Any]], unique: list[str],
+              *, lowest: str | None = None) -> None:
+    """Upsert work marks keyed by `unique`: a mark that exists gets `version` + 1 (so a reader that removes
+    marks at the version it read never loses one written meanwhile) and, with `lowest`, keeps the lower of
+    the two non-null values of that column. SQLite and PostgreSQL only (ON CONFLICT DO UPDATE)."""
+    if not rows:
+        return
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    dialect = connection.dialect.name
+    if dialect not in ("sqlite", "postgresql"):
+        raise NotImplementedError(f"work marks need ON CONFLICT DO UPDATE, which {dialect} lacks")
+    module = sqlite if dialect == "sqlite" else postgresql
+    statement = module.insert(table)
+    values: dict[str, Any] = {"version": table.c.version + 1}
+    if lowest is not None:
+        old, new = table.c[lowest], statement.excluded[lowest]
+        values[lowest] = case((new.is_(None), old), (old.is_(None), new), (new < old, new), else_=old)
+    connection.execute(statement.on_conflict_do_update(index_elements=unique, set_=values), rows)
 
 
 @contextmanager

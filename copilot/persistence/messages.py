@@ -8,8 +8,9 @@ and one live message, nearest time first, so two identical short replies ("好�
 two rows. The archive's time wins (it is the time WeCom recorded the send). Within one source a message
 is stored once: archive records by `msgid`, live messages by their per-conversation content key.
 
-`inspected = False` marks a row the back office must (re)count and inspect: new rows, rows whose time
-changed because the archive matched them, and recalled rows.
+Every write leaves a mark in `inspection_queue` in the same transaction: the conversation must be counted
+again, and (for new rows) the lowest new message id the inspection rules have not read. A message row is
+written once; matching or recalling it updates only what changed.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from sqlmodel import Session, col, select
 
 from copilot.clock import as_utc, utcnow
 from copilot.conversation.turns import Turn
+from copilot.persistence.engine import mark_rows
+from copilot.persistence.tables.backoffice import InspectionQueue
 from copilot.persistence.tables.conversations import Conversation, MessageRow
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "ArchiveMessage",
     "ArchiveWrite",
     "content_key",
+    "queue_inspection",
     "store_archive",
     "store_live",
     "withdraw",
@@ -52,7 +56,8 @@ def store_live(session: Session, tenant: str, conversation_id: str, turns: Seque
     """Store live messages not seen before in this conversation; returns how many rows are new. A message
     the archive already holds is not stored again: its row is marked as seen by `source`."""
     conversation = session.get(Conversation, conversation_id)
-    new = 0
+    added: list[MessageRow] = []
+    matched = False
     now = utcnow()
     for index, turn in enumerate(turns):
         ts = as_utc(turn.ts) if turn.ts else None
@@ -70,14 +75,29 @@ def store_live(session: Session, tenant: str, conversation_id: str, turns: Seque
         if twin is not None:
             twin.source = source
             session.add(twin)
+            matched = True
             continue
         sender = None
         if conversation is not None:
             sender = conversation.staff_id if turn.role == "staff" else conversation.customer_id
-        session.add(MessageRow(tenant_id=tenant, conversation_id=conversation_id, role=turn.role, text=turn.text,
-                               ts=at, source=source, dedupe_key=key, sender_id=sender))
-        new += 1
-    return new
+        row = MessageRow(tenant_id=tenant, conversation_id=conversation_id, role=turn.role, text=turn.text,
+                         ts=at, source=source, dedupe_key=key, sender_id=sender)
+        session.add(row)
+        added.append(row)
+    if added:
+        session.flush()
+        queue_inspection(session, tenant, {conversation_id: min(r.id for r in added if r.id is not None)})
+    elif matched:
+        queue_inspection(session, tenant, {conversation_id: None})
+    return len(added)
+
+
+def queue_inspection(session: Session, tenant: str, marks: dict[str, int | None]) -> None:
+    """Tell the back office these conversations changed: conversation id → the lowest new message id its
+    rules must read (None: only recount)."""
+    mark_rows(session.connection(), InspectionQueue,
+              [{"tenant_id": tenant, "conversation_id": c, "first_message_id": m} for c, m in marks.items()],
+              ["tenant_id", "conversation_id"], lowest="first_message_id")
 
 
 @dataclass(frozen=True)
@@ -129,6 +149,7 @@ def store_archive(session: Session, tenant: str, messages: Sequence[ArchiveMessa
     for row in candidates:
         live[(row.conversation_id, row.role, row.text)].append(row)
     rows: list[dict[str, object]] = []
+    marks: dict[str, int | None] = {}
     for message in pending:
         at = as_utc(message.ts)
         twin = _nearest(live.get((message.conversation_id, message.role, message.text), []), at)
@@ -136,16 +157,22 @@ def store_archive(session: Session, tenant: str, messages: Sequence[ArchiveMessa
         if twin is not None:
             live[(message.conversation_id, message.role, message.text)].remove(twin)
             session.execute(update(MessageRow).where(col(MessageRow.id) == twin.id).values(
-                msgid=message.msgid, msgtype=message.msgtype, sender_id=message.sender_id, ts=at, inspected=False))
+                msgid=message.msgid, msgtype=message.msgtype, sender_id=message.sender_id, ts=at))
+            marks.setdefault(message.conversation_id, None)
             out.matched += 1
             continue
         rows.append({"tenant_id": tenant, "conversation_id": message.conversation_id, "role": message.role,
                      "text": message.text, "ts": at, "source": ARCHIVE_SOURCE, "dedupe_key": f"msgid:{message.msgid}",
                      "msgid": message.msgid, "msgtype": message.msgtype, "sender_id": message.sender_id,
-                     "withdrawn_at": None, "inspected": False})
+                     "withdrawn_at": None})
     if rows:
-        session.connection().execute(MessageRow.__table__.insert(), rows)  # type: ignore[attr-defined]
+        table = MessageRow.__table__  # type: ignore[attr-defined]
+        stored = session.connection().execute(table.insert().returning(table.c.id, table.c.conversation_id), rows)
+        for row_id, conversation_id in stored:
+            first = marks.get(conversation_id)
+            marks[conversation_id] = row_id if first is None else min(first, row_id)
         out.inserted += len(rows)
+    queue_inspection(session, tenant, marks)
     return out
 
 
@@ -155,8 +182,8 @@ def withdraw(session: Session, tenant: str, msgid: str, at: dt.datetime) -> str 
     if row is None or row.withdrawn_at is not None:
         return None
     row.withdrawn_at = as_utc(at)
-    row.inspected = False
     session.add(row)
+    queue_inspection(session, tenant, {row.conversation_id: None})
     return row.conversation_id
 
 

@@ -11,6 +11,7 @@ from copilot.persistence.tables.backoffice import (
     ChatTurn,
     ContactEvent,
     InspectionHit,
+    InspectionQueue,
     StaffDaily,
     StatsDirty,
 )
@@ -53,7 +54,8 @@ from copilot.persistence.tables.wecom import (
 __all__ = [
     "ApiKeyRow", "ApprovalItem", "AuditLog", "AutoReplyPolicyRow", "AutomationState", "CandidateRow", "ChatDaily",
     "ChatTurn", "ContactEvent", "ContentRow", "Conversation", "CustomerRow", "CustomerWindow", "FlagRow",
-    "FrequencySlot", "InboxEvent", "InspectionHit", "KfCursor", "LibraryDoc", "LibraryVersion", "LoginState", "MessageRow",
+    "FrequencySlot", "InboxEvent", "InspectionHit", "InspectionQueue", "KfCursor", "LibraryDoc", "LibraryVersion",
+    "LoginState", "MessageRow",
     "OutboxMessage", "RevisitItem", "ScriptRow", "SendRow", "SidebarFeedback", "SpoolCursor", "SpooledEvent",
     "StaffDaily", "StaffNotification", "StaffRow", "StatsDirty", "SuggestionRow", "Tenant", "WeComApp", "WeComCredential",
     "WebhookSecret",

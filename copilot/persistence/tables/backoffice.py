@@ -18,7 +18,23 @@ from sqlmodel import Field, SQLModel
 from copilot.clock import utcnow
 from copilot.persistence.tables.base import json_dict, new_id
 
-__all__ = ["ChatDaily", "ChatTurn", "ContactEvent", "InspectionHit", "StaffDaily", "StatsDirty"]
+__all__ = ["ChatDaily", "ChatTurn", "ContactEvent", "InspectionHit", "InspectionQueue", "StaffDaily", "StatsDirty"]
+
+
+class InspectionQueue(SQLModel, table=True):
+    """A conversation whose turns and daily rows must be rebuilt, marked in the transaction that changed its
+    messages; `first_message_id` is the lowest id of its new messages the content rules have not read yet
+    (None when only times or recalls changed). One row per conversation: a new mark lowers
+    `first_message_id` and bumps `version`, and the back office removes a row only at the version it read,
+    so message rows are written once and never flagged afterwards."""
+
+    __tablename__ = "inspection_queue"
+    __table_args__ = (UniqueConstraint("tenant_id", "conversation_id", name="uq_inspection_queue_conversation"),)
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str
+    conversation_id: str
+    first_message_id: int | None = None
+    version: int = 1
 
 
 class ChatTurn(SQLModel, table=True):
@@ -88,14 +104,15 @@ class StaffDaily(SQLModel, table=True):
 
 
 class StatsDirty(SQLModel, table=True):
-    """A staff member's day whose `staff_daily` row must be summed again; written in the transaction that
-    changed its conversations, removed by the transaction that sums it."""
+    """A staff member's day whose `staff_daily` row must be summed again; marked in the transaction that
+    changed its conversations (a new mark of a marked day bumps `version`), removed at the version read by
+    the transaction that sums it."""
 
     __tablename__ = "stats_dirty"
-    id: int | None = Field(default=None, primary_key=True)
-    tenant_id: str = Field(index=True)
-    staff_id: str
-    day: dt.date = Field(sa_column=Column(SADate, nullable=False))
+    tenant_id: str = Field(primary_key=True)
+    staff_id: str = Field(primary_key=True)
+    day: dt.date = Field(sa_column=Column(SADate, primary_key=True))
+    version: int = 1
 
 
 class InspectionHit(SQLModel, table=True):

@@ -38,7 +38,6 @@ class MessageRow(SQLModel, table=True):
         UniqueConstraint("tenant_id", "conversation_id", "dedupe_key"),
         UniqueConstraint("tenant_id", "msgid", name="uq_messages_msgid"),
         Index("ix_messages_conv_ts", "tenant_id", "conversation_id", "ts"),
-        Index("ix_messages_pending", "tenant_id", "inspected", "id"),
     )
     id: int | None = Field(default=None, primary_key=True)
     tenant_id: str
@@ -52,7 +51,6 @@ class MessageRow(SQLModel, table=True):
     msgtype: str = "text"  # the archive's msgtype (image, voice, file, ...); live sources send text
     sender_id: str | None = None  # staff or customer id of the writer (a group chat has several)
     withdrawn_at: dt.datetime | None = None  # recalled (撤回) by its sender
-    inspected: bool = False  # the back office has counted it and run the inspection rules over it
 
 
 class SuggestionRow(SQLModel, table=True):
