@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 
 from copilot.approvals.items import create_for_candidates
 from copilot.clock import Clock, utcnow
-from copilot.compliance import ComplianceChecker, ComplianceResult, Flag, combine
+from copilot.compliance import ComplianceChecker, ComplianceResult, Flag, combine, semantic
 from copilot.compliance.frequency import FrequencyGuard, SendKind
 from copilot.compliance.llm_check import LLMComplianceCheck
 from copilot.compliance.pii import mask_pii
@@ -156,6 +156,7 @@ class Copilot:
         seed_tiktoken_cache(settings.tiktoken_cache_dir)
         embedder = embedder or build_embedder(settings)
         store = ChromaStore(embedder, settings.chroma_dir, url=settings.chroma_url)
+        semantic.use_cache_dir(settings.models_dir / "compliance")  # the trained n-gram model, outside git
         compliance = ComplianceChecker(packs=settings.compliance_packs, lexicon_dir=settings.lexicon_dir)
         copilot = cls(
             engine=make_engine(settings.sqlalchemy_url),

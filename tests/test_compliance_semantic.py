@@ -78,3 +78,26 @@ def test_the_tenant_checker_behind_the_api_has_the_semantic_layer(client: TestCl
     out = client.post("/v1/compliance/check", json={"text": PARAPHRASE}, headers={"X-API-Key": KEY}).json()
     flag = next(f for f in out["flags"] if f["category"] == "spam_ad")
     assert flag["rule_id"] == "semantic.spam_ad" and flag["evidence"]
+
+
+def test_the_trained_model_is_cached_outside_the_repository_and_reloaded(
+    layer: semantic.SemanticLayer, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    part = layer.examples[::4]
+    monkeypatch.setattr(semantic, "_CACHE_DIR", tmp_path / "compliance")
+    first = semantic._trained(part)
+    (cached,) = (tmp_path / "compliance").glob("semantic-*.npz")
+
+    def no_training(examples: object) -> None:
+        raise AssertionError("trained again although the cache holds the model")
+
+    monkeypatch.setattr(semantic, "train", no_training)
+    again = semantic._trained(part)
+    assert again.vocabulary == first.vocabulary and again.names == first.names and again.cues == first.cues
+    assert np.array_equal(again.weights, first.weights) and np.array_equal(again.thresholds, first.thresholds)
+    assert again.oof == first.oof and again.digest == first.digest
+    # Other training data means another key: the cached file is not reused for it.
+    monkeypatch.undo()
+    monkeypatch.setattr(semantic, "_CACHE_DIR", tmp_path / "compliance")
+    semantic._trained(layer.examples[1::4])
+    assert len(list((tmp_path / "compliance").glob("semantic-*.npz"))) == 2 and cached.is_file()

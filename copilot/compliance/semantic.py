@@ -9,7 +9,8 @@ Training is ridge regression in its dual form: one n×n kernel of the training l
 categories at once, and the same on each of `_FOLDS` folds for out-of-fold scores. That takes a few seconds on
 one core, is deterministic (fixed folds, sorted vocabulary, no random initialisation), and happens once per
 process, when the first checker asks for the layer (`default_layer`); nothing trained is stored in the
-repository. Each category's threshold is the lowest out-of-fold score at which the held-out predictions keep a
+repository. With a cache directory (`use_cache_dir`; the app uses `<data_dir>/models/compliance`) the model is
+written there as .npz, keyed by the training data and this module's code, and a restart loads it. Each category's threshold is the lowest out-of-fold score at which the held-out predictions keep a
 precision of at least `_MIN_PRECISION` and flag at most `_MAX_CLEAN_FP` of the clean lines; a category that
 cannot meet both gets no classifier.
 
@@ -30,11 +31,13 @@ import hashlib
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 import ahocorasick
 import numpy as np
@@ -43,7 +46,7 @@ from scipy import linalg, sparse
 from copilot.compliance.normalize import normalize
 from copilot.compliance.result import PII_CATEGORIES, Flag, Severity
 
-__all__ = ["Example", "SemanticLayer", "default_layer", "load_training", "train", "training_digest"]
+__all__ = ["Example", "SemanticLayer", "default_layer", "load_training", "train", "training_digest", "use_cache_dir"]
 
 _log = logging.getLogger(__name__)
 
@@ -55,6 +58,7 @@ _MIN_EXAMPLES = 15
 _MIN_PRECISION = 0.9
 _MAX_CLEAN_FP = 0.0
 _CUES_PER_CATEGORY = 150
+_CUE_CLEAN_MAX = 0  # a cue n-gram occurs in at most this many clean training lines
 _NOT_MODELLED = PII_CATEGORIES | {"frequency"}  # PII is found by validators, frequency by the guard
 _SEVERITY = {"spam_ad": Severity.warn}
 _BASIS = "语义模型判断（与已标注违规样例相近），需人工复核"
@@ -182,7 +186,7 @@ def train(examples: Sequence[Example]) -> Model:
         thresholds.append(threshold)
         oof[name] = stats
         in_category = np.asarray(presence[labels[:, j]].sum(axis=0)).ravel()
-        usable = (weights[:, j] > 0) & (in_clean == 0) & (in_category >= 2)
+        usable = (weights[:, j] > 0) & (in_clean <= _CUE_CLEAN_MAX) & (in_category >= 2)
         ranked = [i for i in np.argsort(-weights[:, j], kind="stable") if usable[i] and len(kept[i]) >= 2]
         cues.update(kept[i] for i in ranked[:_CUES_PER_CATEGORY])
     return Model(
@@ -278,8 +282,61 @@ class SemanticLayer:
         return [self.examples[int(positives[i])].text for i in order]
 
 
+def _cache_key(examples: Sequence[Example]) -> str:
+    """The training data and this module's code: a cached model is reused only when both are unchanged."""
+    code = Path(__file__).read_bytes()
+    return hashlib.sha256(training_digest(examples).encode() + code).hexdigest()[:20]
+
+
+def save_model(model: Model, path: Path) -> None:
+    """Write `model` to `path` (.npz, no pickles), atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    vocabulary = sorted(model.vocabulary, key=model.vocabulary.__getitem__)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as out:
+        np.savez(out, vocabulary=np.array(vocabulary, dtype=str), idf=model.idf, names=np.array(model.names, dtype=str),
+                 weights=model.weights, biases=model.biases, thresholds=model.thresholds,
+                 cues=np.array(model.cues, dtype=str), digest=np.array(model.digest), oof=np.array(json.dumps(model.oof)))
+    os.replace(tmp, path)
+
+
+def load_model(path: Path) -> Model:
+    with np.load(path, allow_pickle=False) as data:
+        vocabulary = {str(g): i for i, g in enumerate(data["vocabulary"].tolist())}
+        return Model(
+            vocabulary=vocabulary, idf=data["idf"], names=tuple(str(n) for n in data["names"].tolist()),
+            weights=data["weights"], biases=data["biases"], thresholds=data["thresholds"],
+            cues=tuple(str(c) for c in data["cues"].tolist()), digest=str(data["digest"]), oof=json.loads(str(data["oof"])),
+        )
+
+
 _LOCK = threading.Lock()
 _DEFAULT: SemanticLayer | None = None
+_CACHE_DIR: Path | None = None
+
+
+def use_cache_dir(path: Path | None) -> None:
+    """Keep the trained model in `path` (outside the repository), keyed by training data and code, so a restart
+    loads it instead of training again. Without a cache directory every process trains its own."""
+    global _CACHE_DIR
+    _CACHE_DIR = path
+
+
+def _trained(examples: Sequence[Example]) -> Model:
+    if _CACHE_DIR is None:
+        return train(examples)
+    path = _CACHE_DIR / f"semantic-{_cache_key(examples)}.npz"
+    if path.is_file():
+        try:
+            return load_model(path)
+        except (OSError, ValueError, KeyError) as exc:  # a torn or foreign file: train again and replace it
+            _log.warning("ignoring unreadable semantic model cache %s: %s", path, exc)
+    model = train(examples)
+    try:
+        save_model(model, path)
+    except OSError as exc:
+        _log.warning("could not cache the semantic model in %s: %s", path, exc)
+    return model
 
 
 def default_layer() -> SemanticLayer:
@@ -289,7 +346,7 @@ def default_layer() -> SemanticLayer:
         if _DEFAULT is None:
             started = time.perf_counter()
             examples = load_training()
-            _DEFAULT = SemanticLayer(examples, train(examples))
+            _DEFAULT = SemanticLayer(examples, _trained(examples))
             _log.info("compliance semantic layer trained on %d lines in %.1fs (%d categories, version %s)",
                       len(examples), time.perf_counter() - started, len(_DEFAULT.categories), _DEFAULT.version)
         return _DEFAULT
