@@ -32,6 +32,7 @@ from copilot.config import DEFAULT_EMBEDDING_MODEL, Settings, apply_offline_defa
 from copilot.conversation.message_intents import MessageClassifier, Prediction
 from copilot.conversation.purchase_intent import IntentResult, score_intent
 from copilot.conversation.query import build_query
+from copilot.conversation.scope import MessageScope, judge_scope
 from copilot.conversation.stage_library import LibraryStages
 from copilot.conversation.stage_vote import LLMStageVote
 from copilot.conversation.stages import StageResult, StageSignals, detect_stage
@@ -66,6 +67,7 @@ from copilot.suggestion import (
     CitationOut,
     ComplianceOut,
     IntentOut,
+    MessageScopeOut,
     PromptRef,
     StageOut,
     StartedOut,
@@ -101,6 +103,7 @@ class _Analysis:
     intent: IntentResult
     customer_check: ComplianceResult
     query: str  # what retrieval looks for, for every search this request makes
+    scope: MessageScope | None = None  # the latest customer message against the tenant's intents
 
 
 class Copilot:
@@ -262,6 +265,7 @@ class Copilot:
             intent=IntentOut.of(analysis.intent),
             customer_message_flags=flags_out(analysis.customer_check),
             customer_message_risk=analysis.customer_check.risk,
+            message_scope=MessageScopeOut.of(analysis.scope),
         )
 
     def suggest(self, tenant: str, request: SuggestRequest, *, llm: bool = True) -> SuggestionOut:
@@ -324,9 +328,14 @@ class Copilot:
             tenant=tenant, turns=analysis.turns, profile=analysis.profile, persona=persona, stage=stage,
             scripts=scripts, content=content, n=n, now=now,
         )
-        outcome = self.drafter.draft(context)
-        if len(outcome.candidates) < n:
-            outcome = self._top_up(outcome, context, tenant, analysis)
+        if analysis.scope is not None and analysis.scope.out_of_scope:
+            # Not about the shop: a sales script or an LLM draft would answer something nobody asked.
+            outcome = DraftOutcome(candidates=(), drafter="script", fallback_reason=(
+                f"{analysis.scope.reason}：不生成销售回复，请顾问亲自回应 (out of scope: no drafts)"))
+        else:
+            outcome = self.drafter.draft(context)
+            if len(outcome.candidates) < n:
+                outcome = self._top_up(outcome, context, tenant, analysis)
         limit = self._frequency_flag(tenant, request, analysis)
         checks = [self._checked(tenant, c, context, limit) for c in outcome.candidates]
         stop = self._claim(tenant, request, cancelled, supersede)
@@ -338,12 +347,13 @@ class Copilot:
             yield SuggestionEvent("analysis", StartedOut(
                 suggestion_id=suggestion_id, stage=result.stage, intent=result.intent,
                 customer_message_flags=result.customer_message_flags,
-                customer_message_risk=result.customer_message_risk,
+                customer_message_risk=result.customer_message_risk, message_scope=result.message_scope,
             ))
             for candidate in out:
                 yield SuggestionEvent("candidate", candidate)
             note = outcome.fallback_reason
-            if self.llm_drafter is not None and llm and not stop.is_set():
+            out_of_scope = analysis.scope is not None and analysis.scope.out_of_scope
+            if self.llm_drafter is not None and llm and not out_of_scope and not stop.is_set():
                 stream = self.llm_drafter.stream(context, exclude={c.text for c in outcome.candidates}, cancelled=stop)
                 for drafted in stream:
                     check = self._checked(tenant, drafted, context, limit)
@@ -372,6 +382,7 @@ class Copilot:
             suggestion_id=suggestion_id, stage=StageOut.of(analysis.stage), intent=IntentOut.of(analysis.intent),
             candidates=list(candidates), customer_message_flags=flags_out(analysis.customer_check),
             customer_message_risk=analysis.customer_check.risk, drafter_note=note,
+            message_scope=MessageScopeOut.of(analysis.scope),
         )
 
     def _claim(
@@ -484,8 +495,9 @@ class Copilot:
         now = self.clock()
         # The offline detector always decides; a configured LLM adds one vote to it.
         vote = self.stage_vote.vote(turns) if self.stage_vote is not None and turns else None
-        stage = detect_stage(turns, profile, today=now.date(), last_stage=last_stage,
-                             signals=self.stage_signals(tenant, turns), llm_vote=vote)
+        signals = self.stage_signals(tenant, turns)
+        stage = detect_stage(turns, profile, today=now.date(), last_stage=last_stage, signals=signals,
+                             llm_vote=vote)
         if request.stage is not None and request.stage != stage.name.value:
             stage = StageResult(
                 name=Stage(request.stage), confidence=1.0,
@@ -496,7 +508,18 @@ class Copilot:
         checker = self.tenant_compliance.for_tenant(tenant)
         # What the customer wrote is flagged to the staff member as warnings; it never holds their reply.
         check = as_customer_message(checker.check(customer_text)) if customer_text else ComplianceResult(risk="none", flags=())
-        return _Analysis(turns, profile, stage, intent, check, query)
+        scope = self._scope(tenant, turns, signals)
+        return _Analysis(turns, profile, stage, intent, check, query, scope)
+
+    def _scope(self, tenant: str, turns: Sequence[Turn], signals: StageSignals) -> MessageScope | None:
+        """The latest message, when the customer wrote it, against the tenant's intents (none defined: None)."""
+        if not turns or turns[-1].role != "customer" or not turns[-1].text.strip():
+            return None
+        try:
+            [prediction] = self.classify(tenant, [turns[-1].text])
+        except NotFoundError:
+            return None
+        return judge_scope(turns[-1].text, prediction, signals.library)
 
     def stage_signals(self, tenant: str, turns: Sequence[Turn]) -> StageSignals:
         """The tenant's library on this turn: its triggers, and the stages of the scripts closest to the

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from copilot.compliance import ComplianceResult
 from copilot.conversation.purchase_intent import IntentResult
+from copilot.conversation.scope import MessageScope
 from copilot.conversation.stages import StageResult
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "IntentFactorOut",
     "IntentOut",
     "MessageIn",
+    "MessageScopeOut",
     "StageOut",
     "StartedOut",
     "SuggestRequest",
@@ -135,11 +137,29 @@ class IntentOut(BaseModel):
         )
 
 
+class MessageScopeOut(BaseModel):
+    """The customer's latest message against the tenant's message intents (`intents.yaml`)."""
+
+    label: str  # an intent label, or "oos" when it resembles none of them
+    confidence: float
+    out_of_scope: bool  # nothing about the shop: no sales reply is drafted for it
+    reason: str
+
+    @classmethod
+    def of(cls, scope: MessageScope | None) -> MessageScopeOut | None:
+        if scope is None:
+            return None
+        return cls(label=scope.label, confidence=scope.confidence, out_of_scope=scope.out_of_scope,
+                   reason=scope.reason)
+
+
 class AnalysisOut(BaseModel):
     stage: StageOut
     intent: IntentOut
     customer_message_flags: list[FlagOut]
     customer_message_risk: Literal["none", "low", "review", "block"] = "none"
+    # Set when the conversation ends with a customer message and the tenant defines message intents.
+    message_scope: MessageScopeOut | None = None
 
 
 class SuggestionOut(AnalysisOut):
