@@ -15,8 +15,9 @@ from api.app import create_app
 from copilot.compliance import ComplianceChecker, normalize, semantic
 from copilot.config import Settings
 
-# A paraphrase of task-scam recruiting that names no lexicon term (no 兼职, 刷单, 日结 …).
-PARAPHRASE = "做任务就能赚佣金，先垫付三单后面一起返给你"
+# A fortune claim that names no lexicon term and fits no rule (no 招财, 开光, 转运, 运势 …).
+PARAPHRASE = "这款手链戴上以后贵人运旺，小人远离"
+CATEGORY = "ad_superstition"
 KEY = "semantic-key-0123456789"
 
 
@@ -27,19 +28,19 @@ def layer() -> semantic.SemanticLayer:
 
 def test_a_paraphrase_the_rules_miss_is_flagged_with_its_nearest_examples(layer: semantic.SemanticLayer) -> None:
     rules_only = ComplianceChecker(packs=("general", "mother_baby"), semantic=False)
-    assert "spam_ad" not in rules_only.check(PARAPHRASE).categories
+    assert CATEGORY not in rules_only.check(PARAPHRASE).categories
     result = ComplianceChecker(packs=("general", "mother_baby")).check(PARAPHRASE)
-    flag = next(f for f in result.flags if f.category == "spam_ad")
-    assert flag.rule_id == "semantic.spam_ad" and flag.span == (0, len(PARAPHRASE))
-    spam_lines = {e.text for e in layer.examples if "spam_ad" in e.categories}
-    assert flag.evidence and set(flag.evidence) <= spam_lines
+    flag = next(f for f in result.flags if f.category == CATEGORY)
+    assert flag.rule_id == f"semantic.{CATEGORY}" and flag.span == (0, len(PARAPHRASE))
+    same_category = {e.text for e in layer.examples if CATEGORY in e.categories}
+    assert flag.evidence and set(flag.evidence) <= same_category
     assert flag.evidence[0] in flag.message
 
 
 def test_categories_the_rules_already_flagged_are_not_repeated(layer: semantic.SemanticLayer) -> None:
     normalised = normalize(PARAPHRASE).text
-    assert "spam_ad" in {f.category for f in layer.flags(PARAPHRASE, normalised)}
-    assert "spam_ad" not in {f.category for f in layer.flags(PARAPHRASE, normalised, skip={"spam_ad"})}
+    assert CATEGORY in {f.category for f in layer.flags(PARAPHRASE, normalised)}
+    assert CATEGORY not in {f.category for f in layer.flags(PARAPHRASE, normalised, skip={CATEGORY})}
 
 
 def test_clean_chat_without_a_cue_is_not_scored(layer: semantic.SemanticLayer) -> None:
@@ -76,8 +77,8 @@ def client(hashing_copilot: Any, tmp_path_factory: pytest.TempPathFactory) -> It
 
 def test_the_tenant_checker_behind_the_api_has_the_semantic_layer(client: TestClient) -> None:
     out = client.post("/v1/compliance/check", json={"text": PARAPHRASE}, headers={"X-API-Key": KEY}).json()
-    flag = next(f for f in out["flags"] if f["category"] == "spam_ad")
-    assert flag["rule_id"] == "semantic.spam_ad" and flag["evidence"]
+    flag = next(f for f in out["flags"] if f["category"] == CATEGORY)
+    assert flag["rule_id"] == f"semantic.{CATEGORY}" and flag["evidence"]
 
 
 def test_the_trained_model_is_cached_outside_the_repository_and_reloaded(
