@@ -4,6 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
+# Front-end libraries come from the npm registry (package.json, pinned by package-lock.json) and are served from
+# the app's own static folder: nothing is fetched from a CDN at run time.
+ECHARTS  := api/static/vendor/echarts.min.js
 
 .PHONY: run test test-shifted fuzz lint typecheck pytest install install-dev screenshot eval-full bench stack clean
 
@@ -19,18 +22,23 @@ $(DEVSTAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP) $@
 
-install: $(STAMP)
-install-dev: $(DEVSTAMP)
+$(ECHARTS): package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts
+	mkdir -p $(dir $@)
+	cp node_modules/echarts/dist/echarts.min.js $@
+
+install: $(STAMP) $(ECHARTS)
+install-dev: $(DEVSTAMP) $(ECHARTS)
 
 ## make run: install, prepare the embedding model, ingest the demo libraries, serve the API.
-run: $(STAMP)
+run: $(STAMP) $(ECHARTS)
 	$(VENV)/bin/copilot run
 
 ## make test: ruff, mypy, the import rules, the whole pytest suite, API fuzzing, then the suite again on shifted
 ## clocks.
 ## The first pytest run starts a throwaway PostgreSQL 15 and a Chroma server on loopback (devtools/services.py):
 ## every test that touches storage runs on SQLite with embedded Chroma and again on those servers.
-test: $(DEVSTAMP)
+test: $(DEVSTAMP) $(ECHARTS)
 	$(VENV)/bin/ruff check copilot api eval cli tests bench devtools
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
@@ -72,4 +80,4 @@ stack: $(STAMP)
 	$(PY) -m devtools.stack
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache node_modules api/static/vendor

@@ -24,6 +24,7 @@ from api.routes import (
     auth,
     backoffice,
     compliance_admin,
+    dashboard,
     knowledge,
     revisits,
     sends,
@@ -164,6 +165,7 @@ def create_app(settings: Settings | None = None, *, copilot: Copilot | None = No
         return {"status": "ok"}
 
     for router in (auth.router, suggestions.router, knowledge.router, sidebar.router, compliance_admin.router,
-                   revisits.router, approvals.router, webhooks.router, backoffice.router, sends.router, admin.router):
+                   revisits.router, approvals.router, webhooks.router, backoffice.router, sends.router, admin.router,
+                   dashboard.router):
         app.include_router(router, responses=ERROR_RESPONSES)
     return app

@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from copilot.approvals.items import create_for_candidates
-from copilot.clock import Clock, utcnow
+from copilot.clock import Clock, as_utc, utcnow
 from copilot.compliance import ComplianceChecker, ComplianceResult, Flag, combine, semantic
 from copilot.compliance.frequency import FrequencyGuard, SendKind
 from copilot.compliance.llm_check import LLMComplianceCheck
@@ -602,7 +602,7 @@ class Copilot:
                 prompt_name=outcome.prompt_name, prompt_version=outcome.prompt_version,
                 fallback_reason=outcome.fallback_reason,
                 rules_version=self.tenant_compliance.for_tenant(tenant).version,
-                latency_ms=round(elapsed * 1000, 2),
+                latency_ms=round(elapsed * 1000, 2), created_at=as_utc(self.clock()),
             )
             session.add(row)
             session.flush()
