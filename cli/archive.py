@@ -26,10 +26,11 @@ def import_command(
 ) -> None:
     """Validate every record (nothing is stored if one is bad), store new messages (a msgid imported
     before is skipped), mark recalled ones, then run the tenant's inspection rules over them."""
+    from api.routes.backoffice import alert_apps
     from copilot.backoffice import BackOffice
 
     settings = get_settings()
-    backoffice = BackOffice.from_settings(settings)
+    backoffice = BackOffice.from_settings(settings, alert_apps=alert_apps)
     started = time.perf_counter()
     try:
         with console.status("importing…") as status:

@@ -13,20 +13,26 @@ supervisors (their team's staff) and admins (everyone); reloading rules is an ad
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.engine import Engine
 
 from api.deps import AdminDep, OperatorDep, SupervisorDep
 from api.params import IdPath, IdQuery, TextQuery
 from copilot.backoffice import BackOffice, HitQuery
+from copilot.backoffice.alerts import AlertApp
 from copilot.backoffice.export import flatten, to_csv, to_xlsx
 from copilot.backoffice.stats import FIELDS
+from copilot.config import Settings
+from copilot.errors import NotFoundError
+from copilot.wecom.automation.apps import WebhookConfig, app_for
 
-__all__ = ["HIT_FIELDS", "backoffice_for_app", "router"]
+__all__ = ["HIT_FIELDS", "alert_apps", "backoffice_for_app", "router"]
 
 router = APIRouter(tags=["back office"])
 
@@ -38,11 +44,28 @@ _MEDIA = {"csv": "text/csv; charset=utf-8",
           "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 
 
+def alert_apps(engine: Engine, settings: Settings) -> Callable[[str], AlertApp | None]:
+    """Each tenant's WeCom app for inspection alerts: its `wecom_apps` row, or the settings' app for the default
+    tenant (COPILOT_WECOM_AGENT_ID), with COPILOT_PUBLIC_URL for the link to the dashboard; None without one."""
+    config = WebhookConfig.from_settings(settings)
+
+    def find(tenant: str) -> AlertApp | None:
+        try:
+            found = app_for(engine, config, tenant)
+        except NotFoundError:
+            return None
+        return AlertApp(found.agent_id, config.public_url) if found.agent_id else None
+
+    return find
+
+
 def backoffice_for_app(app: FastAPI) -> BackOffice:
     """The app's `BackOffice`, built on its Copilot on first use (the app may also set one)."""
     found: BackOffice | None = getattr(app.state, "backoffice", None)
     if found is None:
-        found = app.state.backoffice = BackOffice.from_copilot(app.state.copilot, clock=app.state.clock)
+        copilot = app.state.copilot
+        found = app.state.backoffice = BackOffice.from_copilot(
+            copilot, clock=app.state.clock, alert_app=alert_apps(copilot.engine, app.state.settings))
     return found
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import and_, or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from copilot.backoffice.alerts import Alerts
+from copilot.backoffice.alerts import AlertApp, Alerts
 from copilot.backoffice.archive import (
     ArchiveImporter,
     ArchiveRecord,
@@ -74,24 +74,31 @@ class HitQuery:
 
 
 class BackOffice:
-    def __init__(self, *, engine: Engine, compliance: TenantCompliance, clock: Clock) -> None:
+    def __init__(self, *, engine: Engine, compliance: TenantCompliance, clock: Clock,
+                 alert_app: Callable[[str], AlertApp | None] | None = None) -> None:
         self.engine = engine
         self.repo = Repository(engine)
         self.clock = clock
         self.rules = RuleBook(self.repo)
-        self.alerts = Alerts()
+        self.alerts = Alerts(alert_app)
         self.inspector = Inspector(engine, rules=self.rules, clock=clock, alerts=self.alerts,
                                    checker_for=compliance.for_tenant)
         self._scanned: dict[str, dt.datetime] = {}
 
     @classmethod
-    def from_copilot(cls, copilot: Copilot, *, clock: Clock | None = None) -> BackOffice:
-        """Sharing the Copilot's database, tenant compliance (reloads apply to both) and clock."""
-        return cls(engine=copilot.engine, compliance=copilot.tenant_compliance, clock=clock or copilot.clock)
+    def from_copilot(cls, copilot: Copilot, *, clock: Clock | None = None,
+                     alert_app: Callable[[str], AlertApp | None] | None = None) -> BackOffice:
+        """Sharing the Copilot's database, tenant compliance (reloads apply to both) and clock; `alert_app`
+        names each tenant's WeCom app for alerts (see `copilot.backoffice.alerts`)."""
+        return cls(engine=copilot.engine, compliance=copilot.tenant_compliance, clock=clock or copilot.clock,
+                   alert_app=alert_app)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> BackOffice:
-        """For the command line: the database and each tenant's compliance rules, no models."""
+    def from_settings(cls, settings: Settings, *,
+                      alert_apps: Callable[[Engine, Settings], Callable[[str], AlertApp | None]] | None = None
+                      ) -> BackOffice:
+        """For the command line: the database and each tenant's compliance rules, no models; `alert_apps`
+        makes the tenant → WeCom app lookup for alerts from the database and the settings."""
         engine = make_engine(settings.sqlalchemy_url)
         create_schema(engine)
         compliance = TenantCompliance(ComplianceChecker(packs=settings.compliance_packs,
@@ -102,7 +109,8 @@ class BackOffice:
             library = repo.library_path(tenant)
             if library is not None and library.is_dir():
                 compliance.register(tenant, library)
-        return cls(engine=engine, compliance=compliance, clock=utcnow)
+        return cls(engine=engine, compliance=compliance, clock=utcnow,
+                   alert_app=alert_apps(engine, settings) if alert_apps is not None else None)
 
     # ---- archive ---------------------------------------------------------------------------------------
     def import_file(self, path: Path, *, tenant: str, batch: int = 5000,
