@@ -590,7 +590,7 @@ class Copilot:
                 conversation.last_stage = analysis.stage.name.value
                 conversation.updated_at = utcnow()
                 session.add(conversation)
-                self.repo.store_messages(session, tenant, conversation.id, analysis.turns)
+                self.repo.store_messages(session, tenant, conversation.id, analysis.turns, now=self.clock())
                 conversation_id = conversation.id
             row = SuggestionRow(
                 tenant_id=tenant, conversation_id=conversation_id,

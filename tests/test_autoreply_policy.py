@@ -333,14 +333,17 @@ def test_ai_reply_is_sent_when_enabled_safe_and_confident(
 ) -> None:
     set_policy(hashing_copilot.engine, "default", ai={"enabled": True, "min_confidence": 0.0},
                external_delivery="group_send_task")
+    def suggestions() -> set[str]:  # other modules suggest for this customer too, on the same fixed clock
+        with Session(hashing_copilot.engine) as session:
+            return set(session.exec(select(SuggestionRow.id).where(SuggestionRow.customer_id == "cust_049")).all())
+
+    before = suggestions()
     send_message(client, "default", customer_id="cust_049", staff_id="staff_anran", text="宝宝红屁屁了有什么推荐的")
     run_worker(hashing_copilot, wecom_stub, "default", Clock(MONDAY_11AM))
     [text] = sent_texts(wecom_stub, "cust_049")
+    [made] = suggestions() - before  # the one suggestion this message asked for
     with Session(hashing_copilot.engine) as session:
-        latest = session.exec(
-            select(SuggestionRow).where(SuggestionRow.customer_id == "cust_049")
-            .order_by(col(SuggestionRow.created_at).desc())
-        ).first()
+        latest = session.get(SuggestionRow, made)
         assert latest is not None
         top = session.exec(
             select(CandidateRow).where(CandidateRow.suggestion_id == latest.id, CandidateRow.rank == 0)

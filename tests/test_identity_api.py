@@ -134,7 +134,7 @@ def test_session_changes_need_the_csrf_token_api_keys_do_not(xiaoya: SignedIn, c
 
 # ---- roles and scopes ----------------------------------------------------------------------------------
 PUBLIC = {("GET", "/healthz"), ("GET", "/sidebar"), ("GET", "/sidebar/static/{name}"),
-          ("GET", "/dashboard"), ("GET", "/dashboard/static/{name}"),
+          ("GET", "/dashboard"), ("GET", "/dashboard/static/{name:path}"),
           ("GET", "/auth/wecom/login"), ("GET", "/auth/wecom/callback"),
           ("GET", "/webhooks/wecom/{tenant}"), ("POST", "/webhooks/wecom/{tenant}"),
           ("POST", "/webhooks/messages/{tenant}")}

@@ -52,13 +52,14 @@ def content_key(role: str, text: str, ts: dt.datetime | None, index: int) -> str
 
 
 def store_live(session: Session, tenant: str, conversation_id: str, turns: Sequence[Turn], *,
-               source: str = "api") -> int:
+               source: str = "api", now: dt.datetime | None = None) -> int:
     """Store live messages not seen before in this conversation; returns how many rows are new. A message
-    the archive already holds is not stored again: its row is marked as seen by `source`."""
+    the archive already holds is not stored again: its row is marked as seen by `source`. A turn without a
+    time is stamped `now` (the caller's clock; the wall clock when not given)."""
     conversation = session.get(Conversation, conversation_id)
     added: list[MessageRow] = []
     matched = False
-    now = utcnow()
+    now = as_utc(now) if now is not None else utcnow()
     for index, turn in enumerate(turns):
         ts = as_utc(turn.ts) if turn.ts else None
         key = content_key(turn.role, turn.text, ts, index)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -171,10 +172,11 @@ class Repository:
         return [Turn(r.role, r.text, r.ts) for r in reversed(rows)]  # type: ignore[arg-type]
 
     def store_messages(
-        self, session: Session, tenant: str, conversation_id: str, turns: Sequence[Turn], source: str = "api"
+        self, session: Session, tenant: str, conversation_id: str, turns: Sequence[Turn], source: str = "api",
+        now: dt.datetime | None = None,
     ) -> int:
         """Store turns not seen before in this conversation (by any source); returns how many were new."""
-        return store_live(session, tenant, conversation_id, turns, source=source)
+        return store_live(session, tenant, conversation_id, turns, source=source, now=now)
 
     def unit_of_work(self) -> Any:
         return session_scope(self.engine)
