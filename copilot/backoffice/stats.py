@@ -26,7 +26,7 @@ from copilot.clock import as_utc
 from copilot.knowledge.schema import Order
 from copilot.persistence.tables.approvals import ApprovalItem
 from copilot.persistence.tables.backoffice import ChatDaily
-from copilot.persistence.tables.conversations import SidebarFeedback, SuggestionRow
+from copilot.persistence.tables.conversations import SuggestionRow
 from copilot.persistence.tables.library import CustomerRow
 from copilot.persistence.tables.revisits import RevisitItem
 
@@ -221,30 +221,41 @@ def _in_scope(query: StatsQuery, staff_id: str | None) -> bool:
     return staff_id is not None and (query.staff is None or staff_id in query.staff)
 
 
+def _day_buckets(query: StatsQuery, zone: ZoneInfo, column: str, params: dict[str, Any]) -> str:
+    """A SQL expression giving the local day number (0 = `query.start`) of a UTC time column: a CASE over the
+    days' UTC starts, exact across daylight-saving changes and the same on SQLite and PostgreSQL."""
+    days = (query.end - query.start).days + 1
+    branches = []
+    for n in range(1, days + 1):
+        boundary = dt.datetime.combine(query.start + dt.timedelta(days=n), dt.time(), zone).astimezone(dt.UTC)
+        params[f"b{n}"] = boundary
+        branches.append(f"WHEN {column} < :b{n} THEN {n - 1}")
+    return f"CASE {' '.join(branches)} END"
+
+
 def _suggestions(session: Session, query: StatsQuery, row: Any, zone: ZoneInfo) -> None:
+    """Suggestions per staff member and local day by what the sidebar feedback says became of them (used as
+    drafted, else edited, else ignored), counted by the database."""
     start, end = _utc_range(query, zone)
-    found = session.exec(select(SuggestionRow.id, SuggestionRow.staff_id, SuggestionRow.created_at).where(
-        SuggestionRow.tenant_id == query.tenant, col(SuggestionRow.created_at) >= start,
-        col(SuggestionRow.created_at) < end, col(SuggestionRow.staff_id).is_not(None))).all()
-    shown = [(sid, str(staff), created) for sid, staff, created in found if _in_scope(query, staff)]
-    if not shown:
-        return
-    actions: dict[str, set[str]] = defaultdict(set)
-    ids = [s[0] for s in shown]
-    for chunk in _chunks(ids, 900):
-        for suggestion_id, action in session.exec(select(SidebarFeedback.suggestion_id, SidebarFeedback.action)
-                                                  .where(col(SidebarFeedback.suggestion_id).in_(chunk))).all():
-            actions[suggestion_id].add(action)
-    for suggestion_id, staff_id, created in shown:
-        item = row(staff_id, as_utc(created).astimezone(zone).date())
-        item["suggestions_shown"] += 1
-        done = actions.get(suggestion_id, set())
-        if "used" in done:
-            item["suggestions_used"] += 1
-        elif "edited" in done:
-            item["suggestions_edited"] += 1
-        else:
-            item["suggestions_ignored"] += 1
+    params: dict[str, Any] = {"tenant": query.tenant, "start": start, "end": end}
+    scope = ""
+    if query.staff is not None:
+        names = []
+        for i, staff_id in enumerate(sorted(query.staff)):
+            params[f"s{i}"] = staff_id
+            names.append(f":s{i}")
+        scope = f" AND s.staff_id IN ({', '.join(names) or 'NULL'})"
+    bucket = _day_buckets(query, zone, "s.created_at", params)
+    outcome = ("CASE WHEN EXISTS (SELECT 1 FROM sidebar_feedback f WHERE f.suggestion_id = s.id "
+               "AND f.action = 'used') THEN 'used' WHEN EXISTS (SELECT 1 FROM sidebar_feedback f "
+               "WHERE f.suggestion_id = s.id AND f.action = 'edited') THEN 'edited' ELSE 'ignored' END")
+    sql = (f"SELECT staff_id, d, outcome, COUNT(*) FROM (SELECT s.staff_id AS staff_id, {bucket} AS d, "
+           f"{outcome} AS outcome FROM suggestions s WHERE s.tenant_id = :tenant AND s.created_at >= :start "
+           f"AND s.created_at < :end AND s.staff_id IS NOT NULL{scope}) AS shown GROUP BY staff_id, d, outcome")
+    for staff_id, day_number, outcome_name, count in session.execute(_typed(sql, params), params):
+        item = row(str(staff_id), query.start + dt.timedelta(days=int(day_number)))
+        item["suggestions_shown"] += int(count)
+        item[f"suggestions_{outcome_name}"] += int(count)
 
 
 def _approvals(session: Session, query: StatsQuery, row: Any, zone: ZoneInfo) -> None:
