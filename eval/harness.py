@@ -51,15 +51,21 @@ def tenant_of(knowledge: Path) -> str:
     return knowledge.resolve().name
 
 
-def choose_embedder(name: str | None, settings: Settings) -> Embedder:
-    """`hashing` for fast deterministic runs; otherwise the embedder the settings configure."""
+def choose_embedder(name: str | None, settings: Settings, *, cache: bool = True) -> Embedder:
+    """`hashing` for fast deterministic runs; otherwise the embedder the settings configure, whose vectors
+    are kept in `<data dir>/eval-cache/embeddings.sqlite` (`eval.embedding_cache`) unless `cache` is off."""
     if name == "hashing":
         from copilot.embedding.embedders import HashingEmbedder
 
         return HashingEmbedder()
     if name:
         settings = settings.model_copy(update={"embedding_model": name})
-    return build_embedder(settings)
+    embedder = build_embedder(settings)
+    if not cache or embedder.name.startswith("hashing"):
+        return embedder
+    from eval.embedding_cache import CachedEmbedder
+
+    return CachedEmbedder(embedder, settings.data_dir / "eval-cache" / "embeddings.sqlite")
 
 
 def build_copilot(
