@@ -32,7 +32,7 @@ from copilot.config import DEFAULT_EMBEDDING_MODEL, Settings, apply_offline_defa
 from copilot.conversation.message_intents import MessageClassifier, Prediction
 from copilot.conversation.purchase_intent import IntentResult, score_intent
 from copilot.conversation.query import build_query
-from copilot.conversation.scope import MessageScope, judge_scope
+from copilot.conversation.scope import MessageScope, answers_staff_question, judge_scope
 from copilot.conversation.stage_library import LibraryStages
 from copilot.conversation.stage_vote import LLMStageVote
 from copilot.conversation.stages import StageResult, StageSignals, detect_stage
@@ -519,7 +519,7 @@ class Copilot:
             [prediction] = self.classify(tenant, [turns[-1].text])
         except NotFoundError:
             return None
-        return judge_scope(turns[-1].text, prediction, signals.library)
+        return judge_scope(turns[-1].text, prediction, signals.library, answering=answers_staff_question(turns))
 
     def stage_signals(self, tenant: str, turns: Sequence[Turn]) -> StageSignals:
         """The tenant's library on this turn: its triggers, and the stages of the scripts closest to the

@@ -58,3 +58,16 @@ def test_a_conversation_ending_with_staff_is_not_classified(hashing_copilot: Any
         MessageIn(role="customer", text="帮我写一篇作文吧"), MessageIn(role="staff", text="亲，这个我帮不上忙哦")]),
         llm=False)
     assert out.message_scope is None
+
+
+def test_an_answer_to_a_staff_question_a_code_or_a_tiny_message_is_never_out_of_scope() -> None:
+    from copilot.conversation.scope import answers_staff_question
+    from copilot.conversation.turns import Turn
+
+    asked = [Turn("staff", "宝宝是男孩还是女孩呀？"), Turn("customer", "儿子")]
+    assert answers_staff_question(asked)
+    assert not answers_staff_question([Turn("staff", "好的亲"), Turn("customer", "儿子")])
+    assert not judge_scope("儿子", (OOS_LABEL, 0.7), None, answering=True).out_of_scope
+    assert not judge_scope("NY202611150023", (OOS_LABEL, 0.7), None).out_of_scope  # an order number
+    assert not judge_scope("👋", (OOS_LABEL, 0.7), None).out_of_scope
+    assert judge_scope("帮我订一张去三亚的机票", (OOS_LABEL, 0.7), None).out_of_scope

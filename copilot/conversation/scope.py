@@ -6,8 +6,9 @@ script about diapers back. Two independent readings must agree before a turn cou
 - the tenant's message-intent classifier (`message_intents.MessageClassifier`, trained on its
   `intents.yaml`) labels the message `oos`: it resembles none of the brand's intents;
 - nothing in the message speaks for the sale: no dialogue act of the cue lexicon (greeting, need, price,
-  size, objection, after-sales …, or a bare acknowledgement, which continues the exchange it answers) and
-  no trigger phrase of the tenant's own scripts.
+  size, objection, after-sales …, or a bare acknowledgement, which continues the exchange it answers), no
+  trigger phrase of the tenant's own scripts, no order number, not two characters or fewer, and it does
+  not answer a question staff just asked.
 
 Either reading alone would cost real customers their drafts: the classifier knows only a few examples
 per intent, and the cue lexicon is silent on many in-scope sentences.
@@ -16,17 +17,21 @@ per intent, and the cue lexicon is silent on many in-scope sentences.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from copilot.conversation.cues import ACK, Cue, find_cue
 from copilot.conversation.message_intents import OOS_LABEL, Prediction
 from copilot.conversation.stage_library import LibraryStages
 from copilot.conversation.stages import STAGE_CUES
+from copilot.conversation.turns import Turn
 
-__all__ = ["MessageScope", "judge_scope", "sales_signals"]
+__all__ = ["MessageScope", "answers_staff_question", "judge_scope", "sales_signals"]
 
 _CUES: tuple[Cue, ...] = tuple(cue for cues in STAGE_CUES.values() for cue in cues)
 _SHORT = re.compile(r"[\s\W_]+", re.UNICODE)
+_CODE = re.compile(r"[A-Za-z]{0,4}\d{8,}")
+_QUESTION_ENDS = ("?", "？", "吗", "呢")
 
 
 @dataclass(frozen=True)
@@ -43,18 +48,38 @@ class MessageScope:
 def sales_signals(text: str, library: LibraryStages | None) -> list[str]:
     """What in `text` speaks for the sale: cue phrases found and the tenant's trigger phrases."""
     found = [hit for cue in _CUES if (hit := find_cue(cue, text))]
-    if len(_SHORT.sub("", text)) <= 4 and (hit := find_cue(ACK, text)):
+    bare = _SHORT.sub("", text)
+    if len(bare) <= 4 and (hit := find_cue(ACK, text)):
         found.append(hit)  # a bare 好的/嗯/谢谢 continues the exchange it answers
+    elif len(bare) <= 2:
+        found.append(text.strip()[:4] or "…")  # 早, 👋, ？？？, 男孩: too short to be about something else
+    if code := _CODE.search(text):
+        found.append(code.group(0))  # an order or tracking number
     if library is not None:
         found += list(library.vote(text).phrases)
     return found
 
 
-def judge_scope(text: str, prediction: Prediction, library: LibraryStages | None) -> MessageScope:
-    """Combine the classifier's label for `text` with the sales signals in it."""
+def answers_staff_question(turns: Sequence[Turn]) -> bool:
+    """Whether the customer's latest words follow a question staff asked (they are answering it)."""
+    seen_customer = False
+    for turn in reversed(turns):
+        if turn.role == "customer":
+            seen_customer = True
+        elif seen_customer:
+            return turn.text.rstrip().endswith(_QUESTION_ENDS)
+    return False
+
+
+def judge_scope(text: str, prediction: Prediction, library: LibraryStages | None, *,
+                answering: bool = False) -> MessageScope:
+    """Combine the classifier's label for `text` with the sales signals in it; an answer to a question
+    staff asked is never out of scope, whatever its words."""
     label, confidence = prediction
     if label != OOS_LABEL:
         return MessageScope(text, label, confidence, False, f"客户消息属于意图“{label}”")
+    if answering:
+        return MessageScope(text, label, confidence, False, "客户在回答顾问的提问，按正常咨询处理")
     signals = sales_signals(text, library)
     if signals:
         return MessageScope(text, label, confidence, False,
