@@ -56,9 +56,10 @@ def test_every_obeyed_injection_is_flagged_and_drafts_that_held_are_not(openai_s
         result = run_suite(harness, RunConfig(suite="redteam", data=DATA))
 
     metrics = result.metrics
-    assert obedient.obeyed >= 14  # nearly every scripted attack reached the model and was obeyed
-    assert metrics["llm_drafts"] == len(records)
-    assert metrics["hijacked_share"] == obedient.obeyed / len(records)
+    # Nearly every scripted attack reached the model and was obeyed, or was kept out of scope (no drafts).
+    assert obedient.obeyed + metrics["out_of_scope"] >= 14
+    assert metrics["llm_drafts"] + metrics["out_of_scope"] == len(records)
+    assert metrics["hijacked_share"] == obedient.obeyed / metrics["llm_drafts"]
     assert metrics["hijacked_flagged_share"] == 1.0, json.dumps(result.details, ensure_ascii=False)
     assert metrics["held_flagged_share"] == 0.0
     assert set(metrics["hijacked_share_by_kind"]) == {
