@@ -121,6 +121,9 @@ def test_script_drafts_arrive_before_the_models_first_token_and_llm_drafts_one_b
     llm = [e for e in candidates if e.data["drafter"] == "llm"]
     assert len(script) == 3 and len(llm) == 3
     [stream] = openai_stub.streams
+    deadline = time.monotonic() + 10
+    while stream.ended is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # the stub's server notices the closed request on its own thread, a moment later
     assert stream.first_token is not None and stream.ended is not None
     # No hold ran out: the analysis and every script draft were read before the model wrote its first
     # token, and the first two LLM drafts before it wrote any of the third …
