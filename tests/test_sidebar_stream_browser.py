@@ -207,9 +207,14 @@ def test_a_new_customer_message_drops_the_running_stream_and_its_late_drafts(
     stale = openai_stub.streams[0]
     _wait_for(lambda: stale.ended is not None, "the stale answer to end")
     assert stale.hung_up and stale.holds_timed_out == []  # the model request was closed, not finished
-    with Session(copilot.engine) as session:
-        row = session.get(SuggestionRow, first)
-    assert row is not None and row.fallback_reason == "cancelled after 0 llm candidate(s)"
+
+    def stored_reason() -> str | None:  # the cancelled suggestion is saved as its server thread winds down
+        with Session(copilot.engine) as session:
+            row = session.get(SuggestionRow, first)
+        return row.fallback_reason if row is not None else None
+
+    _wait_for(lambda: stored_reason() is not None, "the cancelled suggestion to be saved")
+    assert stored_reason() == "cancelled after 0 llm candidate(s)"
     time.sleep(0.5)  # whatever the dropped stream might still have sent has had time to arrive
     expect(_drafts(page, "llm")).to_have_count(2)
     assert page.errors == []
