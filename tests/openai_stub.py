@@ -59,6 +59,7 @@ class StubReply:
     chunk_chars: int = 4
     chunk_delay: float = 0.0
     holds: tuple[Hold, ...] = ()
+    broken_event: str = ""  # streamed: sent raw after the content, in place of the closing events
     match: Callable[[dict[str, Any]], bool] | None = None  # which requests a standing reply answers
 
 
@@ -199,6 +200,9 @@ class OpenAIStub:
                 yield self._event(body, ident, {"content": piece}, None)
                 record.chunks_sent += 1
                 record.sent += piece
+            if reply.broken_event:
+                yield reply.broken_event
+                return
             yield self._event(body, ident, {}, "stop")
             yield "data: [DONE]\n\n"
             record.finished = True

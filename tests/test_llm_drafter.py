@@ -358,6 +358,20 @@ def test_http_error_falls_back_with_status(
     assert outcome.fallback_reason == "llm request failed: HTTP 503"
 
 
+@pytest.mark.parametrize("event", ['data: {"choices": [{"index": 0, "delta": {"content": "王\n\n', "data: <html>502</html>\n\n"])
+def test_broken_stream_falls_back_to_scripts_with_reason(
+    openai_stub: OpenAIStub, tokens: TokenCounter, allow_requests: None, event: str
+) -> None:
+    drafter, fallback = make_drafter(openai_stub, tokens)
+    openai_stub.script(StubReply(content='{"candidates": [{"text": "王姐', broken_event=event))
+
+    outcome = drafter.draft(make_context())
+
+    assert outcome.drafter == "script"
+    assert outcome.fallback_reason == "llm server sent malformed data: JSONDecodeError"
+    assert [c.text for c in outcome.candidates] == list(fallback.texts)
+
+
 def _echo_masked_phone(body: dict[str, Any]) -> str:
     """Answers a draft that repeats, verbatim, whatever the client sent in place of the phone number."""
     user = body["messages"][-1]["content"]

@@ -124,12 +124,8 @@ def invoke_structured(model: BaseChatModel, messages: Sequence[BaseMessage], sch
         raise ModelRequestsBlocked("model requests are switched off (copilot.llm.client.ALLOW_MODEL_REQUESTS)")
     try:
         answer = model.invoke(list(messages))
-    except (openai.APITimeoutError, ModelTimeoutError, httpx.TimeoutException) as exc:
-        raise ModelTimeout(f"llm timeout after {_timeout_of(model)}") from exc
-    except openai.APIStatusError as exc:
-        raise UpstreamError(f"llm request failed: HTTP {exc.status_code}") from exc
-    except (openai.APIError, ModelError, httpx.HTTPError) as exc:
-        raise UpstreamError(f"llm request failed: {type(exc).__name__}") from exc
+    except _TRANSPORT_ERRORS as exc:
+        raise _upstream_error(model, exc) from exc
     return parse_json_answer(str(answer.text), schema)
 
 
@@ -159,12 +155,8 @@ def stream_text(
                 chunk = next(chunks)
             except StopIteration:
                 return
-            except (openai.APITimeoutError, ModelTimeoutError, httpx.TimeoutException) as exc:
-                raise ModelTimeout(f"llm timeout after {_timeout_of(model)}") from exc
-            except openai.APIStatusError as exc:
-                raise UpstreamError(f"llm request failed: HTTP {exc.status_code}") from exc
-            except (openai.APIError, ModelError, httpx.HTTPError) as exc:
-                raise UpstreamError(f"llm request failed: {type(exc).__name__}") from exc
+            except _TRANSPORT_ERRORS as exc:
+                raise _upstream_error(model, exc) from exc
             text = str(chunk.text)
             if text:
                 yield text
@@ -205,6 +197,22 @@ def _load_json(text: str) -> Any:
             pass
     # The answer itself is not quoted: it may carry customer data and this message is stored.
     raise MalformedAnswerError(f"llm answered malformed JSON ({len(cleaned)} characters, no JSON object)")
+
+
+# What a request can raise besides a model error: the client's own errors, and ValueError (a JSONDecodeError or a
+# validation error) when the server sends a body or a stream event that is not the JSON the protocol promises.
+_TRANSPORT_ERRORS = (openai.APIError, ModelError, httpx.HTTPError, ValueError)
+
+
+def _upstream_error(model: BaseChatModel, exc: BaseException) -> UpstreamError:
+    """The short, operator-safe error a failed model request is reported as."""
+    if isinstance(exc, (openai.APITimeoutError, ModelTimeoutError, httpx.TimeoutException)):
+        return ModelTimeout(f"llm timeout after {_timeout_of(model)}")
+    if isinstance(exc, openai.APIStatusError):
+        return UpstreamError(f"llm request failed: HTTP {exc.status_code}")
+    if isinstance(exc, ValueError):
+        return MalformedAnswerError(f"llm server sent malformed data: {type(exc).__name__}")
+    return UpstreamError(f"llm request failed: {type(exc).__name__}")
 
 
 def _timeout_of(model: BaseChatModel) -> str:
