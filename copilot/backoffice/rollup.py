@@ -9,6 +9,7 @@ the two leaves a mark, never a stale row.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
@@ -70,7 +71,8 @@ def _sum(session: Session, tenant: str, by_day: dict[dt.date, set[str]]) -> list
         if found is None:
             found = out[key] = {"tenant_id": tenant, "staff_id": key[0], "day": key[1], "customer_messages": 0,
                                 "messages_sent": 0, "customers": 0, "turns": 0, "answered": 0, "within_3min": 0,
-                                "responses": 0, "response_sum_s": 0.0, "response_median_s": None, "late": 0}
+                                "responses": 0, "response_sum_s": 0.0, "response_median_s": None, "late": 0,
+                                "customer_ids": "[]", "response_values": "[]"}
         return found
 
     for day, staff in by_day.items():
@@ -101,12 +103,15 @@ def _sum(session: Session, tenant: str, by_day: dict[dt.date, set[str]]) -> list
                 if answered_at is not None and deadline is not None and answered_at > deadline:
                     item["late"] += 1
     for key, item in out.items():
-        item["customers"] = len(customers.get(key, ()))
-        values = responses.get(key)
+        names = sorted(customers.get(key, ()))
+        item["customers"] = len(names)
+        item["customer_ids"] = json.dumps(names, ensure_ascii=False)
+        values = sorted(responses.get(key, ()))
         if values:
             item["responses"] = len(values)
             item["response_sum_s"] = sum(values)
             item["response_median_s"] = statistics.median(values)
+            item["response_values"] = json.dumps(values)  # floats round-trip exactly through JSON
     return list(out.values())
 
 

@@ -10,6 +10,7 @@ orders) is read from its own tables. Every definition is in the README's statist
 from __future__ import annotations
 
 import datetime as dt
+import json
 import statistics
 from collections import defaultdict
 from collections.abc import Collection, Iterable
@@ -18,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Date, DateTime, TextClause, bindparam, text
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -26,9 +28,7 @@ from copilot.clock import as_utc
 from copilot.knowledge.schema import Order
 from copilot.persistence.tables.approvals import ApprovalItem
 from copilot.persistence.tables.backoffice import ChatDaily
-from copilot.persistence.tables.conversations import SuggestionRow
 from copilot.persistence.tables.library import CustomerRow
-from copilot.persistence.tables.revisits import RevisitItem
 
 __all__ = ["FIELDS", "ORDER_WINDOW_DAYS", "StatsQuery", "staff_stats"]
 
@@ -74,8 +74,7 @@ def staff_stats(engine: Engine, query: StatsQuery, *, now: dt.datetime, zone: Zo
         _daily(session, query, row)
         _open_timeouts(session, query, row, now)
         if not query.by_day:
-            _customers(session, query, row)
-            _medians(session, query, row)
+            _range_parts(session, query, row)
         _hits(session, query, row)
         _suggestions(session, query, row, zone)
         _approvals(session, query, row, zone)
@@ -168,13 +167,21 @@ def _daily(session: Session, query: StatsQuery, row: Any) -> None:
             item["first_response_median_s"] = round(float(median), 1) if median is not None else None
 
 
-def _customers(session: Session, query: StatsQuery, row: Any) -> None:
-    """Distinct customers over the whole range (a customer who wrote on two days counts once)."""
+def _range_parts(session: Session, query: StatsQuery, row: Any) -> None:
+    """Distinct customers over the whole range (a customer who wrote on two days counts once) and the exact
+    median response time of the range, from the rollups' per-day customer lists and sorted response times."""
     params: dict[str, Any] = {}
-    sql = ("SELECT staff_id, COUNT(DISTINCT customer_id) FROM chat_daily "
-           f"WHERE {_filters(query, params)} AND customer_messages > 0 GROUP BY staff_id")
-    for staff_id, count in session.execute(_typed(sql, params), params):
-        row(staff_id)["customers"] += int(count or 0)
+    sql = f"SELECT staff_id, customer_ids, response_values FROM staff_daily WHERE {_filters(query, params)}"
+    customers: dict[str, set[str]] = defaultdict(set)
+    responses: dict[str, list[float]] = defaultdict(list)
+    for staff_id, names, values in session.execute(_typed(sql, params), params):
+        customers[staff_id].update(json.loads(names))
+        responses[staff_id].extend(json.loads(values))
+    for staff_id, found in customers.items():
+        row(staff_id)["customers"] += len(found)
+    for staff_id, times in responses.items():
+        if times:
+            row(staff_id)["first_response_median_s"] = round(statistics.median(times), 1)
 
 
 def _open_timeouts(session: Session, query: StatsQuery, row: Any, now: dt.datetime) -> None:
@@ -186,18 +193,6 @@ def _open_timeouts(session: Session, query: StatsQuery, row: Any, now: dt.dateti
     for rec in session.execute(_typed(sql, params), params):
         item = row(rec[0], rec[1] if query.by_day else None)
         item["timeouts"] += int(rec[-1] or 0)
-
-
-def _medians(session: Session, query: StatsQuery, row: Any) -> None:
-    """Exact medians over the range: window functions over the range's answered turns."""
-    params: dict[str, Any] = {}
-    sql = ("SELECT staff_id, AVG(response_s) FROM ("
-           "SELECT staff_id, response_s, ROW_NUMBER() OVER (PARTITION BY staff_id ORDER BY response_s) AS rn, "
-           "COUNT(*) OVER (PARTITION BY staff_id) AS n FROM chat_turns "
-           f"WHERE {_filters(query, params)} AND response_s IS NOT NULL) AS ranked "
-           "WHERE rn IN ((n + 1) / 2, (n + 2) / 2) GROUP BY staff_id")
-    for staff_id, value in session.execute(_typed(sql, params), params):
-        row(staff_id)["first_response_median_s"] = round(float(value), 1) if value is not None else None
 
 
 def _hits(session: Session, query: StatsQuery, row: Any) -> None:
@@ -222,20 +217,27 @@ def _in_scope(query: StatsQuery, staff_id: str | None) -> bool:
 
 
 def _day_buckets(query: StatsQuery, zone: ZoneInfo, column: str, params: dict[str, Any]) -> str:
-    """A SQL expression giving the local day number (0 = `query.start`) of a UTC time column: a CASE over the
-    days' UTC starts, exact across daylight-saving changes and the same on SQLite and PostgreSQL."""
+    """A SQL expression giving the local day number (0 = `query.start`) of a UTC time column: CASEs over the
+    days' UTC starts, exact across daylight-saving changes and the same on SQLite and PostgreSQL, nested as
+    a binary search so a row meets about five comparisons, not one per day."""
     days = (query.end - query.start).days + 1
-    branches = []
-    for n in range(1, days + 1):
+    for n in range(1, days):
         boundary = dt.datetime.combine(query.start + dt.timedelta(days=n), dt.time(), zone).astimezone(dt.UTC)
         params[f"b{n}"] = boundary
-        branches.append(f"WHEN {column} < :b{n} THEN {n - 1}")
-    return f"CASE {' '.join(branches)} END"
+
+    def split(low: int, high: int) -> str:  # day numbers low..high, inclusive
+        if low == high:
+            return str(low)
+        middle = (low + high + 1) // 2
+        return f"CASE WHEN {column} < :b{middle} THEN {split(low, middle - 1)} ELSE {split(middle, high)} END"
+
+    return split(0, days - 1)
 
 
 def _suggestions(session: Session, query: StatsQuery, row: Any, zone: ZoneInfo) -> None:
     """Suggestions per staff member and local day by what the sidebar feedback says became of them (used as
-    drafted, else edited, else ignored), counted by the database."""
+    drafted, else edited, else ignored), counted by the database: the suggestions come from the index on
+    (tenant, created_at, staff), each one's outcome from one probe of the feedback index."""
     start, end = _utc_range(query, zone)
     params: dict[str, Any] = {"tenant": query.tenant, "start": start, "end": end}
     scope = ""
@@ -246,16 +248,16 @@ def _suggestions(session: Session, query: StatsQuery, row: Any, zone: ZoneInfo) 
             names.append(f":s{i}")
         scope = f" AND s.staff_id IN ({', '.join(names) or 'NULL'})"
     bucket = _day_buckets(query, zone, "s.created_at", params)
-    outcome = ("CASE WHEN EXISTS (SELECT 1 FROM sidebar_feedback f WHERE f.suggestion_id = s.id "
-               "AND f.action = 'used') THEN 'used' WHEN EXISTS (SELECT 1 FROM sidebar_feedback f "
-               "WHERE f.suggestion_id = s.id AND f.action = 'edited') THEN 'edited' ELSE 'ignored' END")
+    outcome = ("(SELECT MAX(CASE f.action WHEN 'used' THEN 2 WHEN 'edited' THEN 1 ELSE 0 END) "
+               "FROM sidebar_feedback f WHERE f.suggestion_id = s.id)")
     sql = (f"SELECT staff_id, d, outcome, COUNT(*) FROM (SELECT s.staff_id AS staff_id, {bucket} AS d, "
            f"{outcome} AS outcome FROM suggestions s WHERE s.tenant_id = :tenant AND s.created_at >= :start "
            f"AND s.created_at < :end AND s.staff_id IS NOT NULL{scope}) AS shown GROUP BY staff_id, d, outcome")
-    for staff_id, day_number, outcome_name, count in session.execute(_typed(sql, params), params):
+    names = {2: "used", 1: "edited"}
+    for staff_id, day_number, outcome_rank, count in session.execute(_typed(sql, params), params):
         item = row(str(staff_id), query.start + dt.timedelta(days=int(day_number)))
         item["suggestions_shown"] += int(count)
-        item[f"suggestions_{outcome_name}"] += int(count)
+        item[f"suggestions_{names.get(int(outcome_rank or 0), 'ignored')}"] += int(count)
 
 
 def _approvals(session: Session, query: StatsQuery, row: Any, zone: ZoneInfo) -> None:
@@ -277,16 +279,17 @@ def _approvals(session: Session, query: StatsQuery, row: Any, zone: ZoneInfo) ->
 
 
 def _revisits(session: Session, query: StatsQuery, row: Any, today: dt.date) -> None:
-    found = session.exec(select(RevisitItem.staff_id, col(RevisitItem.day), RevisitItem.status).where(
-        RevisitItem.tenant_id == query.tenant, col(RevisitItem.day) >= query.start,
-        col(RevisitItem.day) <= query.end)).all()
-    for staff_id, day, status in found:
-        if not _in_scope(query, staff_id):
-            continue
-        if status == "done":
-            row(staff_id, day)["revisits_done"] += 1
-        elif status == "open" and _as_date(day) < today:
-            row(staff_id, day)["revisits_overdue"] += 1
+    params: dict[str, Any] = {"today": today}
+    group = _group(query)
+    sql = (f"SELECT {group}, SUM(CASE WHEN status = 'done' THEN 1 ELSE 0 END), "
+           "SUM(CASE WHEN status = 'open' AND day < :today THEN 1 ELSE 0 END) FROM revisit_items "
+           f"WHERE {_filters(query, params)} AND staff_id IS NOT NULL GROUP BY {group}")
+    for rec in session.execute(_typed(sql, params), params):
+        done, overdue = int(rec[-2] or 0), int(rec[-1] or 0)
+        if done or overdue:
+            item = row(rec[0], rec[1] if query.by_day else None)
+            item["revisits_done"] += done
+            item["revisits_overdue"] += overdue
 
 
 def _orders(session: Session, query: StatsQuery, row: Any, zone: ZoneInfo) -> None:
@@ -304,47 +307,49 @@ def _orders(session: Session, query: StatsQuery, row: Any, zone: ZoneInfo) -> No
             buyers[customer_id] = orders
     if not buyers:
         return
-    days: dict[str, list[tuple[dt.date, str]]] = defaultdict(list)
+    days: dict[str, set[tuple[dt.date, str]]] = defaultdict(set)
     for chunk in _chunks(sorted(buyers), 900):
-        for staff_id, day, customer_id in session.exec(select(ChatDaily.staff_id, col(ChatDaily.day), ChatDaily.customer_id)
-                                                       .where(ChatDaily.tenant_id == query.tenant,
-                                                              col(ChatDaily.customer_id).in_(chunk),
-                                                              col(ChatDaily.day) >= query.start,
-                                                              col(ChatDaily.day) <= query.end)).all():
+        for staff_id, day, customer_id in session.execute(
+                sa_select(col(ChatDaily.staff_id), col(ChatDaily.day), col(ChatDaily.customer_id)).distinct()
+                .where(col(ChatDaily.tenant_id) == query.tenant, col(ChatDaily.customer_id).in_(chunk),
+                       col(ChatDaily.day) >= query.start, col(ChatDaily.day) <= query.end)):
             if _in_scope(query, staff_id) and not customer_id.startswith(ROOM_PREFIX):
-                days[customer_id].append((_as_date(day), staff_id))
-    bands = _bands(session, query.tenant, days.keys(), zone)
+                days[customer_id].add((_as_date(day), staff_id))
+    counted: list[tuple[str, str, dt.date]] = []
     for customer_id, orders in buyers.items():
-        chats = sorted(set(days.get(customer_id, [])))
+        chats = sorted(days.get(customer_id, ()))
         for order in orders:
             before = [(d, s) for d, s in chats if d <= order.date <= d + dt.timedelta(days=ORDER_WINDOW_DAYS)]
-            if not before:
-                continue
-            day, staff_id = before[-1]
-            band = _band_on(bands.get((staff_id, customer_id), []), day)
-            row(staff_id, day)["orders_7d"][band] += 1
+            if before:
+                day, staff_id = before[-1]
+                counted.append((staff_id, customer_id, day))
+    bands = _bands(session, query.tenant, set(counted), zone)
+    for staff_id, customer_id, day in counted:
+        level = bands.get((staff_id, customer_id, day))
+        row(staff_id, day)["orders_7d"][level if level in BANDS else "unknown"] += 1
 
 
-def _bands(session: Session, tenant: str, customers: Iterable[str], zone: ZoneInfo
-           ) -> dict[tuple[str, str], list[tuple[dt.date, dt.datetime, str]]]:
-    out: dict[tuple[str, str], list[tuple[dt.date, dt.datetime, str]]] = defaultdict(list)
-    for chunk in _chunks(sorted(customers), 900):
-        for staff_id, customer_id, created, level in session.exec(
-                select(SuggestionRow.staff_id, SuggestionRow.customer_id, SuggestionRow.created_at,
-                       SuggestionRow.intent_level).where(SuggestionRow.tenant_id == tenant,
-                                                         col(SuggestionRow.customer_id).in_(chunk))).all():
-            if staff_id and customer_id:
-                moment = as_utc(created)
-                out[(staff_id, customer_id)].append((moment.astimezone(zone).date(), moment, level))
+def _bands(session: Session, tenant: str, wanted: Collection[tuple[str, str, dt.date]], zone: ZoneInfo
+           ) -> dict[tuple[str, str, dt.date], str]:
+    """The intent level of the staff member's latest suggestion for the customer up to the end of each local
+    day asked for: one probe of the (tenant, staff, customer, created_at) index per day."""
+    out: dict[tuple[str, str, dt.date], str] = {}
+    keys = sorted(wanted)
+    for begin in range(0, len(keys), 300):
+        chunk = keys[begin:begin + 300]
+        params: dict[str, Any] = {"tenant": tenant}
+        parts = []
+        for i, (staff_id, customer_id, day) in enumerate(chunk):
+            params.update({f"s{i}": staff_id, f"c{i}": customer_id,
+                           f"u{i}": dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone)
+                           .astimezone(dt.UTC)})
+            parts.append(f"SELECT {i} AS k, (SELECT intent_level FROM suggestions WHERE tenant_id = :tenant "
+                         f"AND staff_id = :s{i} AND customer_id = :c{i} AND created_at < :u{i} "
+                         "ORDER BY created_at DESC, id DESC LIMIT 1) AS level")
+        for k, level in session.execute(_typed(" UNION ALL ".join(parts), params), params):
+            if level is not None:
+                out[chunk[int(k)]] = str(level)
     return out
-
-
-def _band_on(suggestions: list[tuple[dt.date, dt.datetime, str]], day: dt.date) -> str:
-    earlier = [s for s in suggestions if s[0] <= day]
-    if not earlier:
-        return "unknown"
-    level = max(earlier, key=lambda s: s[1])[2]
-    return level if level in BANDS else "unknown"
 
 
 def _chunks(values: Collection[str] | list[str], size: int) -> Iterable[list[str]]:

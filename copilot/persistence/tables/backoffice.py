@@ -17,6 +17,7 @@ from sqlmodel import Field, SQLModel
 
 from copilot.clock import utcnow
 from copilot.persistence.tables.base import json_dict, new_id
+from copilot.persistence.tables.conversations import SidebarFeedback, SuggestionRow
 
 __all__ = ["ChatDaily", "ChatTurn", "ContactEvent", "InspectionHit", "InspectionQueue", "StaffDaily", "StatsDirty"]
 
@@ -71,7 +72,10 @@ class ChatDaily(SQLModel, table=True):
     """Messages per conversation, staff member, local day and customer (the sender, in a group chat)."""
 
     __tablename__ = "chat_daily"
-    __table_args__ = (Index("ix_chat_daily_day", "tenant_id", "day", "staff_id"),)
+    __table_args__ = (
+        Index("ix_chat_daily_day", "tenant_id", "day", "staff_id"),
+        Index("ix_chat_daily_customer", "tenant_id", "customer_id", "day", "staff_id"),  # orders after chats
+    )
     conversation_id: str = Field(primary_key=True)
     staff_id: str = Field(primary_key=True)
     day: dt.date = Field(sa_column=Column(SADate, primary_key=True))
@@ -84,7 +88,9 @@ class ChatDaily(SQLModel, table=True):
 class StaffDaily(SQLModel, table=True):
     """The additive figures of one staff member's local day, summed from `chat_daily` and `chat_turns`
     whenever one of its conversations changes (see `StatsDirty`), so a month of a thousand staff members
-    is thirty thousand rows."""
+    is thirty thousand rows. The two range figures that do not add up over days keep their parts here:
+    the day's distinct customers and its sorted response times (JSON lists), so the customers and the
+    exact median of a range are a union and a merge of these rows, never a pass over the turns."""
 
     __tablename__ = "staff_daily"
     __table_args__ = (Index("ix_staff_daily_day", "tenant_id", "day"),)
@@ -101,6 +107,8 @@ class StaffDaily(SQLModel, table=True):
     response_sum_s: float = 0.0
     response_median_s: float | None = None
     late: int = 0  # answered after the deadline (turns still open past it are counted when asked)
+    customer_ids: str = "[]"  # JSON list of the customers who wrote that day, sorted
+    response_values: str = "[]"  # JSON list of the day's response times in seconds, ascending
 
 
 class StatsDirty(SQLModel, table=True):
@@ -162,3 +170,16 @@ class ContactEvent(SQLModel, table=True):
     at: dt.datetime
     dedupe_key: str
     inspected: bool = False
+
+
+# What the statistics read from the copilot's own tables, made index-driven: suggestions of a range by time
+# (with the staff member, so the scan needs no table rows), the latest suggestion of a staff member for a
+# customer up to a day, and a suggestion's feedback actions. Declared beside the statistics tables that read
+# them; the tables themselves belong to their own modules.
+_suggestions = SuggestionRow.__table__  # type: ignore[attr-defined]
+_feedback = SidebarFeedback.__table__  # type: ignore[attr-defined]
+Index("ix_suggestions_stats_time", _suggestions.c.tenant_id, _suggestions.c.created_at, _suggestions.c.staff_id,
+      _suggestions.c.id)
+Index("ix_suggestions_stats_customer", _suggestions.c.tenant_id, _suggestions.c.staff_id,
+      _suggestions.c.customer_id, _suggestions.c.created_at)
+Index("ix_sidebar_feedback_stats", _feedback.c.suggestion_id, _feedback.c.action)
