@@ -128,14 +128,11 @@ def _filters(query: StatsQuery, params: dict[str, Any], staff_column: str = "sta
 
 
 def _typed(sql: str, params: dict[str, Any]) -> TextClause:
-    """Bind dates and times through SQLAlchemy's types, so they compare as the stored values do."""
-    clause = text(sql)
-    for name, value in params.items():
-        if isinstance(value, dt.datetime):
-            clause = clause.bindparams(bindparam(name, type_=DateTime()))
-        elif isinstance(value, dt.date):
-            clause = clause.bindparams(bindparam(name, type_=Date()))
-    return clause
+    """Bind dates and times through SQLAlchemy's types, so they compare as the stored values do (all in one
+    call: each `bindparams` call copies the clause)."""
+    typed = [bindparam(name, type_=DateTime() if isinstance(value, dt.datetime) else Date())
+             for name, value in params.items() if isinstance(value, dt.date)]
+    return text(sql).bindparams(*typed)
 
 
 def _group(query: StatsQuery) -> str:
@@ -271,9 +268,10 @@ def _approvals(session: Session, query: StatsQuery, row: Any, zone: ZoneInfo) ->
     for staff_id, created, decided in found:
         if not _in_scope(query, staff_id) or decided is None:
             continue
-        item = row(staff_id, as_utc(created).astimezone(zone).date())
+        created = as_utc(created)
+        item = row(staff_id, created.astimezone(zone).date() if query.by_day else None)
         items[id(item)] = item
-        waits[id(item)].append((as_utc(decided) - as_utc(created)).total_seconds())
+        waits[id(item)].append((as_utc(decided) - created).total_seconds())
     for key, values in waits.items():
         items[key]["approval_wait_median_s"] = round(statistics.median(values), 1)
 
@@ -332,21 +330,24 @@ def _orders(session: Session, query: StatsQuery, row: Any, zone: ZoneInfo) -> No
 def _bands(session: Session, tenant: str, wanted: Collection[tuple[str, str, dt.date]], zone: ZoneInfo
            ) -> dict[tuple[str, str, dt.date], str]:
     """The intent level of the staff member's latest suggestion for the customer up to the end of each local
-    day asked for: one probe of the (tenant, staff, customer, created_at) index per day."""
+    day asked for: the days go in as a VALUES list, each one probes the (tenant, staff, customer, created_at)
+    index once."""
     out: dict[tuple[str, str, dt.date], str] = {}
     keys = sorted(wanted)
-    for begin in range(0, len(keys), 300):
-        chunk = keys[begin:begin + 300]
+    for begin in range(0, len(keys), 1000):
+        chunk = keys[begin:begin + 1000]
         params: dict[str, Any] = {"tenant": tenant}
-        parts = []
+        values = []
         for i, (staff_id, customer_id, day) in enumerate(chunk):
-            params.update({f"s{i}": staff_id, f"c{i}": customer_id,
+            params.update({f"k{i}": i, f"s{i}": staff_id, f"c{i}": customer_id,
                            f"u{i}": dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone)
                            .astimezone(dt.UTC)})
-            parts.append(f"SELECT {i} AS k, (SELECT intent_level FROM suggestions WHERE tenant_id = :tenant "
-                         f"AND staff_id = :s{i} AND customer_id = :c{i} AND created_at < :u{i} "
-                         "ORDER BY created_at DESC, id DESC LIMIT 1) AS level")
-        for k, level in session.execute(_typed(" UNION ALL ".join(parts), params), params):
+            values.append(f"(:k{i}, :s{i}, :c{i}, :u{i})")
+        sql = (f"WITH wanted (k, staff_id, customer_id, until) AS (VALUES {', '.join(values)}) "
+               "SELECT k, (SELECT s.intent_level FROM suggestions s WHERE s.tenant_id = :tenant "
+               "AND s.staff_id = wanted.staff_id AND s.customer_id = wanted.customer_id AND s.created_at < wanted.until "
+               "ORDER BY s.created_at DESC, s.id DESC LIMIT 1) FROM wanted")
+        for k, level in session.execute(_typed(sql, params), params):
             if level is not None:
                 out[chunk[int(k)]] = str(level)
     return out

@@ -47,6 +47,8 @@ class ChatTurn(SQLModel, table=True):
         UniqueConstraint("conversation_id", "started_at", name="uq_chat_turns_start"),
         Index("ix_chat_turns_day", "tenant_id", "day", "staff_id"),
         Index("ix_chat_turns_open", "tenant_id", "answered_at", "deadline"),
+        # turns of a range still open: equal on two columns, so it wins over ix_chat_turns_day, and covering
+        Index("ix_chat_turns_open_day", "tenant_id", "answered_at", "day", "staff_id", "deadline"),
         Index("ix_chat_turns_response", "tenant_id", "staff_id", "response_s"),
     )
     id: int | None = Field(default=None, primary_key=True)

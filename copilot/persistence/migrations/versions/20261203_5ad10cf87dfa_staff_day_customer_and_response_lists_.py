@@ -33,6 +33,10 @@ def upgrade() -> None:
         "AND m.staff_id = d.staff_id AND m.day = d.day)"))
     bind.execute(sa.text("DELETE FROM staff_daily"))
 
+    with op.batch_alter_table('chat_turns', schema=None) as batch_op:
+        batch_op.create_index('ix_chat_turns_open_day', ['tenant_id', 'answered_at', 'day', 'staff_id', 'deadline'],
+                              unique=False)
+
     with op.batch_alter_table('chat_daily', schema=None) as batch_op:
         batch_op.create_index('ix_chat_daily_customer', ['tenant_id', 'customer_id', 'day', 'staff_id'], unique=False)
 
@@ -62,4 +66,7 @@ def downgrade() -> None:
 
     with op.batch_alter_table('chat_daily', schema=None) as batch_op:
         batch_op.drop_index('ix_chat_daily_customer')
+
+    with op.batch_alter_table('chat_turns', schema=None) as batch_op:
+        batch_op.drop_index('ix_chat_turns_open_day')
 
