@@ -27,7 +27,7 @@ from sqlmodel import Session, col, select
 
 from copilot.backoffice.alerts import Alerts
 from copilot.backoffice.archive import TEXT_TYPES
-from copilot.backoffice.rollup import mark_dirty, roll_up
+from copilot.backoffice.rollup import mark_dirty, roll_up, roll_up_suggestions
 from copilot.backoffice.rules import RuleBook
 from copilot.backoffice.staff import StaffDirectory
 from copilot.backoffice.turns import Msg, derive
@@ -107,6 +107,7 @@ class Inspector:
             report.add(done)
         report.add(self._process_events(tenant, staff))
         roll_up(self.engine, tenant)
+        roll_up_suggestions(self.engine, tenant, self.rules.for_tenant(tenant).calendar.zone)
         return report
 
     def _process(self, tenant: str, batch: int, staff: StaffDirectory) -> ProcessReport | None:

@@ -14,16 +14,25 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam
+from sqlalchemy import DateTime, bindparam, text
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from copilot.persistence.engine import insert_ignore, mark_rows, session_scope
-from copilot.persistence.tables.backoffice import ChatDaily, ChatTurn, StaffDaily, StatsDirty
+from copilot.persistence.tables.backoffice import (
+    MARK_ALL_SUGGESTIONS,
+    ChatDaily,
+    ChatTurn,
+    StaffDaily,
+    StaffSuggestionsDaily,
+    StatsDirty,
+    SuggestionMark,
+)
 
-__all__ = ["WITHIN_S", "mark_dirty", "roll_up"]
+__all__ = ["WITHIN_S", "mark_dirty", "roll_up", "roll_up_suggestions"]
 
 WITHIN_S = 180  # "answered within 3 minutes"
 
@@ -59,6 +68,72 @@ def roll_up(engine: Engine, tenant: str, *, batch: int = 5000) -> int:
                 dirty.c.version == bindparam("seen")),
                 [{"staff": staff_id, "d": _date(day), "seen": version} for staff_id, day, version in marks])
             total += len(rows)
+
+
+def roll_up_suggestions(engine: Engine, tenant: str, zone: ZoneInfo, *, batch: int = 5000) -> int:
+    """Count again the suggestions of every staff day a `suggestion_marks` row touches (a UTC date overlaps at
+    most two local days), in the tenant's calendar `zone`; a calendar change counts everything again.
+    Returns how many staff days were counted."""
+    total = 0
+    marks_table = SuggestionMark.__table__  # type: ignore[attr-defined]
+    daily = StaffSuggestionsDaily.__table__  # type: ignore[attr-defined]
+    with session_scope(engine) as session:
+        stale = session.execute(sa_select(daily.c.day).where(daily.c.tenant_id == tenant,
+                                                              daily.c.zone != str(zone)).limit(1)).first()
+        if stale is not None:
+            session.execute(daily.delete().where(daily.c.tenant_id == tenant))
+            session.execute(text(MARK_ALL_SUGGESTIONS[session.connection().dialect.name]), {"tenant": tenant})
+    while True:
+        with session_scope(engine) as session:
+            marks = session.execute(sa_select(marks_table.c.staff_id, marks_table.c.day, marks_table.c.version)
+                                    .where(marks_table.c.tenant_id == tenant).limit(batch)).all()
+            if not marks:
+                return total
+            by_day: dict[dt.date, set[str]] = defaultdict(set)
+            for staff_id, day, _ in marks:
+                first = dt.datetime.combine(_date(day), dt.time(), dt.UTC)
+                for moment in (first, first + dt.timedelta(days=1) - dt.timedelta(microseconds=1)):
+                    by_day[moment.astimezone(zone).date()].add(staff_id)
+            connection = session.connection()
+            rows: list[dict[str, Any]] = []
+            for day, staff in by_day.items():
+                start = dt.datetime.combine(day, dt.time(), zone).astimezone(dt.UTC)
+                end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.UTC)
+                for chunk in _chunks(sorted(staff), 500):
+                    rows.extend(_count_suggestions(session, tenant, day, zone, start, end, chunk))
+                    connection.execute(daily.delete().where(daily.c.tenant_id == tenant, daily.c.day == day,
+                                                            daily.c.staff_id.in_(chunk)))
+            if rows:
+                connection.execute(daily.insert(), rows)
+            connection.execute(marks_table.delete().where(
+                marks_table.c.tenant_id == tenant, marks_table.c.staff_id == bindparam("staff"),
+                marks_table.c.day == bindparam("d"), marks_table.c.version == bindparam("seen")),
+                [{"staff": staff_id, "d": _date(day), "seen": version} for staff_id, day, version in marks])
+            total += len(rows)
+
+
+def _count_suggestions(session: Session, tenant: str, day: dt.date, zone: ZoneInfo, start: dt.datetime,
+                       end: dt.datetime, staff: list[str]) -> list[dict[str, Any]]:
+    """One local day's suggestions of these staff members by what the sidebar feedback says became of them:
+    used as drafted, else edited, else ignored."""
+    params: dict[str, Any] = {"tenant": tenant, "start": start, "end": end}
+    names = []
+    for i, staff_id in enumerate(staff):
+        params[f"s{i}"] = staff_id
+        names.append(f":s{i}")
+    sql = ("SELECT s.staff_id, (SELECT MAX(CASE f.action WHEN 'used' THEN 2 WHEN 'edited' THEN 1 ELSE 0 END) "
+           "FROM sidebar_feedback f WHERE f.suggestion_id = s.id) AS outcome FROM suggestions s "
+           "WHERE s.tenant_id = :tenant AND s.created_at >= :start AND s.created_at < :end "
+           f"AND s.staff_id IN ({', '.join(names)})")
+    clause = text(f"SELECT staff_id, outcome, COUNT(*) FROM ({sql}) AS shown GROUP BY staff_id, outcome").bindparams(
+        bindparam("start", type_=DateTime()), bindparam("end", type_=DateTime()))
+    out: dict[str, dict[str, Any]] = {}
+    for staff_id, outcome, count in session.execute(clause, params):
+        item = out.setdefault(staff_id, {"tenant_id": tenant, "staff_id": staff_id, "day": day, "zone": str(zone),
+                                         "shown": 0, "used": 0, "edited": 0, "ignored": 0})
+        item["shown"] += int(count)
+        item[{2: "used", 1: "edited"}.get(int(outcome or 0), "ignored")] += int(count)
+    return list(out.values())
 
 
 def _sum(session: Session, tenant: str, by_day: dict[dt.date, set[str]]) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from copilot.backoffice.rollup import roll_up_suggestions
 from copilot.backoffice.turns import ROOM_PREFIX
 from copilot.clock import as_utc
 from copilot.knowledge.schema import Order
@@ -70,13 +71,14 @@ def staff_stats(engine: Engine, query: StatsQuery, *, now: dt.datetime, zone: Zo
         for staff_id in people:
             if query.staff is None or staff_id in query.staff:
                 row(staff_id)
+    roll_up_suggestions(engine, query.tenant, zone)  # what changed since the last run; usually little
     with Session(engine) as session:
         _daily(session, query, row)
         _open_timeouts(session, query, row, now)
         if not query.by_day:
             _range_parts(session, query, row)
         _hits(session, query, row)
-        _suggestions(session, query, row, zone)
+        _suggestions(session, query, row)
         _approvals(session, query, row, zone)
         _revisits(session, query, row, now.astimezone(zone).date())
         _orders(session, query, row, zone)
@@ -213,48 +215,17 @@ def _in_scope(query: StatsQuery, staff_id: str | None) -> bool:
     return staff_id is not None and (query.staff is None or staff_id in query.staff)
 
 
-def _day_buckets(query: StatsQuery, zone: ZoneInfo, column: str, params: dict[str, Any]) -> str:
-    """A SQL expression giving the local day number (0 = `query.start`) of a UTC time column: CASEs over the
-    days' UTC starts, exact across daylight-saving changes and the same on SQLite and PostgreSQL, nested as
-    a binary search so a row meets about five comparisons, not one per day."""
-    days = (query.end - query.start).days + 1
-    for n in range(1, days):
-        boundary = dt.datetime.combine(query.start + dt.timedelta(days=n), dt.time(), zone).astimezone(dt.UTC)
-        params[f"b{n}"] = boundary
-
-    def split(low: int, high: int) -> str:  # day numbers low..high, inclusive
-        if low == high:
-            return str(low)
-        middle = (low + high + 1) // 2
-        return f"CASE WHEN {column} < :b{middle} THEN {split(low, middle - 1)} ELSE {split(middle, high)} END"
-
-    return split(0, days - 1)
-
-
-def _suggestions(session: Session, query: StatsQuery, row: Any, zone: ZoneInfo) -> None:
+def _suggestions(session: Session, query: StatsQuery, row: Any) -> None:
     """Suggestions per staff member and local day by what the sidebar feedback says became of them (used as
-    drafted, else edited, else ignored), counted by the database: the suggestions come from the index on
-    (tenant, created_at, staff), each one's outcome from one probe of the feedback index."""
-    start, end = _utc_range(query, zone)
-    params: dict[str, Any] = {"tenant": query.tenant, "start": start, "end": end}
-    scope = ""
-    if query.staff is not None:
-        names = []
-        for i, staff_id in enumerate(sorted(query.staff)):
-            params[f"s{i}"] = staff_id
-            names.append(f":s{i}")
-        scope = f" AND s.staff_id IN ({', '.join(names) or 'NULL'})"
-    bucket = _day_buckets(query, zone, "s.created_at", params)
-    outcome = ("(SELECT MAX(CASE f.action WHEN 'used' THEN 2 WHEN 'edited' THEN 1 ELSE 0 END) "
-               "FROM sidebar_feedback f WHERE f.suggestion_id = s.id)")
-    sql = (f"SELECT staff_id, d, outcome, COUNT(*) FROM (SELECT s.staff_id AS staff_id, {bucket} AS d, "
-           f"{outcome} AS outcome FROM suggestions s WHERE s.tenant_id = :tenant AND s.created_at >= :start "
-           f"AND s.created_at < :end AND s.staff_id IS NOT NULL{scope}) AS shown GROUP BY staff_id, d, outcome")
-    names = {2: "used", 1: "edited"}
-    for staff_id, day_number, outcome_rank, count in session.execute(_typed(sql, params), params):
-        item = row(str(staff_id), query.start + dt.timedelta(days=int(day_number)))
-        item["suggestions_shown"] += int(count)
-        item[f"suggestions_{names.get(int(outcome_rank or 0), 'ignored')}"] += int(count)
+    drafted, else edited, else ignored), from their daily rollup (`staff_suggestions_daily`)."""
+    params: dict[str, Any] = {}
+    group = _group(query)
+    sql = (f"SELECT {group}, SUM(shown), SUM(used), SUM(edited), SUM(ignored) FROM staff_suggestions_daily "
+           f"WHERE {_filters(query, params)} GROUP BY {group}")
+    for rec in session.execute(_typed(sql, params), params):
+        item = row(rec[0], rec[1] if query.by_day else None)
+        for name, count in zip(("shown", "used", "edited", "ignored"), rec[-4:], strict=True):
+            item[f"suggestions_{name}"] += int(count or 0)
 
 
 def _approvals(session: Session, query: StatsQuery, row: Any, zone: ZoneInfo) -> None:
@@ -295,11 +266,12 @@ def _orders(session: Session, query: StatsQuery, row: Any, zone: ZoneInfo) -> No
     ORDER_WINDOW_DAYS before it, in the intent band of that staff member's latest suggestion for the
     customer up to that day."""
     buyers: dict[str, list[Order]] = {}
-    profiles = session.exec(select(CustomerRow.id, CustomerRow.profile).where(
-        CustomerRow.tenant_id == query.tenant, col(CustomerRow.profile)["orders"].as_string().is_not(None))).all()
+    orders_of = col(CustomerRow.profile)["orders"]  # only the orders: a profile can be large
+    profiles = session.execute(sa_select(col(CustomerRow.id), orders_of).where(
+        col(CustomerRow.tenant_id) == query.tenant, orders_of.as_string().is_not(None))).all()
     last = query.end + dt.timedelta(days=ORDER_WINDOW_DAYS)
-    for customer_id, profile in profiles:
-        orders = [Order.model_validate(o) for o in (profile or {}).get("orders") or []]
+    for customer_id, found in profiles:
+        orders = [Order.model_validate(o) for o in found or [] if isinstance(o, dict)]
         orders = [o for o in orders if query.start <= o.date <= last and o.status not in ("refunded", "cancelled")]
         if orders:
             buyers[customer_id] = orders
@@ -331,23 +303,25 @@ def _bands(session: Session, tenant: str, wanted: Collection[tuple[str, str, dt.
            ) -> dict[tuple[str, str, dt.date], str]:
     """The intent level of the staff member's latest suggestion for the customer up to the end of each local
     day asked for: the days go in as a VALUES list, each one probes the (tenant, staff, customer, created_at)
-    index once."""
+    index once. Thousands of parameters: they go to the driver as they are (SQLAlchemy would build an object
+    per parameter), in its own placeholder style, times formatted as SQLAlchemy stores them."""
+    connection = session.connection()
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    as_stored = DateTime().bind_processor(connection.dialect) or (lambda value: value)
     out: dict[tuple[str, str, dt.date], str] = {}
     keys = sorted(wanted)
-    for begin in range(0, len(keys), 1000):
-        chunk = keys[begin:begin + 1000]
-        params: dict[str, Any] = {"tenant": tenant}
-        values = []
+    for begin in range(0, len(keys), 2000):
+        chunk = keys[begin:begin + 2000]
+        params: list[Any] = []
         for i, (staff_id, customer_id, day) in enumerate(chunk):
-            params.update({f"k{i}": i, f"s{i}": staff_id, f"c{i}": customer_id,
-                           f"u{i}": dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone)
-                           .astimezone(dt.UTC)})
-            values.append(f"(:k{i}, :s{i}, :c{i}, :u{i})")
-        sql = (f"WITH wanted (k, staff_id, customer_id, until) AS (VALUES {', '.join(values)}) "
-               "SELECT k, (SELECT s.intent_level FROM suggestions s WHERE s.tenant_id = :tenant "
+            until = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.UTC)
+            params += [i, staff_id, customer_id, as_stored(until)]
+        values = ", ".join([f"({mark}, {mark}, {mark}, {mark})"] * len(chunk))
+        sql = (f"WITH wanted (k, staff_id, customer_id, until) AS (VALUES {values}) "
+               "SELECT k, (SELECT s.intent_level FROM suggestions s WHERE s.tenant_id = " + mark + " "
                "AND s.staff_id = wanted.staff_id AND s.customer_id = wanted.customer_id AND s.created_at < wanted.until "
                "ORDER BY s.created_at DESC, s.id DESC LIMIT 1) FROM wanted")
-        for k, level in session.execute(_typed(sql, params), params):
+        for k, level in connection.exec_driver_sql(sql, tuple([*params, tenant])):
             if level is not None:
                 out[chunk[int(k)]] = str(level)
     return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Column, Index, UniqueConstraint
+from sqlalchemy import Column, Connection, Index, UniqueConstraint, event, inspect
 from sqlalchemy import Date as SADate
 from sqlmodel import Field, SQLModel
 
@@ -19,7 +19,10 @@ from copilot.clock import utcnow
 from copilot.persistence.tables.base import json_dict, new_id
 from copilot.persistence.tables.conversations import SidebarFeedback, SuggestionRow
 
-__all__ = ["ChatDaily", "ChatTurn", "ContactEvent", "InspectionHit", "InspectionQueue", "StaffDaily", "StatsDirty"]
+__all__ = [
+    "MARK_ALL_SUGGESTIONS", "SUGGESTION_TRIGGERS", "ChatDaily", "ChatTurn", "ContactEvent", "InspectionHit", "InspectionQueue", "StaffDaily",
+    "StaffSuggestionsDaily", "StatsDirty", "SuggestionMark", "drop_suggestion_triggers",
+]
 
 
 class InspectionQueue(SQLModel, table=True):
@@ -125,6 +128,34 @@ class StatsDirty(SQLModel, table=True):
     version: int = 1
 
 
+class StaffSuggestionsDaily(SQLModel, table=True):
+    """Suggestions drafted for a staff member on a local day (`zone` names the calendar it was counted in) and
+    what the sidebar feedback says became of them; summed again for the days `SuggestionMark` names."""
+
+    __tablename__ = "staff_suggestions_daily"
+    __table_args__ = (Index("ix_staff_suggestions_daily_day", "tenant_id", "day"),)
+    tenant_id: str = Field(primary_key=True)
+    staff_id: str = Field(primary_key=True)
+    day: dt.date = Field(sa_column=Column(SADate, primary_key=True))
+    zone: str
+    shown: int = 0
+    used: int = 0
+    edited: int = 0
+    ignored: int = 0
+
+
+class SuggestionMark(SQLModel, table=True):
+    """A staff member's UTC date whose suggestions or their feedback changed, written by database triggers on
+    `suggestions` and `sidebar_feedback` (so every writer marks, whatever code path it takes); a new mark of
+    a marked date bumps `version`, and the rollup removes a mark only at the version it read."""
+
+    __tablename__ = "suggestion_marks"
+    tenant_id: str = Field(primary_key=True)
+    staff_id: str = Field(primary_key=True)
+    day: dt.date = Field(sa_column=Column(SADate, primary_key=True))  # UTC
+    version: int = 1
+
+
 class InspectionHit(SQLModel, table=True):
     """One finding of an inspection rule; `subject` names what it is about (a message, a turn or a contact
     event) so the same finding is stored once however often it is found."""
@@ -185,3 +216,82 @@ Index("ix_suggestions_stats_time", _suggestions.c.tenant_id, _suggestions.c.crea
 Index("ix_suggestions_stats_customer", _suggestions.c.tenant_id, _suggestions.c.staff_id,
       _suggestions.c.customer_id, _suggestions.c.created_at)
 Index("ix_sidebar_feedback_stats", _feedback.c.suggestion_id, _feedback.c.action)
+
+# The triggers that write `suggestion_marks`: per dialect, statements to create them. SQLite's date() and
+# PostgreSQL's UTC date of a timestamptz give the same UTC date.
+_UPSERT = ("ON CONFLICT (tenant_id, staff_id, day) DO UPDATE SET version = suggestion_marks.version + 1")
+_SQLITE_MARK = ("INSERT INTO suggestion_marks (tenant_id, staff_id, day, version) "
+                "SELECT tenant_id, staff_id, date(created_at), 1 FROM suggestions WHERE id = {row}.{key} "
+                f"AND staff_id IS NOT NULL {_UPSERT};")
+_SQLITE = [
+    *(f"CREATE TRIGGER IF NOT EXISTS suggestions_marks_{when.split()[0].lower()} AFTER {when} ON suggestions "
+      f"FOR EACH ROW WHEN {row}.staff_id IS NOT NULL BEGIN INSERT INTO suggestion_marks "
+      f"(tenant_id, staff_id, day, version) VALUES ({row}.tenant_id, {row}.staff_id, date({row}.created_at), 1) "
+      f"{_UPSERT}; END"
+      for when, row in (("INSERT", "NEW"), ("DELETE", "OLD"))),
+    "CREATE TRIGGER IF NOT EXISTS suggestions_marks_update AFTER UPDATE OF tenant_id, staff_id, created_at "
+    "ON suggestions FOR EACH ROW BEGIN "
+    + "INSERT INTO suggestion_marks (tenant_id, staff_id, day, version) SELECT OLD.tenant_id, OLD.staff_id, "
+      f"date(OLD.created_at), 1 WHERE OLD.staff_id IS NOT NULL {_UPSERT}; "
+    + "INSERT INTO suggestion_marks (tenant_id, staff_id, day, version) SELECT NEW.tenant_id, NEW.staff_id, "
+      f"date(NEW.created_at), 1 WHERE NEW.staff_id IS NOT NULL {_UPSERT}; END",
+    *(f"CREATE TRIGGER IF NOT EXISTS sidebar_feedback_marks_{when.split()[0].lower()} AFTER {when} "
+      f"ON sidebar_feedback FOR EACH ROW BEGIN {_SQLITE_MARK.format(row=row, key='suggestion_id')} END"
+      for when, row in (("INSERT", "NEW"), ("DELETE", "OLD"), ("UPDATE OF suggestion_id, action", "OLD"))),
+    "CREATE TRIGGER IF NOT EXISTS sidebar_feedback_marks_moved AFTER UPDATE OF suggestion_id ON sidebar_feedback "
+    f"FOR EACH ROW BEGIN {_SQLITE_MARK.format(row='NEW', key='suggestion_id')} END",
+]
+_PG_MARK = ("INSERT INTO suggestion_marks (tenant_id, staff_id, day, version) "
+            "SELECT tenant_id, staff_id, (created_at AT TIME ZONE 'UTC')::date, 1 FROM suggestions "
+            f"WHERE id = {{row}}.suggestion_id AND staff_id IS NOT NULL {_UPSERT};")
+_PG_ROW = ("IF {row}.staff_id IS NOT NULL THEN INSERT INTO suggestion_marks (tenant_id, staff_id, day, version) "
+           "VALUES ({row}.tenant_id, {row}.staff_id, ({row}.created_at AT TIME ZONE 'UTC')::date, 1) "
+           f"{_UPSERT}; END IF;")
+_POSTGRESQL = [
+    "CREATE OR REPLACE FUNCTION suggestions_marks() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    f"IF TG_OP <> 'INSERT' THEN {_PG_ROW.format(row='OLD')} END IF; "
+    f"IF TG_OP <> 'DELETE' THEN {_PG_ROW.format(row='NEW')} END IF; RETURN NULL; END $$",
+    "CREATE OR REPLACE FUNCTION sidebar_feedback_marks() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    f"IF TG_OP <> 'INSERT' THEN {_PG_MARK.format(row='OLD')} END IF; "
+    f"IF TG_OP <> 'DELETE' THEN {_PG_MARK.format(row='NEW')} END IF; RETURN NULL; END $$",
+    "CREATE OR REPLACE TRIGGER suggestions_marks AFTER INSERT OR DELETE OR UPDATE OF tenant_id, staff_id, created_at "
+    "ON suggestions FOR EACH ROW EXECUTE FUNCTION suggestions_marks()",
+    "CREATE OR REPLACE TRIGGER sidebar_feedback_marks AFTER INSERT OR DELETE OR UPDATE OF suggestion_id, action "
+    "ON sidebar_feedback FOR EACH ROW EXECUTE FUNCTION sidebar_feedback_marks()",
+]
+SUGGESTION_TRIGGERS = {"sqlite": _SQLITE, "postgresql": _POSTGRESQL}
+
+# Every staff member's UTC dates with suggestions, marked (a calendar change, or a new database).
+MARK_ALL_SUGGESTIONS = {
+    "sqlite": "INSERT INTO suggestion_marks (tenant_id, staff_id, day, version) SELECT DISTINCT tenant_id, "
+              "staff_id, date(created_at), 1 FROM suggestions WHERE tenant_id = :tenant AND staff_id IS NOT NULL "
+              "ON CONFLICT (tenant_id, staff_id, day) DO UPDATE SET version = suggestion_marks.version + 1",
+    "postgresql": "INSERT INTO suggestion_marks (tenant_id, staff_id, day, version) SELECT DISTINCT tenant_id, "
+                  "staff_id, (created_at AT TIME ZONE 'UTC')::date, 1 FROM suggestions WHERE tenant_id = :tenant "
+                  "AND staff_id IS NOT NULL ON CONFLICT (tenant_id, staff_id, day) "
+                  "DO UPDATE SET version = suggestion_marks.version + 1",
+}
+
+
+def drop_suggestion_triggers(dialect: str) -> list[str]:
+    """The statements that remove what `SUGGESTION_TRIGGERS` creates (for a downgrade)."""
+    if dialect == "postgresql":
+        return ["DROP TRIGGER IF EXISTS suggestions_marks ON suggestions",
+                "DROP TRIGGER IF EXISTS sidebar_feedback_marks ON sidebar_feedback",
+                "DROP FUNCTION IF EXISTS suggestions_marks()", "DROP FUNCTION IF EXISTS sidebar_feedback_marks()"]
+    names = ["suggestions_marks_insert", "suggestions_marks_delete", "suggestions_marks_update",
+             "sidebar_feedback_marks_insert", "sidebar_feedback_marks_delete", "sidebar_feedback_marks_update",
+             "sidebar_feedback_marks_moved"]
+    return [f"DROP TRIGGER IF EXISTS {name}" for name in names]
+
+
+def _create_triggers(target: Any, connection: Connection, **_: Any) -> None:
+    """Tables made with `create_all` (tests, throwaway databases) get the triggers too, once all exist."""
+    statements = SUGGESTION_TRIGGERS.get(connection.dialect.name)
+    names = {"suggestions", "sidebar_feedback", "suggestion_marks"}
+    if statements and names <= set(inspect(connection).get_table_names()):
+        for statement in statements:
+            connection.exec_driver_sql(statement)
+
+
+event.listen(SQLModel.metadata, "after_create", _create_triggers)

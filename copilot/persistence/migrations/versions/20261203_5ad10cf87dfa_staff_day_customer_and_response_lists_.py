@@ -1,8 +1,10 @@
-"""staff day customer and response lists, statistics indexes
+"""staff day customer and response lists, suggestions per staff day, statistics indexes
 
 `staff_daily` rows gain the day's customers and sorted response times. The rows there are emptied and their
 staff days marked in `stats_dirty`, so the back office's next run sums them again with the new columns
-(the service does within seconds; `copilot archive import` does at its end).
+(the service does within seconds; `copilot archive import` does at its end). Suggestions get their daily
+rollup: triggers on `suggestions` and `sidebar_feedback` mark the staff member's UTC date in
+`suggestion_marks`, and every staff date with suggestions is marked now, so the first run counts them all.
 
 Revision ID: 5ad10cf87dfa
 Revises: 8e9cf5bb0120
@@ -16,6 +18,12 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
+
+from copilot.persistence.tables.backoffice import (
+    MARK_ALL_SUGGESTIONS,
+    SUGGESTION_TRIGGERS,
+    drop_suggestion_triggers,
+)
 
 revision: str = '5ad10cf87dfa'
 down_revision: str | None = '8e9cf5bb0120'
@@ -32,6 +40,30 @@ def upgrade() -> None:
         "FROM staff_daily d WHERE NOT EXISTS (SELECT 1 FROM stats_dirty m WHERE m.tenant_id = d.tenant_id "
         "AND m.staff_id = d.staff_id AND m.day = d.day)"))
     bind.execute(sa.text("DELETE FROM staff_daily"))
+    op.create_table('staff_suggestions_daily',
+    sa.Column('tenant_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('staff_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('zone', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('shown', sa.Integer(), nullable=False),
+    sa.Column('used', sa.Integer(), nullable=False),
+    sa.Column('edited', sa.Integer(), nullable=False),
+    sa.Column('ignored', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('tenant_id', 'staff_id', 'day')
+    )
+    with op.batch_alter_table('staff_suggestions_daily', schema=None) as batch_op:
+        batch_op.create_index('ix_staff_suggestions_daily_day', ['tenant_id', 'day'], unique=False)
+    op.create_table('suggestion_marks',
+    sa.Column('tenant_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('staff_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('tenant_id', 'staff_id', 'day')
+    )
+    for statement in SUGGESTION_TRIGGERS.get(bind.dialect.name, []):
+        bind.exec_driver_sql(statement)
+    for tenant in bind.execute(sa.text("SELECT DISTINCT tenant_id FROM suggestions")).scalars():
+        bind.execute(sa.text(MARK_ALL_SUGGESTIONS[bind.dialect.name]), {"tenant": tenant})
 
     with op.batch_alter_table('chat_turns', schema=None) as batch_op:
         batch_op.create_index('ix_chat_turns_open_day', ['tenant_id', 'answered_at', 'day', 'staff_id', 'deadline'],
@@ -53,6 +85,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    bind = op.get_bind()
+    for statement in drop_suggestion_triggers(bind.dialect.name):
+        bind.exec_driver_sql(statement)
+    op.drop_table('suggestion_marks')
+    with op.batch_alter_table('staff_suggestions_daily', schema=None) as batch_op:
+        batch_op.drop_index('ix_staff_suggestions_daily_day')
+    op.drop_table('staff_suggestions_daily')
     with op.batch_alter_table('suggestions', schema=None) as batch_op:
         batch_op.drop_index('ix_suggestions_stats_time')
         batch_op.drop_index('ix_suggestions_stats_customer')
