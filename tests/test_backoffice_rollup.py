@@ -7,12 +7,15 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from copilot.backoffice import BackOffice
+from copilot.backoffice.rollup import roll_up_suggestions
 from copilot.knowledge.schema import customer_id_for
+from copilot.persistence.tables.backoffice import StaffSuggestionsDaily
 from copilot.persistence.tables.conversations import SidebarFeedback, SuggestionRow
 from tests.backoffice_support import NOW, TENANT, _send, archive_file, at, backoffice_copilot
 
@@ -65,12 +68,16 @@ def test_a_recalled_answer_changes_the_range_median(backoffice: BackOffice, tmp_
     assert (over["first_response_median_s"], over["first_response_mean_s"]) == (390.0, 2850.0)
 
 
-def test_feedback_given_later_moves_a_suggestion_from_ignored_to_used(backoffice: BackOffice) -> None:
+def _suggest(backoffice: BackOffice, sid: str, moment: dt.datetime) -> None:
     with Session(backoffice.engine) as session:
-        session.add(SuggestionRow(id="s1", tenant_id=TENANT, customer_id=customer_id_for("wmA1"), staff_id="staff_a",
+        session.add(SuggestionRow(id=sid, tenant_id=TENANT, customer_id=customer_id_for("wmA1"), staff_id="staff_a",
                                   stage="recommend", stage_confidence=0.9, intent_score=50, intent_level="high",
-                                  drafter="script", created_at=at(2, 10, 1).astimezone(dt.UTC)))
+                                  drafter="script", created_at=moment.astimezone(dt.UTC)))
         session.commit()
+
+
+def test_feedback_given_later_moves_a_suggestion_from_ignored_to_used(backoffice: BackOffice) -> None:
+    _suggest(backoffice, "s1", at(2, 10, 1))
     monday = _day(backoffice, "staff_a", MON)
     assert (monday["suggestions_shown"], monday["suggestions_used"], monday["suggestions_ignored"]) == (1, 0, 1)
     with Session(backoffice.engine) as session:
@@ -79,3 +86,27 @@ def test_feedback_given_later_moves_a_suggestion_from_ignored_to_used(backoffice
         session.commit()
     monday = _day(backoffice, "staff_a", MON)
     assert (monday["suggestions_shown"], monday["suggestions_used"], monday["suggestions_ignored"]) == (1, 1, 0)
+
+
+def test_a_deleted_suggestion_leaves_the_counts(backoffice: BackOffice) -> None:
+    _suggest(backoffice, "s1", at(2, 10, 1))
+    _suggest(backoffice, "s2", at(2, 11, 0))
+    assert _day(backoffice, "staff_a", MON)["suggestions_shown"] == 2
+    with Session(backoffice.engine) as session:
+        session.delete(session.get(SuggestionRow, "s2"))
+        session.commit()
+    assert _day(backoffice, "staff_a", MON)["suggestions_shown"] == 1
+
+
+def test_a_calendar_change_counts_the_suggestions_again_in_the_new_days(backoffice: BackOffice) -> None:
+    _suggest(backoffice, "s1", at(3, 7, 30))  # Tuesday 07:30 in Shanghai is Monday 23:30 UTC
+
+    def days() -> list[tuple[dt.date, str, int]]:
+        with Session(backoffice.engine) as session:
+            return [(r.day, r.zone, r.shown) for r in session.exec(select(StaffSuggestionsDaily).where(
+                StaffSuggestionsDaily.tenant_id == TENANT, StaffSuggestionsDaily.staff_id == "staff_a"))]
+
+    roll_up_suggestions(backoffice.engine, TENANT, ZoneInfo("Asia/Shanghai"))
+    assert days() == [(TUE, "Asia/Shanghai", 1)]
+    roll_up_suggestions(backoffice.engine, TENANT, ZoneInfo("UTC"))
+    assert days() == [(MON, "UTC", 1)]
