@@ -3,7 +3,13 @@
 The transaction that rebuilds a conversation's `chat_daily` and `chat_turns` rows marks the staff days
 they touched (before and after) in `stats_dirty`; `roll_up` sums exactly those days again and removes the
 marks at the version it read, so a mark written meanwhile is summed by the next run, and a crash between
-the two leaves a mark, never a stale row.
+the two leaves a mark, never a stale row. Each row also keeps the day's customers and sorted response
+times, so a range's distinct customers and exact median are merged from thirty rows, not read from turns.
+
+Suggestions have their own rollup (`staff_suggestions_daily`): triggers on `suggestions` and
+`sidebar_feedback` mark the staff member's UTC date in `suggestion_marks` whatever code wrote the row, and
+`roll_up_suggestions` counts again the local days those dates overlap (the statistics call it before
+reading, the inspector after every batch).
 """
 
 from __future__ import annotations
@@ -103,8 +109,7 @@ def roll_up_suggestions(engine: Engine, tenant: str, zone: ZoneInfo, *, batch: i
                     rows.extend(_count_suggestions(session, tenant, day, zone, start, end, chunk))
                     connection.execute(daily.delete().where(daily.c.tenant_id == tenant, daily.c.day == day,
                                                             daily.c.staff_id.in_(chunk)))
-            if rows:
-                connection.execute(daily.insert(), rows)
+            insert_ignore(connection, StaffSuggestionsDaily, rows, ["tenant_id", "staff_id", "day"])
             connection.execute(marks_table.delete().where(
                 marks_table.c.tenant_id == tenant, marks_table.c.staff_id == bindparam("staff"),
                 marks_table.c.day == bindparam("d"), marks_table.c.version == bindparam("seen")),
