@@ -213,32 +213,36 @@ def main() -> int:
     parser.add_argument("--suggestions", type=int, default=10, help="suggestions per staff member and day")
     parser.add_argument("--database-url", default=None, help="default: a SQLite file in a temporary folder")
     parser.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
+    parser.add_argument("--reuse", action="store_true",
+                        help="the --keep folder (or --database-url) already holds an imported run of the same size: "
+                             "only time the rollups and the statistics again")
     args = parser.parse_args()
+    if args.reuse and args.keep is None:
+        parser.error("--reuse needs --keep FOLDER of an earlier run")
 
     folder = args.keep or Path(tempfile.mkdtemp(prefix="backoffice-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     archive = folder / "archive.jsonl"
-    started = time.perf_counter()
-    records = generate(archive, staff=args.staff, days=args.days, per_day=args.per_day)
-    size_mb = archive.stat().st_size / 1e6
-    print(f"archive: {records:,} records, {size_mb:,.0f} MB, written in {time.perf_counter() - started:.1f} s")
-
     engine = make_engine(args.database_url or f"sqlite:///{folder / 'bench.db'}")
-    create_schema(engine)
-    setup(engine, folder / "library", staff=args.staff, days=args.days, suggestions_per_day=args.suggestions)
     end = START + dt.timedelta(days=args.days - 1)
     now = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(12), SHANGHAI)
     backoffice = BackOffice(engine=engine, compliance=TenantCompliance(ComplianceChecker(packs=["general"])),
                             clock=lambda: now)
-
-    started, cpu = time.perf_counter(), time.process_time()
-    result = backoffice.import_file(archive, tenant=TENANT)
-    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-    report = result.archive
-    print(f"import: {report.records:,} records in {seconds:.1f} s = {report.records / seconds:,.0f} records/s "
-          f"(CPU {cpu:.1f} s = {report.records / cpu:,.0f} records per CPU second; "
-          f"{report.messages:,} messages, {report.duplicates:,} duplicates, {report.recalled:,} recalled, "
-          f"{result.inspection.hits:,} hits)")
+    if not args.reuse:
+        started = time.perf_counter()
+        records = generate(archive, staff=args.staff, days=args.days, per_day=args.per_day)
+        size_mb = archive.stat().st_size / 1e6
+        print(f"archive: {records:,} records, {size_mb:,.0f} MB, written in {time.perf_counter() - started:.1f} s")
+        create_schema(engine)
+        setup(engine, folder / "library", staff=args.staff, days=args.days, suggestions_per_day=args.suggestions)
+        started, cpu = time.perf_counter(), time.process_time()
+        result = backoffice.import_file(archive, tenant=TENANT)
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        report = result.archive
+        print(f"import: {report.records:,} records in {seconds:.1f} s = {report.records / seconds:,.0f} records/s "
+              f"(CPU {cpu:.1f} s = {report.records / cpu:,.0f} records per CPU second; "
+              f"{report.messages:,} messages, {report.duplicates:,} duplicates, {report.recalled:,} recalled, "
+              f"{result.inspection.hits:,} hits)")
     with Session(engine) as session:
         counts = {name: session.exec(select(func.count()).select_from(model)).one()
                   for name, model in (("messages", MessageRow), ("chat_turns", ChatTurn), ("chat_daily", ChatDaily),

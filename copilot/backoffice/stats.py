@@ -238,6 +238,12 @@ def _approvals(session: Session, query: StatsQuery, row: Any, zone: ZoneInfo) ->
     sql = ("SELECT staff_id, created_at, decided_at FROM approval_items WHERE tenant_id = :tenant "
            "AND status IN ('approved', 'edited_approved', 'rejected') AND created_at >= :start AND created_at < :end "
            "AND decided_at IS NOT NULL AND staff_id IS NOT NULL")
+    if query.staff is not None:
+        names = []
+        for i, staff_id in enumerate(sorted(query.staff)):
+            params[f"s{i}"] = staff_id
+            names.append(f":s{i}")
+        sql += f" AND staff_id IN ({', '.join(names) or 'NULL'})"
     waits: dict[int, list[float]] = defaultdict(list)
     items: dict[int, dict[str, Any]] = {}
     for staff_id, created, decided in session.execute(_typed(sql, params), params):
@@ -277,8 +283,16 @@ def _orders(session: Session, query: StatsQuery, row: Any, zone: ZoneInfo) -> No
     customer up to that day."""
     buyers: dict[str, list[Order]] = {}
     orders_of = col(CustomerRow.profile)["orders"]  # only the orders: a profile can be large
-    profiles = session.execute(sa_select(col(CustomerRow.id), orders_of).where(
-        col(CustomerRow.tenant_id) == query.tenant, orders_of.as_string().is_not(None))).all()
+    statement = sa_select(col(CustomerRow.id), orders_of).where(col(CustomerRow.tenant_id) == query.tenant,
+                                                                orders_of.as_string().is_not(None))
+    if query.staff is None:
+        profiles = list(session.execute(statement).all())
+    else:  # a team: only the customers its members chatted with in the range
+        params: dict[str, Any] = {}
+        sql = f"SELECT DISTINCT customer_id FROM chat_daily WHERE {_filters(query, params)}"
+        chatted = sorted(str(c) for c, in session.execute(_typed(sql, params), params))
+        profiles = [found for chunk in _chunks(chatted, 900)
+                    for found in session.execute(statement.where(col(CustomerRow.id).in_(chunk))).all()]
     last = query.end + dt.timedelta(days=ORDER_WINDOW_DAYS)
     for customer_id, found in profiles:
         orders = [Order.model_validate(o) for o in found or [] if isinstance(o, dict)]
