@@ -14,6 +14,8 @@ from copilot.compliance import ComplianceChecker, find_pii, mask_pii
         ("我的邮箱是 wang.lili@163.com，发票发这里", "pii_other", "wang.lili@163.com"),
         ("邮箱 yang_tao#163.com（#换成@）", "pii_other", "yang_tao#163.com"),
         ("发到 li.na艾特qq.com 就行", "pii_other", "li.na艾特qq.com"),
+        ("发到 xiaomei1993 at qq dot com 就行", "pii_other", "xiaomei1993 at qq dot com"),
+        ("台胞证号码 01928374，帮我登记", "pii_other", "01928374"),
         ("身份证号 420106198611133360 帮我登记", "pii_id_number", "420106198611133360"),  # bad check digit
         ("证件号 320102850715123，老身份证", "pii_id_number", "320102850715123"),  # 15-digit old ID
         ("身 份 证：110101199003071234", "pii_id_number", "110101199003071234"),
@@ -52,6 +54,8 @@ def test_each_pii_form_is_found(text: str, category: str, found: str) -> None:
         "微信号是多少呀？",
         "QQ音乐会员也送",
         "护照要提前办，大概一周",
+        "台胞证要带原件，复印件不行",
+        "这款是 at home 系列，早上八点发货",
         "这个 #话题# 很火",
     ],
 )

@@ -66,9 +66,10 @@ _ADDRESS_LEAD = re.compile(
 # Each pattern may start only where a run of address characters starts, so a long run without the
 # separator costs one pass, not one pass per position.
 _EMAIL_RE = re.compile(r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
-# E-mail spelled to dodge filters: yang_tao#163.com（#换成@）, li(at)qq.com, wang艾特163.com
+# E-mail spelled to dodge filters: yang_tao#163.com（#换成@）, li(at)qq.com, wang艾特163.com, mei at qq dot com
 _EMAIL_SPELLED_RE = re.compile(
-    r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]+\s*(?:#|＃|\(at\)|\[at\]|（at）| at |艾特|圈a)\s*[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.(?:com|cn|net|org|edu)(?:\.cn)?",
+    r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]+\s*(?:#|＃|\(at\)|\[at\]|（at）| at |艾特|圈a)\s*[A-Za-z0-9\-]+"
+    r"(?:(?:\.|\s*(?:dot|点)\s*)[A-Za-z0-9\-]+)*(?:\.|\s*(?:dot|点)\s*)(?:com|cn|net|org|edu)(?:\.cn)?",
     re.IGNORECASE,
 )
 # Passport (E…, EJ…, G…), Hong Kong/Macau permit (C…, CA…), home-return permit (H…/M…), after a cue word.
@@ -76,6 +77,8 @@ _DOCUMENT_RE = re.compile(
     r"(?:护照|通行证|签证|回乡证|证件|passport)(?:号码|号|编号)?(?:是|为)?[:：\s]*([A-Za-z]{1,2}\d{7,10})(?![\dA-Za-z])",
     re.IGNORECASE,
 )
+# Taiwan compatriot permit (台胞证): eight digits (ten with the renewal count), only after its cue word.
+_TAIWAN_PERMIT_RE = re.compile(r"(?:台胞证|台湾居民来往大陆通行证)(?:号码|号|编号)?(?:是|为)?[:：\s]*(\d{8}(?:\d{2})?)(?!\d)")
 # An ID number introduced as one is personal data even when its check digit is wrong (typos, 15-digit old IDs).
 _ID_CONTEXT_RE = re.compile(
     r"(?:身\s*份\s*[证證]|证\s*件\s*号|sfz)(?:号码|号|號碼|號)?[^\d\n]{0,8}?"
@@ -98,7 +101,7 @@ _PLATE_RE = re.compile(
 # One search that most texts fail, so ordinary chat pays for a single regex scan.
 _ANY_CUE = re.compile(
     rf"{_PREFILTER_NUMBER.pattern}|{_CN_MOBILE_RE.pattern}|{_ADDRESS_CUE.pattern}|@|护照|通行证|签证|回乡证|证件"
-    r"|[#＃](?=[A-Za-z0-9])|\(at\)|\[at\]|（at）| at |艾特|微信|薇信|威信|v信|vx|wx|wechat|weixin|qq|扣扣|企鹅|passport"
+    r"|[#＃](?=[A-Za-z0-9])|\(at\)|\[at\]|（at）| at |艾特|台胞证|微信|薇信|威信|v信|vx|wx|wechat|weixin|qq|扣扣|企鹅|passport"
     r"|[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼][A-Z]"
 )
 
@@ -189,6 +192,7 @@ def _others(text: str) -> list[PiiMatch]:
     found.extend(
         PiiMatch("pii_other", "证件号", m.span(1), m.group(1).upper()) for m in _DOCUMENT_RE.finditer(text)
     )
+    found.extend(PiiMatch("pii_other", "证件号", m.span(1), m.group(1)) for m in _TAIWAN_PERMIT_RE.finditer(text))
     found.extend(PiiMatch("pii_other", "微信号", m.span(1), m.group(1)) for m in _WECHAT_RE.finditer(text))
     for m in _QQ_RE.finditer(text):
         number = m.group(1)
