@@ -8,7 +8,7 @@ DEVSTAMP := $(VENV)/.installed-dev
 # the app's own static folder: nothing is fetched from a CDN at run time.
 ECHARTS  := api/static/vendor/echarts.min.js
 
-.PHONY: run test test-shifted fuzz lint typecheck pytest install install-dev screenshot eval-full bench stack clean
+.PHONY: run test test-shifted fuzz lint typecheck pytest install install-dev screenshot eval-full eval-gate-real bench stack clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,12 @@ screenshot: $(DEVSTAMP)
 ## make eval-full: every suite on every data set with the real embedding model (slow; writes eval/out/full).
 eval-full: $(STAMP)
 	$(VENV)/bin/copilot eval full --out eval/out/full
+
+## make eval-gate-real: the gate with the real embedding model (eval/thresholds_e5.yaml; the model is prepared
+## offline once, vectors are kept in <data dir>/eval-cache).
+eval-gate-real: $(STAMP)
+	$(VENV)/bin/copilot prepare
+	$(VENV)/bin/copilot eval gate --thresholds eval/thresholds_e5.yaml
 
 ## make stack: PostgreSQL, a Chroma server, 2 API processes and 2 workers on loopback ports it prints (Ctrl-C stops all).
 stack: $(STAMP)

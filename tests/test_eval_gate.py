@@ -134,3 +134,15 @@ def test_the_gate_fails_when_the_reranker_is_dense_only(
     responses = _entries(config, "response")
     outcome = check(measure(harness, responses), responses)
     assert outcome.failures, format_outcome(outcome)
+
+
+def test_the_real_embedder_gate_reads_test_splits_with_the_served_model() -> None:
+    from copilot.config import DEFAULT_EMBEDDING_MODEL
+
+    path = DEFAULT_THRESHOLDS.with_name("thresholds_e5.yaml")
+    config = load_thresholds(path)
+    assert config["embedder"] == DEFAULT_EMBEDDING_MODEL
+    fast = load_thresholds(DEFAULT_THRESHOLDS)
+    for name, entry in config["suites"].items():
+        assert entry["data"] == fast["suites"][name]["data"], name
+        assert all(value > 0 for value in entry["min"].values()), name
