@@ -122,8 +122,10 @@ def write_library(folder: Path, *, inspection: str = INSPECTION_YAML, staff: str
     return folder
 
 
-def backoffice_copilot(root: Path, clock: Any) -> Any:
-    """A Copilot over the test library (deterministic embedder, general compliance pack) with `clock`."""
+def backoffice_copilot(root: Path, clock: Any, databases: Any = None) -> Any:
+    """A Copilot over the test library (deterministic embedder, general compliance pack) with `clock`: in a SQLite
+    file under `root`, or in a fresh database and vector store of `databases` (the conftest fixture that runs a test
+    once per storage backend)."""
     from copilot.compliance import ComplianceChecker
     from copilot.embedding.embedders import HashingEmbedder
     from copilot.persistence.engine import make_engine
@@ -132,10 +134,14 @@ def backoffice_copilot(root: Path, clock: Any) -> Any:
     from copilot.service import Copilot
 
     embedder = HashingEmbedder()
-    engine = make_engine(f"sqlite:///{root / 'copilot.db'}")
-    create_schema(engine)
-    copilot = Copilot(engine=engine, embedder=embedder,
-                      store=ChromaStore(embedder, root / "chroma"), compliance=ComplianceChecker(packs=["general"]),
+    if databases is None:
+        engine = make_engine(f"sqlite:///{root / 'copilot.db'}")
+        create_schema(engine)
+        store = ChromaStore(embedder, root / "chroma")
+    else:
+        engine = make_engine(databases.url(schema=True))
+        store = databases.chroma(embedder, root / "chroma")
+    copilot = Copilot(engine=engine, embedder=embedder, store=store, compliance=ComplianceChecker(packs=["general"]),
                       clock=clock)
     copilot.ingest(write_library(root / "library"), tenant=TENANT)
     return copilot

@@ -47,6 +47,7 @@ from api.app import create_app
 from copilot.backoffice import BackOffice, HitQuery
 from copilot.config import Settings
 from tests.backoffice_support import ARCHIVE, NOW, TENANT, archive_file, backoffice_copilot
+from tests.conftest import Databases
 
 MON, TUE = dt.date(2026, 3, 2), dt.date(2026, 3, 3)
 ZERO_COPILOT = {"suggestions_shown": 0, "suggestions_used": 0, "suggestions_edited": 0, "suggestions_ignored": 0,
@@ -85,8 +86,8 @@ def figures(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture()
-def backoffice(tmp_path: Path) -> BackOffice:
-    return BackOffice.from_copilot(backoffice_copilot(tmp_path, lambda: NOW))
+def backoffice(tmp_path: Path, databases: Databases) -> BackOffice:
+    return BackOffice.from_copilot(backoffice_copilot(tmp_path, lambda: NOW, databases))
 
 
 def test_archive_fixture_gives_the_hand_computed_figures(backoffice: BackOffice, tmp_path: Path) -> None:
@@ -140,8 +141,8 @@ HEADERS = {"X-API-Key": KEY.split(":", 1)[1]}
 
 
 @pytest.fixture()
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    copilot = backoffice_copilot(tmp_path, lambda: NOW)
+def client(tmp_path: Path, databases: Databases) -> Iterator[TestClient]:
+    copilot = backoffice_copilot(tmp_path, lambda: NOW, databases)
     settings = Settings(data_dir=tmp_path / "data", api_keys=[SecretStr(KEY)], default_tenant=TENANT)
     with TestClient(create_app(settings, copilot=copilot)) as test_client:
         yield test_client

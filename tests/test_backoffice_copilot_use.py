@@ -31,6 +31,7 @@ from copilot.persistence.tables.conversations import Conversation, SidebarFeedba
 from copilot.persistence.tables.library import CustomerRow
 from copilot.persistence.tables.revisits import RevisitItem
 from tests.backoffice_support import NOW, TENANT, archive_file, at, backoffice_copilot
+from tests.conftest import Databases
 
 MON, TUE, WED = dt.date(2026, 3, 2), dt.date(2026, 3, 3), dt.date(2026, 3, 4)
 COPILOT_FIELDS = ("suggestions_shown", "suggestions_used", "suggestions_edited", "suggestions_ignored",
@@ -90,8 +91,8 @@ def _revisit(session: Session, staff_id: str, external: str, day: dt.date, statu
 
 
 @pytest.fixture()
-def backoffice(tmp_path: Path) -> BackOffice:
-    backoffice = BackOffice.from_copilot(backoffice_copilot(tmp_path, lambda: NOW))
+def backoffice(tmp_path: Path, databases: Databases) -> BackOffice:
+    backoffice = BackOffice.from_copilot(backoffice_copilot(tmp_path, lambda: NOW, databases))
     backoffice.import_file(archive_file(tmp_path), tenant=TENANT)
     with Session(backoffice.engine) as session:
         _suggestion(session, "s1", "wmA1", "staff_a", at(2, 10, 1), "high", "edited", "used")

@@ -18,13 +18,14 @@ from copilot.knowledge.schema import customer_id_for
 from copilot.persistence.tables.backoffice import StaffSuggestionsDaily
 from copilot.persistence.tables.conversations import SidebarFeedback, SuggestionRow
 from tests.backoffice_support import NOW, TENANT, _send, archive_file, at, backoffice_copilot
+from tests.conftest import Databases
 
 MON, TUE = dt.date(2026, 3, 2), dt.date(2026, 3, 3)
 
 
 @pytest.fixture()
-def backoffice(tmp_path: Path) -> BackOffice:
-    backoffice = BackOffice.from_copilot(backoffice_copilot(tmp_path, lambda: NOW))
+def backoffice(tmp_path: Path, databases: Databases) -> BackOffice:
+    backoffice = BackOffice.from_copilot(backoffice_copilot(tmp_path, lambda: NOW, databases))
     backoffice.import_file(archive_file(tmp_path), tenant=TENANT)
     return backoffice
 

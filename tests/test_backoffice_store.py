@@ -23,6 +23,7 @@ from copilot.persistence.tables.backoffice import InspectionHit
 from copilot.persistence.tables.conversations import MessageRow
 from copilot.wecom.automation.worker import Worker
 from tests.backoffice_support import NOW, TENANT, at, backoffice_copilot
+from tests.conftest import Databases
 from tests.wecom_stub import (
     CORP_ID,
     add_wecom_tenant,
@@ -37,8 +38,8 @@ SECRET = "generic-source-secret"
 
 
 @pytest.fixture()
-def setup(tmp_path: Path) -> Iterator[tuple[Any, TestClient, BackOffice]]:
-    copilot = backoffice_copilot(tmp_path, lambda: NOW)
+def setup(tmp_path: Path, databases: Databases) -> Iterator[tuple[Any, TestClient, BackOffice]]:
+    copilot = backoffice_copilot(tmp_path, lambda: NOW, databases)
     app = webhook_app(copilot, webhook_config(default_tenant=TENANT), tmp_path / "data", clock=lambda: NOW)
     with TestClient(app) as client:
         yield copilot, client, BackOffice.from_copilot(copilot)
