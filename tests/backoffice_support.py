@@ -128,19 +128,11 @@ def backoffice_copilot(root: Path, clock: Any, databases: Any = None) -> Any:
     once per storage backend)."""
     from copilot.compliance import ComplianceChecker
     from copilot.embedding.embedders import HashingEmbedder
-    from copilot.persistence.engine import make_engine
-    from copilot.persistence.schema import create_schema
-    from copilot.retrieval.vectorstore import ChromaStore
     from copilot.service import Copilot
+    from tests.conftest import storage
 
     embedder = HashingEmbedder()
-    if databases is None:
-        engine = make_engine(f"sqlite:///{root / 'copilot.db'}")
-        create_schema(engine)
-        store = ChromaStore(embedder, root / "chroma")
-    else:
-        engine = make_engine(databases.url(schema=True))
-        store = databases.chroma(embedder, root / "chroma")
+    engine, store = storage(root, embedder, databases)
     copilot = Copilot(engine=engine, embedder=embedder, store=store, compliance=ComplianceChecker(packs=["general"]),
                       clock=clock)
     copilot.ingest(write_library(root / "library"), tenant=TENANT)

@@ -153,25 +153,30 @@ def fixed_clock() -> dt.datetime:
     return TODAY
 
 
+def storage(root: Path, embedder: Any, databases: Databases | None = None) -> tuple[Any, Any]:
+    """An engine on a database of the project's schema and a vector store: a SQLite file and an embedded Chroma
+    folder under `root`, or a fresh database and collections of `databases`."""
+    from copilot.persistence.engine import make_engine
+    from copilot.persistence.schema import create_schema
+    from copilot.retrieval.vectorstore import ChromaStore
+
+    if databases is None:
+        engine = make_engine(f"sqlite:///{root / 'test.db'}")
+        create_schema(engine)
+        return engine, ChromaStore(embedder, root / "chroma")
+    return make_engine(databases.url(schema=True)), databases.chroma(embedder, root / "chroma")
+
+
 def make_hashing_copilot(root: Path, databases: Databases | None = None) -> Any:
     """A Copilot over the demo library with the fast deterministic embedder, in its own database (a SQLite
     file under `root`, or a fresh one of `databases`); for tests that send, approve or count, and must not
     share those with other modules."""
     from copilot.compliance import ComplianceChecker
     from copilot.embedding.embedders import HashingEmbedder
-    from copilot.persistence.engine import make_engine
-    from copilot.persistence.schema import create_schema
-    from copilot.retrieval.vectorstore import ChromaStore
     from copilot.service import Copilot
 
     embedder = HashingEmbedder()
-    if databases is None:
-        engine = make_engine(f"sqlite:///{root / 'test.db'}")
-        create_schema(engine)
-        store = ChromaStore(embedder, root / "chroma")
-    else:
-        engine = make_engine(databases.url(schema=True))
-        store = databases.chroma(embedder, root / "chroma")
+    engine, store = storage(root, embedder, databases)
     copilot = Copilot(engine=engine, embedder=embedder, store=store, compliance=ComplianceChecker(), clock=fixed_clock)
     copilot.ingest(KNOWLEDGE, tenant="default")
     return copilot
