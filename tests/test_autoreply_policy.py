@@ -122,6 +122,7 @@ def test_welcome_is_chosen_by_state_then_prefix_then_default_and_rendered() -> N
     ({"schedule": {"timezone": "Mars/Olympus"}}, "unknown time zone"),
     ({"schedule": {"hours": ["9-21"]}}, "hours entries"),
     ({"schedule": {"days": ["funday"]}}, "days must be"),
+    ({"staff_schedules": {"staff_anran": {"hours": ["22:00-08:00"]}}}, "ends before it starts"),
     ({"ai": {"min_confidence": 2}}, "ai.min_confidence"),
     ({"surprise": 1}, "surprise"),
 ])

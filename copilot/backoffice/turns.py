@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from copilot.clock import as_utc
-from copilot.knowledge.inspection import ReplyTimeoutRule, WorkCalendar
+from copilot.knowledge.calendar import WorkCalendar
+from copilot.knowledge.inspection import ReplyTimeoutRule
 
 __all__ = ["ROOM_PREFIX", "ChatFacts", "Msg", "derive"]
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -22,68 +21,18 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from copilot.clock import as_utc
 from copilot.errors import ValidationError
+from copilot.knowledge.calendar import WorkCalendar
 from copilot.persistence.tables.wecom import AutoReplyPolicyRow
 
-__all__ = ["AutoReplyPolicy", "KeywordRule", "Plan", "PolicyBook", "Schedule", "load_policy", "plan_reply",
+__all__ = ["AutoReplyPolicy", "KeywordRule", "Plan", "PolicyBook", "load_policy", "plan_reply",
            "render", "store_policy"]
 
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 _PLACEHOLDER = re.compile(r"\{([^{}\s]+)\}")
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Schedule(_Strict):
-    """When staff answer: local hours on working days, minus holidays."""
-
-    timezone: str = "Asia/Shanghai"
-    days: tuple[str, ...] = _DAYS
-    hours: tuple[str, ...] = ("09:00-21:00",)
-    holidays: tuple[dt.date, ...] = ()
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
-
-    @field_validator("days")
-    @classmethod
-    def _days(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [d for d in value if d not in _DAYS]
-        if bad:
-            raise ValueError(f"days must be among {', '.join(_DAYS)}; got {bad}")
-        return value
-
-    @field_validator("hours")
-    @classmethod
-    def _hours(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for span in value:
-            if not _HOURS.match(span):
-                raise ValueError(f"hours entries look like 09:00-21:00; got {span!r}")
-        return value
-
-    def is_open(self, now_utc: dt.datetime) -> bool:
-        local = as_utc(now_utc).astimezone(ZoneInfo(self.timezone))
-        if local.date() in self.holidays or _DAYS[local.weekday()] not in self.days:
-            return False
-        minute = local.hour * 60 + local.minute
-        for span in self.hours:
-            m = _HOURS.match(span)
-            assert m is not None
-            start = int(m[1]) * 60 + int(m[2])
-            end = int(m[3]) * 60 + int(m[4])
-            if start <= minute < end:
-                return True
-        return False
 
 
 class Welcome(_Strict):
@@ -154,8 +103,8 @@ class AutoReplyPolicy(_Strict):
     version: int = 1
     external_delivery: Literal["notify_staff", "group_send_task"] = "notify_staff"
     welcome: Welcome = Welcome()
-    schedule: Schedule = Schedule()
-    staff_schedules: dict[str, Schedule] = Field(default_factory=dict)
+    schedule: WorkCalendar = WorkCalendar()
+    staff_schedules: dict[str, WorkCalendar] = Field(default_factory=dict)
     off_hours: OffHours = OffHours()
     keywords: tuple[KeywordRule, ...] = ()
     ai: AiReply = AiReply()
@@ -174,7 +123,7 @@ class AutoReplyPolicy(_Strict):
                         raise ValueError(f"keyword rule {rule.id}: bad regex {pattern!r} ({exc})") from exc
         return value
 
-    def schedule_for(self, staff_id: str | None) -> Schedule:
+    def schedule_for(self, staff_id: str | None) -> WorkCalendar:
         return self.staff_schedules.get(staff_id or "", self.schedule)
 
     def keyword_for(self, text: str, channel: str) -> KeywordRule | None:
