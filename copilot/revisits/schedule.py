@@ -9,12 +9,12 @@ so a run repeated by a restart or a second replica changes nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 from zoneinfo import ZoneInfo
 
 from copilot.errors import CopilotError
+from copilot.periodic import PeriodicJob
 from copilot.revisits.generate import GenerationReport
 from copilot.revisits.queue import Revisits
 
@@ -23,12 +23,14 @@ __all__ = ["RevisitScheduler"]
 log = logging.getLogger(__name__)
 
 
-class RevisitScheduler:
+class RevisitScheduler(PeriodicJob):
+    name = "revisit-scheduler"
+    log = log
+
     def __init__(self, revisits: Revisits, *, poll_seconds: float = 300.0) -> None:
+        super().__init__(poll_seconds=poll_seconds)
         self.revisits = revisits
-        self.poll_seconds = poll_seconds
         self._done: dict[str, dt.date] = {}
-        self._task: asyncio.Task[None] | None = None
 
     def due(self, now: dt.datetime) -> list[tuple[str, dt.date]]:
         """Tenants whose local run hour has come today and which have not run today."""
@@ -52,23 +54,3 @@ class RevisitScheduler:
             log.info("revisits generated", extra={"revisits": report.as_dict()})
             reports.append(report)
         return reports
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:  # the loop must outlive any one bad run
-                log.exception("revisit scheduler run failed")
-            await asyncio.sleep(self.poll_seconds)
-
-    def start(self) -> asyncio.Task[None]:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._loop(), name="revisit-scheduler")
-        return self._task
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
