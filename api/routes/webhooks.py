@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -25,7 +25,7 @@ from api.params import TenantPath
 from copilot.errors import PayloadTooLargeError
 from copilot.webhooks.inbox import EventStatus, NewEvent
 from copilot.webhooks.signing import check_replay_window, verify_signed_body
-from copilot.webhooks.spool import InboxWriter, recent_events
+from copilot.webhooks.spool import EventView, InboxWriter, recent_events
 from copilot.wecom.automation.apps import WebhookConfig, app_for, webhook_secret_for
 from copilot.wecom.automation.intake import inbox_event
 from copilot.wecom.protocol.crypto import WeComCryptoError, WeComPayloadError
@@ -177,26 +177,13 @@ async def message_webhook(
     return JSONResponse({"status": "stored" if stored else "duplicate"})
 
 
-class EventOut(BaseModel):
-    id: int | None  # assigned when a worker takes the event from the spool into the inbox
-    source: str
-    kind: str
-    dedupe_key: str
-    status: str
-    attempts: int
-    last_error: str | None
-    received_at: dt.datetime
-    processed_at: dt.datetime | None
-    result: dict[str, Any]
-
-
-@router.get("/v1/webhooks/events", response_model=list[EventOut], tags=["webhooks"])
+@router.get("/v1/webhooks/events", response_model=list[EventView], tags=["webhooks"])
 async def webhook_events(
     request: Request, caller: OperatorDep, source: Literal["wecom", "kf", "messages"] | None = None,
     status: EventStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> list[EventOut]:
+) -> list[EventView]:
     """Newest first: events still in the spool (`received`), then the inbox's."""
     views = await run_in_threadpool(lambda: recent_events(_writer(request), _engine(request), caller.tenant,
                                                           source=source, status=status, limit=limit))
-    return [EventOut(**vars(view)) for view in views]
+    return views
