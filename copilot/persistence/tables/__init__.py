@@ -13,7 +13,9 @@ from copilot.persistence.tables.backoffice import (
     InspectionHit,
     InspectionQueue,
     StaffDaily,
+    StaffSuggestionsDaily,
     StatsDirty,
+    SuggestionMark,
 )
 from copilot.persistence.tables.compliance import CustomerWindow, FrequencySlot
 from copilot.persistence.tables.conversations import (
@@ -57,6 +59,7 @@ __all__ = [
     "FrequencySlot", "InboxEvent", "InspectionHit", "InspectionQueue", "KfCursor", "LibraryDoc", "LibraryVersion",
     "LoginState", "MessageRow",
     "OutboxMessage", "RevisitItem", "ScriptRow", "SendRow", "SidebarFeedback", "SpoolCursor", "SpooledEvent",
-    "StaffDaily", "StaffNotification", "StaffRow", "StatsDirty", "SuggestionRow", "Tenant", "WeComApp", "WeComCredential",
+    "StaffDaily", "StaffNotification", "StaffRow", "StaffSuggestionsDaily", "StatsDirty", "SuggestionMark",
+    "SuggestionRow", "Tenant", "WeComApp", "WeComCredential",
     "WebhookSecret",
 ]
