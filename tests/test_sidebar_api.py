@@ -92,6 +92,15 @@ def test_sidebar_page_and_its_assets_are_served_without_a_key(client: TestClient
     assert client.get("/sidebar/static/sidebar.css").headers["content-type"].startswith("text/css")
 
 
+def test_the_sidebar_and_the_dashboard_share_one_theme(client: TestClient) -> None:
+    for page in ("sidebar", "dashboard"):
+        html = client.get(f"/{page}").text
+        assert html.index(f"/{page}/static/theme.css") < html.index(f"/{page}/static/{page}.css")
+        theme = client.get(f"/{page}/static/theme.css")
+        assert theme.headers["content-type"].startswith("text/css") and "--brand:" in theme.text
+        assert "--brand:" not in client.get(f"/{page}/static/{page}.css").text  # one definition of the colours
+
+
 @pytest.mark.parametrize("name", ["app.py", "..%2Fsidebar.py", "sidebar.html"])
 def test_only_the_sidebar_assets_are_served_from_static(client: TestClient, name: str) -> None:
     assert client.get(f"/sidebar/static/{name}").status_code == 404

@@ -20,7 +20,7 @@ __all__ = ["ECHARTS", "router"]
 
 ECHARTS = STATIC_DIR / "vendor" / "echarts.min.js"
 _JS, _CSS = "text/javascript; charset=utf-8", "text/css; charset=utf-8"
-_ASSETS = {"dashboard.css": (STATIC_DIR / "dashboard.css", _CSS), "dashboard.js": (STATIC_DIR / "dashboard.js", _JS),
+_ASSETS = {"theme.css": (STATIC_DIR / "theme.css", _CSS), "dashboard.css": (STATIC_DIR / "dashboard.css", _CSS), "dashboard.js": (STATIC_DIR / "dashboard.js", _JS),
            "vendor/echarts.min.js": (ECHARTS, _JS)}
 # Only its own files; ECharts draws on canvas and sets element styles from script, which CSP allows.
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "

@@ -34,7 +34,7 @@ from copilot.wecom.protocol.jssdk import agent_config_signature
 __all__ = ["STATIC_DIR", "router"]
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-_ASSETS = {"sidebar.css": "text/css; charset=utf-8", "sidebar.js": "text/javascript; charset=utf-8"}
+_ASSETS = {"theme.css": "text/css; charset=utf-8", "sidebar.css": "text/css; charset=utf-8", "sidebar.js": "text/javascript; charset=utf-8"}
 # The page loads only its own files; inside WeCom it may add the client's JS-SDK from WeCom's host.
 _CSP = (
     "default-src 'self'; script-src 'self' https://open.work.weixin.qq.com; style-src 'self'; "
