@@ -6,7 +6,7 @@ import datetime as dt
 
 from copilot.conversation.cues import find_cue
 from copilot.conversation.stage_library import LibraryStages
-from copilot.conversation.stages import STAGE_CUES, StageSignals, detect_stage
+from copilot.conversation.stages import STAGE_CUES, StageSignals, detect_stage, stage_features
 from copilot.conversation.turns import Turn
 from copilot.knowledge.schema import CustomerProfile, Order, OrderLine, Stage
 
@@ -56,7 +56,7 @@ def test_last_stage_breaks_a_tie() -> None:
 
 
 def test_the_library_vote_moves_an_ambiguous_turn() -> None:
-    plain = _say("嗯嗯")
+    plain = [Turn("customer", "之前一直用别家的"), Turn("staff", "……"), Turn("customer", "嗯嗯")]
     for stage in ("revisit", "discovery"):
         signals = StageSignals(customer_vote={stage: 3.0}, staff_vote={stage: 2.0})
         assert detect_stage(plain, None, today=TODAY, signals=signals).name is Stage(stage)
@@ -101,3 +101,46 @@ def test_a_greeting_before_a_question_is_not_an_icebreak() -> None:
 def test_a_buyer_asking_to_order_again_is_recommend_not_revisit() -> None:
     result = detect_stage(_say("再来一箱，还是M码"), _buyer(28), today=TODAY)
     assert result.name is Stage.recommend
+
+
+def _chat(*lines: tuple[str, str]) -> list[Turn]:
+    return [Turn("customer" if who == "c" else "staff", text) for who, text in lines]
+
+
+def test_answering_a_staff_question_about_the_need_is_discovery() -> None:
+    turns = _chat(("c", "你好"), ("s", "您好～方便说下孩子今年几岁了吗？"), ("c", "七岁了，最近老是挑食"))
+    features, _ = stage_features(turns, None, today=TODAY)
+    assert features.get("answers_question") and features.get("answers_with_need")
+    assert detect_stage(turns, None, today=TODAY).name is Stage.discovery
+
+
+def test_the_conversation_remembers_what_staff_offered_and_what_the_customer_bought() -> None:
+    offered = _chat(("c", "有适合老人的吗"), ("s", "这款礼盒是199元，我发您链接"), ("c", "嗯"))
+    features, labels = stage_features(offered, None, today=TODAY)
+    assert features.get("offered_before") and "报过价" in labels["offered_before"]
+    assert "bought_before" not in features
+    received = _chat(("c", "上周拍的已经到货了"), ("s", "好的～用着怎么样？"), ("c", "还行吧"))
+    features, _ = stage_features(received, None, today=TODAY)
+    assert features.get("bought_before") and "offered_before" not in features
+    assert detect_stage(received, None, today=TODAY).name is Stage.revisit
+
+
+def test_a_greeting_inside_a_conversation_does_not_restart_it() -> None:
+    turns = _chat(("c", "孩子晚上总是咳嗽，睡不好"), ("s", "咳了几天了？有没有发烧？"), ("c", "在吗"))
+    features, _ = stage_features(turns, None, today=TODAY)
+    assert features.get("greeting_known")
+    assert detect_stage(turns, None, today=TODAY).name is not Stage.icebreak
+
+
+def test_a_how_to_use_question_after_a_purchase_is_revisit() -> None:
+    turns = _chat(("c", "你好，我上次买的那套怎么用，先用哪个"))
+    features, _ = stage_features(turns, _buyer(10), today=TODAY)
+    assert features.get("how_to_use_bought")
+    assert detect_stage(turns, _buyer(10), today=TODAY).name is Stage.revisit
+
+
+def test_a_bare_reply_to_a_staff_opener_to_a_buyer_is_revisit() -> None:
+    turns = _chat(("s", "王姐好，最近宝宝用着还合适吗？"), ("c", "好的"))
+    features, _ = stage_features(turns, _buyer(20), today=TODAY)
+    assert features.get("staff_opened_buyer") and features.get("bare_answers_staff_care")
+    assert detect_stage(turns, _buyer(20), today=TODAY).name is Stage.revisit

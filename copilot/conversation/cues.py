@@ -15,8 +15,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
-    "ACK", "ADVICE", "AFTERSALES", "BUY", "CHOOSE", "DEAL", "DELIVERY", "GREETING", "HOLIDAY", "OBJECTION", "PRICE",
-    "PROBLEM", "PRODUCT", "RECEIVED", "REPURCHASE", "SHIPPING", "SITUATION", "SIZE", "STOCK", "WHO", "Cue", "find_cue",
+    "ACK", "ADVICE", "AFTERSALES", "ALTERNATIVE", "AMOUNT", "AVAILABLE", "BOUGHT", "BUY", "CHOOSE", "DEAL", "DELIVERY",
+    "GREETING", "HOLIDAY", "HOW_TO_USE", "OBJECTION", "PRICE", "PROBLEM", "PRODUCT", "RECEIVED", "REPURCHASE",
+    "SHIPPING", "SITUATION", "SIZE", "STAFF_AFTERSALES", "STAFF_CARE", "STAFF_NEED", "STAFF_OFFER", "STOCK", "SYMPTOM",
+    "WHO", "Cue", "find_cue",
 ]
 
 
@@ -88,6 +90,35 @@ HOLIDAY = Cue.of("holiday", "节日问候", ["快乐", "节快乐", "新年好",
 GREETING = Cue.of("greeting", "打招呼", ["你好", "您好", "在吗", "hello", "hi", "哈喽", "嗨", "加你了", "通过了", "加上了",
                                           "刚加"])
 WHO = Cue.of("who", "问你是谁/新人礼", ["你是谁", "你们是", "干嘛的", "见面礼", "新人", "刚入会", "扫码", "怎么称呼"])
+
+# ---- shapes of a customer's words (patterns rather than phrases) ----------------------------------
+# Choosing between two options ("M还是L", "日用还是夜用"), not "还是那款" (the same again).
+ALTERNATIVE = Cue("alternative", "在两个选项间挑", re.compile(r"[^\s，,。？?]还是[^\s，,。？?那老]"))
+# Asking whether something exists or is allowed ("有没有…", "有…吗", "能不能…").
+AVAILABLE = Cue("available", "问有没有/能不能", re.compile(r"有没有|有[^，,。]{0,10}[吗嘛么]|能不能|可不可以|可以[^，,。]{0,8}[吗嘛么]"))
+# A purchase of one's own, already made.
+BOUGHT = Cue("bought", "提到自己已经买过", re.compile(
+    r"(上次|上周|上个月|之前|前天|昨天|刚|已经)(买|收到|拍|下单|用)|我买的|买的[^，,。]{0,6}(用|到)|收到货|到货了|"
+    r"拍了|下单了|付款了|已下单"))
+# An age, weight, duration or count: describing oneself or the person the purchase is for.
+AMOUNT = Cue("amount", "说了年龄/体重/时长", re.compile(
+    r"\d+(\.\d+)?\s*(个月|岁|公斤|斤|kg|天|周)|[一二三四五六七八九十两半]+(个多?月|岁|公斤|斤|天|周)"))
+# Bodily complaints a customer reports about themselves or the person they care for.
+SYMPTOM = Cue.of("symptom", "描述身体不适", [
+    "红", "痒", "疹", "哭", "闹", "痘", "吐", "拉肚", "便秘", "干燥", "起皮", "睡不", "不舒服", "疼", "痛", "肿"])
+HOW_TO_USE = Cue.of("how_to_use", "问怎么用", [
+    "怎么用", "先用哪", "用法", "怎么吃", "怎么喝", "怎么冲", "放多久", "开封", "一天几次", "用多少", "怎么搭"])
+
+# ---- what the staff message being answered does ---------------------------------------------------
+STAFF_NEED = Cue.of("staff_need", "顾问在问需求", [
+    "多大", "多重", "几个月", "几斤", "偏干", "偏油", "肤质", "什么码", "哪个码", "现在用", "平时", "什么情况", "具体",
+    "多久", "几次", "用的是", "在用", "哪里不舒服"])
+STAFF_OFFER = Cue("staff_offer", "顾问推荐/报价", re.compile(
+    r"\d+\s*(元|块)|¥|链接|下单|现货|包邮|满\d+|券|活动|推荐|可以试试|建议选|适合您|优惠|价"))
+STAFF_AFTERSALES = Cue.of("staff_aftersales", "顾问在处理售后", [
+    "抱歉", "不好意思", "订单号", "退", "换货", "补发", "登记", "照片", "批次", "理赔"])
+STAFF_CARE = Cue.of("staff_care", "顾问回访关怀", [
+    "用着", "用得", "收到", "好久", "最近", "还好吗", "怎么样", "快用完", "补货", "提醒"])
 
 # ---- no new information ---------------------------------------------------------------------------
 # A bare acknowledgement keeps the stage of the exchange it answers.

@@ -8,10 +8,15 @@ A linear evidence model over signals that carry from one brand to the next:
   the scripts closest to the customer's words and of those closest to the staff's last message (the step of
   the SOP staff are on);
 - the profile: orders, their recency and repurchase cycle, a first contact with no history;
+- the state of the conversation (`_state`): what the staff message being answered does (asks about the need,
+  quotes or links a product, handles after-sales, checks in), whether staff already offered something, whether
+  the customer already said they bought or received it, who opened the conversation, and the combinations the
+  labelling rules turn on (a greeting or holiday wish from someone already known, a how-to-use question after
+  a purchase, a description given in answer to a staff question, a bare reply carrying the staff's step);
 - the last stage this conversation was in and, where an LLM is configured, its vote.
 
 Each signal adds `weight × value` to each stage and leaves a reason a person can read. The weights of the
-dialogue-act, library and profile signals are fitted on the dev stage sets of both demo brands
+dialogue-act, state, library and profile signals are fitted on the dev stage sets of three verticals
 (`eval/tune_stage.py` writes `stage_weights.json`); test sets are never read for them.
 """
 
@@ -30,11 +35,16 @@ from copilot.conversation.cues import (
     ACK,
     ADVICE,
     AFTERSALES,
+    ALTERNATIVE,
+    AMOUNT,
+    AVAILABLE,
+    BOUGHT,
     BUY,
     CHOOSE,
     DEAL,
     GREETING,
     HOLIDAY,
+    HOW_TO_USE,
     OBJECTION,
     PRICE,
     PROBLEM,
@@ -44,13 +54,18 @@ from copilot.conversation.cues import (
     SHIPPING,
     SITUATION,
     SIZE,
+    STAFF_AFTERSALES,
+    STAFF_CARE,
+    STAFF_NEED,
+    STAFF_OFFER,
     STOCK,
+    SYMPTOM,
     WHO,
     Cue,
     find_cue,
 )
 from copilot.conversation.stage_library import LibraryStages, share
-from copilot.conversation.turns import Turn, customer_turns, last_customer_text
+from copilot.conversation.turns import Turn, answered_staff_text, customer_turns, last_customer_text
 from copilot.knowledge.schema import CustomerProfile, Stage
 
 __all__ = ["STAGE_CUES", "WEIGHTS_PATH", "StageResult", "StageSignals", "detect_stage", "stage_features",
@@ -67,6 +82,11 @@ STAGE_CUES: dict[Stage, list[Cue]] = {
     Stage.recommend: [PRICE, BUY, STOCK, SIZE, SHIPPING, CHOOSE, DEAL, PRODUCT, OBJECTION],
     Stage.revisit: [RECEIVED, AFTERSALES, REPURCHASE, HOLIDAY],
 }
+# Shapes of the latest words and acts of the staff message they answer, read beside the cues above.
+_SHAPES: tuple[Cue, ...] = (ALTERNATIVE, AVAILABLE, BOUGHT, AMOUNT, SYMPTOM, HOW_TO_USE)
+_STAFF_ACTS: tuple[Cue, ...] = (STAFF_NEED, STAFF_OFFER, STAFF_AFTERSALES, STAFF_CARE)
+_BUYING = ("now_price", "now_buy", "now_stock", "now_deal", "now_choose")
+_QUESTION_ENDS = ("?", "？", "吗", "呢")
 _SHORT = re.compile(r"[\s\W_]+", re.UNICODE)
 # The stage this conversation was in at the last suggestion (stored per staff and customer). The dev sets carry
 # no stored conversation, so it is not fitted: it is set to outweigh what a bare reply says on its own.
@@ -161,7 +181,76 @@ def stage_features(
     if len(said) <= 1:
         features["first_words"] = 1.0
         labels["first_words"] = "这是客户在本次对话里的第一句话"
+    features |= _state(turns, profile, features, labels)
     return features, labels
+
+
+def _flag(out: dict[str, float], labels: dict[str, str], name: str, label: str) -> None:
+    out[name] = 1.0
+    labels[name] = label
+
+
+def _state(turns: Sequence[Turn], profile: CustomerProfile | None, features: Mapping[str, float],
+           labels: dict[str, str]) -> dict[str, float]:
+    """Where the conversation stands: what the staff message being answered does, what has happened so far
+    (staff quoted a price or sent a link, the customer said they bought or received something), and the
+    combinations the labelling rules turn on (a greeting or a holiday wish from someone already known, a
+    how-to-use question after a purchase, a description given in answer to a staff question)."""
+    out: dict[str, float] = {}
+    said = customer_turns(turns)
+    latest = said[-1].text if said else ""
+    for cue in _SHAPES:
+        if hit := find_cue(cue, latest):
+            _flag(out, labels, f"now_{cue.name}", f"“{hit}”{cue.label}")
+    answered = answered_staff_text(turns)
+    if answered:
+        if answered.rstrip().endswith(_QUESTION_ENDS) or "？" in answered[-12:]:
+            _flag(out, labels, "answers_question", "客户在回答顾问的提问")
+        for cue in _STAFF_ACTS:
+            if hit := find_cue(cue, answered):
+                _flag(out, labels, f"answers_{cue.name}", f"回应顾问的“{hit}”（{cue.label}）")
+    staff_said = " ".join(t.text for t in turns if t.role == "staff")
+    earlier = " ".join(t.text for t in said[:-1])
+    if find_cue(STAFF_OFFER, staff_said):
+        _flag(out, labels, "offered_before", "本次对话里顾问已经推荐或报过价")
+    if any(find_cue(cue, earlier) for cue in (BOUGHT, RECEIVED, AFTERSALES)):
+        _flag(out, labels, "bought_before", "客户在本次对话里说过已购买/收货/售后")
+    if any(find_cue(cue, earlier) for cue in (PRICE, BUY, CHOOSE, DEAL, SIZE, STOCK)):
+        _flag(out, labels, "buying_before", "客户在本次对话里问过价格/购买")
+    if turns and turns[0].role == "staff":
+        _flag(out, labels, "staff_opened", "这次对话是顾问主动发起的")
+        if profile is not None and profile.orders:
+            _flag(out, labels, "staff_opened_buyer", "顾问主动联系老客户")
+    # A bare reply carries the step of the staff message it answers.
+    if features.get("now_ack") or features.get("now_silent"):
+        for stage in STAGES:
+            if features.get(f"staff_{stage}"):
+                out[f"bare_staff_{stage}"] = features[f"staff_{stage}"]
+                labels[f"bare_staff_{stage}"] = labels.get(f"staff_{stage}", "")
+        for name in [n for n in out if n.startswith("answers_")]:
+            _flag(out, labels, f"bare_{name}", labels[name])
+    if features.get("first_words"):
+        if features.get("has_orders"):
+            _flag(out, labels, "first_words_buyer", "老客户开启新的对话")
+        if features.get("now_question"):
+            _flag(out, labels, "first_words_question", "客户一上来就提问")
+    known = bool(profile and (profile.orders or profile.chat)) or not features.get("first_words")
+    if known and features.get("now_greeting"):
+        _flag(out, labels, "greeting_known", "已经认识的客户在打招呼")
+    if known and features.get("now_holiday"):
+        _flag(out, labels, "holiday_known", "已经认识的客户在节日问候")
+    bought = any(features.get(n) or out.get(n) for n in ("has_orders", "bought_before", "now_bought", "now_received"))
+    if bought and out.get("now_how_to_use"):
+        _flag(out, labels, "how_to_use_bought", "买过之后问怎么用")
+    if bought and (features.get("now_aftersales") or out.get("now_symptom")):
+        _flag(out, labels, "problem_bought", "买过之后反馈问题")
+    describes = any(features.get(n) or out.get(n) for n in ("now_situation", "now_amount", "now_problem", "now_symptom"))
+    if out.get("answers_question") and describes and not any(features.get(n) for n in _BUYING):
+        _flag(out, labels, "answers_with_need", "客户在回答顾问的问题、描述自身情况")
+        if out.get("offered_before") or out.get("answers_staff_offer"):
+            _flag(out, labels, "answers_after_offer", "顾问推荐之后补充情况（多为选规格）")
+    out["turn_index"] = min(len(said), 6) / 6
+    return out
 
 
 @lru_cache(maxsize=4)
@@ -199,7 +288,8 @@ def detect_stage(
     else:
         features, labels = stage_features(turns, profile, today=today, signals=signals)
         if last_stage is not None:
-            features.pop("first_words", None)  # a stored conversation: these are not the customer's first words
+            for name in ("first_words", "first_words_buyer", "first_words_question"):
+                features.pop(name, None)  # a stored conversation: these are not the customer's first words
         table = weights if weights is not None else stage_weights()
         for name, value in features.items():
             for stage, weight in table.get(name, {}).items():
