@@ -52,3 +52,19 @@ def test_a_family_rule_flags_its_shape_and_not_the_ordinary_wording(
 )
 def test_context_exceptions_keep_ordinary_sales_talk_quiet(rules: ComplianceChecker, text: str, quiet_rule: str) -> None:
     assert quiet_rule not in {f.rule_id for f in rules.check(text).flags}
+
+
+@pytest.mark.parametrize(
+    ("warning", "practice", "category"),
+    [
+        ("让您转我支付宝的都是骗子", "转我支付宝就行", "off_platform"),
+        ("说用了绝对有效的都是假的，效果因人而异", "用了绝对有效", "false_promise"),
+        ("这款不敢跟您保证绝对有效", "这款绝对有效", "false_promise"),
+        ("网上说的包过班千万别信", "我们这个班包过", "ad_education"),
+    ],
+)
+def test_warnings_and_hedges_are_not_the_practice_they_name(
+    rules: ComplianceChecker, warning: str, practice: str, category: str
+) -> None:
+    assert category in rules.check(practice).categories
+    assert category not in rules.check(warning).categories

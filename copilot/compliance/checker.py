@@ -45,8 +45,11 @@ _DISCUSSION = re.compile(
     r"(?<!不)(?:违法|违规)|(?:规定|法律|广告法|条例|广告中|一律|均)(?:.{0,12})不得|严禁|禁止|打击"
     r"|(?:反诈|防骗|警方|公安机关|监管部门|消费者协会|消协)(?:.{0,6})(?:提醒|提示|表示|通报)"
     r"|提醒(?:广大|消费者|投资者|用户|市民|大家|家长)|(?:专家|医生|官方|平台|银行)(?:.{0,2})提醒|谨防|警惕|(?:破获|侦破)(?:.{0,8})案"
-    r"|受害者|举报|(?:都是|就是|是|属于)(?:诈骗|骗局|骗人的)|法律(?:.{0,6})(?:限制|禁止)"
+    r"|受害者|举报|(?:都是|就是|是|属于)(?:诈骗|骗局|骗人的|骗子|假的)|法律(?:.{0,6})(?:限制|禁止)"
+    r"|千万(?:别|不要)(?:信|给|告诉|转|点|加|上当)|(?:不要|别)(?:相信|上当)|(?:的|种)骗局"
 )
+# A promise hedged in the same text (效果因人而异, 我们不保证每个人都有效) is the opposite of one.
+_HEDGE = re.compile(r"(?:不|没法|没办法|无法|不能|不敢|不会)(?:给您|跟您|向您)?(?:保证|承诺|打包票)|因人而异|个体差异")
 _DISCUSSABLE = frozenset({"ad_absolute", "ad_medical", "ad_finance", "ad_education", "ad_superstition",
                           "ad_endorsement", "false_promise", "review_cashback", "prize_lure", "spam_ad", "fraud",
                           "sensitive_gambling", "sensitive_porn", "off_platform"})
@@ -172,6 +175,8 @@ class ComplianceChecker:
             # Text that warns about, forbids or reports a practice (反诈提醒, 广告法规定不得…, 平台打击刷单) is not
             # doing it.
             flags = [f for f in flags if f.category not in _DISCUSSABLE]
+        if flags and _HEDGE.search(nt):
+            flags = [f for f in flags if f.category != "false_promise"]
         if not flags:
             return ComplianceResult("none", (), snap.version)
         kept = _resolve_overlaps(flags)
