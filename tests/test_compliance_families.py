@@ -61,6 +61,8 @@ def test_context_exceptions_keep_ordinary_sales_talk_quiet(rules: ComplianceChec
         ("说用了绝对有效的都是假的，效果因人而异", "用了绝对有效", "false_promise"),
         ("这款不敢跟您保证绝对有效", "这款绝对有效", "false_promise"),
         ("网上说的包过班千万别信", "我们这个班包过", "ad_education"),
+        ("请不要转到任何私人账户上", "钱转到我私人账户上", "off_platform"),
+        ("广告法规定不能说销量第一", "我们这款销量第一", "ad_absolute"),
     ],
 )
 def test_warnings_and_hedges_are_not_the_practice_they_name(

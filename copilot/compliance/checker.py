@@ -47,6 +47,11 @@ _DISCUSSION = re.compile(
     r"|提醒(?:广大|消费者|投资者|用户|市民|大家|家长)|(?:专家|医生|官方|平台|银行)(?:.{0,2})提醒|谨防|警惕|(?:破获|侦破)(?:.{0,8})案"
     r"|受害者|举报|(?:都是|就是|是|属于)(?:诈骗|骗局|骗人的|骗子|假的)|法律(?:.{0,6})(?:限制|禁止)"
     r"|千万(?:别|不要)(?:信|给|告诉|转|点|加|上当)|(?:不要|别)(?:相信|上当)|(?:的|种)骗局"
+    r"|(?:规定|法律|广告法|条例)(?:.{0,12})(?:不能|不允许|不可以)"
+)
+# Telling the customer not to pay or add anyone privately (请不要转到任何个人账户, 别加私人微信) keeps them on WeCom.
+_OFF_PLATFORM_DENIAL = re.compile(
+    r"(?:不要|别|请勿|切勿|不能|不会|不支持|不接受)(?:.?)(?:转|私下|加)(?:.{0,6})(?:个人|私人|微信|支付宝|银行卡|账户)"
 )
 # A promise hedged in the same text (效果因人而异, 我们不保证每个人都有效) is the opposite of one.
 _HEDGE = re.compile(r"(?:不|没法|没办法|无法|不能|不敢|不会)(?:给您|跟您|向您)?(?:保证|承诺|打包票)|因人而异|个体差异")
@@ -177,6 +182,8 @@ class ComplianceChecker:
             flags = [f for f in flags if f.category not in _DISCUSSABLE]
         if flags and _HEDGE.search(nt):
             flags = [f for f in flags if f.category != "false_promise"]
+        if flags and _OFF_PLATFORM_DENIAL.search(nt):
+            flags = [f for f in flags if f.category != "off_platform"]
         if not flags:
             return ComplianceResult("none", (), snap.version)
         kept = _resolve_overlaps(flags)
