@@ -91,7 +91,7 @@ _ADDRESS_RE = re.compile(
     rf"|(?<![{_NUM}A-Za-z])[{_NUM}A-Za-z]+ ?(?:号楼|栋|幢|座) ?[\-]?[{_NUM}]+ ?单元 ?[\-]?{_ROOM}"
     rf"|(?<![{_NUM}A-Za-z])[{_NUM}A-Za-z]{{1,4}}(?:号楼|栋|幢|座)[\-]?(?:[{_NUM}]+[楼层])?[{_NUM}]{{3,4}}[室房]"
 )
-_ADDRESS_CUE = re.compile(r"[号室栋幢座组房]|单元|\d-\d{1,2}-\d")
+_ADDRESS_CUE = re.compile(r"[号室栋幢座]|单元|\d房|村[0-9一二三四五六七八九十]|\d-\d{1,2}-\d")
 _ADDRESS_LEAD = re.compile(
     r"^(?:我的|我家|收货|收件|家庭|详细|快递|请|麻烦|帮我)*(?:地址|住址)?(?:是|为|在|寄到|发到|送到|住在)?"
 )
@@ -109,7 +109,6 @@ _EMAIL_SPELLED_RE = re.compile(
 _DOCUMENT_CUE = r"护照|護照|通行证|通行證|港澳证|港澳證|回乡证|回鄉證|签证|簽證|旅行证|旅行證|证件|證件|passport"
 # A text that names a document: every number shaped like one (one or two letters, 7–10 digits, spaced as people
 # type them: E 1234 5678) is that document's number (孩子护照上的号码是E87654321, 护照和通行证分别是E…和C…).
-_DOCUMENT_CUE_RE = re.compile(_DOCUMENT_CUE, re.IGNORECASE)
 _DOCUMENT_RE = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{1,2}[\s\-]?\d(?:[\s\-]?\d){6,9})(?![\dA-Za-z])")
 # Taiwan compatriot permit (台胞证): eight digits (ten with the renewal count), only after its cue word.
 _TAIWAN_PERMIT_RE = re.compile(
@@ -149,20 +148,30 @@ _ANY_CUE = re.compile(
     rf"{_PREFILTER_NUMBER.pattern}|{_CN_MOBILE_RE.pattern}|{_ADDRESS_CUE.pattern}|@|#(?=[A-Za-z0-9])"
     r"|[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼][A-Za-z]"
 )
+_PLATE_CUE = re.compile(r"[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼][A-Za-z]")
 # The word cues, matched in the lower-cased text by one automaton pass (an alternation of them under IGNORECASE
 # costs several times more).
+# costs several times more); each names the detectors it wakes.
 _WORD_CUES = ahocorasick.Automaton()
-for _cue in (
-    *_DOCUMENT_CUE.split("|"), "(at)", "[at]", "（at）", "{at}", " at ", "艾特", "圈a", "台胞",
-    "微信", "薇信", "威信", "徽信", "维信", "v信", "vx", "wx", "wechat", "weixin", "xin", "wei信", "绿泡泡",
-    "加v", "+v", "➕v", "v:", "v：", "v :", "v ：", "qq", "扣扣", "企鹅", "球球", "q号", "q群",
+for _kind, _cues in (
+    ("document", (*_DOCUMENT_CUE.split("|"), "台胞")),
+    ("mail", ("(at)", "[at]", "（at）", "{at}", " at ", "艾特", "圈a")),
+    ("wechat", ("微信", "薇信", "威信", "徽信", "维信", "v信", "vx", "wx", "wechat", "weixin", "xin", "wei信", "绿泡泡",
+                "加v", "+v", "➕v", "v:", "v：", "v :", "v ：")),
+    ("qq", ("qq", "扣扣", "企鹅", "球球", "q号", "q群")),
 ):
-    _WORD_CUES.add_word(_cue, _cue)
+    for _cue in _cues:
+        _WORD_CUES.add_word(_cue, _kind)
 _WORD_CUES.make_automaton()
 
 
+def _word_cues(text: str) -> set[str]:
+    """The kinds of word cue in `text` (document, mail, wechat, qq)."""
+    return {kind for _end, kind in _WORD_CUES.iter(text.lower())}
+
+
 def _has_cue(text: str) -> bool:
-    return _ANY_CUE.search(text) is not None or next(_WORD_CUES.iter(text.lower()), None) is not None
+    return _ANY_CUE.search(text) is not None or bool(_word_cues(text))
 
 
 @dataclass(frozen=True)
@@ -243,26 +252,30 @@ def _addresses(text: str) -> list[PiiMatch]:
     return found
 
 
-def _others(text: str) -> list[PiiMatch]:
+def _others(text: str, kinds: set[str]) -> list[PiiMatch]:
     found: list[PiiMatch] = []
     if "@" in text:
         found.extend(
             PiiMatch("pii_other", "邮箱", m.span(), m.group().lower()) for m in _EMAIL_RE.finditer(text)
         )
-    found.extend(PiiMatch("pii_other", "邮箱", m.span(), m.group().lower()) for m in _EMAIL_SPELLED_RE.finditer(text))
-    if _DOCUMENT_CUE_RE.search(text):
+    if "@" in text or "#" in text or "mail" in kinds:
+        found.extend(
+            PiiMatch("pii_other", "邮箱", m.span(), m.group().lower()) for m in _EMAIL_SPELLED_RE.finditer(text)
+        )
+    if "document" in kinds:
         found.extend(
             PiiMatch("pii_other", "证件号", m.span(1), re.sub(r"[\s\-]", "", m.group(1)).upper())
             for m in _DOCUMENT_RE.finditer(text)
         )
-    found.extend(PiiMatch("pii_other", "证件号", m.span(1), m.group(1)) for m in _TAIWAN_PERMIT_RE.finditer(text))
-    found.extend(PiiMatch("pii_other", "微信号", m.span(1), m.group(1)) for m in _WECHAT_RE.finditer(text))
-    for m in _QQ_RE.finditer(text):
+        found.extend(PiiMatch("pii_other", "证件号", m.span(1), m.group(1)) for m in _TAIWAN_PERMIT_RE.finditer(text))
+    if "wechat" in kinds:
+        found.extend(PiiMatch("pii_other", "微信号", m.span(1), m.group(1)) for m in _WECHAT_RE.finditer(text))
+    for m in _QQ_RE.finditer(text) if "qq" in kinds else ():
         number = m.group(1)
         if len(number) == 11 and number.startswith("1"):
             continue  # a mobile number given as the QQ/WeChat account is a phone, found as one
         found.append(PiiMatch("pii_other", "QQ号", m.span(1), number))
-    for m in _PLATE_RE.finditer(text):
+    for m in _PLATE_RE.finditer(text) if _PLATE_CUE.search(text) else ():
         plate = re.sub(r"[\s·・•.\-]", "", m.group()).upper()
         if sum(c.isdigit() for c in plate) >= 2:
             found.append(PiiMatch("pii_other", "车牌号", m.span(), plate))
@@ -276,7 +289,8 @@ def find_pii(text: str) -> list[PiiMatch]:
     """Every personal-data span in `text`, non-overlapping, in text order (longest/most specific wins)."""
     if _NEEDS_FOLDING.search(text):
         text = text.translate(_HALF_WIDTH)
-    if not _has_cue(text):
+    kinds = _word_cues(text)
+    if not kinds and _ANY_CUE.search(text) is None:
         return []
     candidates: list[PiiMatch] = []
     if _PREFILTER_NUMBER.search(text):
@@ -285,7 +299,7 @@ def find_pii(text: str) -> list[PiiMatch]:
         candidates.extend(_spelled_phones(text))
     if _ADDRESS_CUE.search(text):
         candidates.extend(_addresses(text))
-    candidates.extend(_others(text))
+    candidates.extend(_others(text, kinds))
     if len(candidates) < 2:
         return candidates
     candidates.sort(key=lambda p: (-(p.span[1] - p.span[0]), -_PRIORITY[p.category], p.span[0]))
