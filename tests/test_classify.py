@@ -83,3 +83,14 @@ def test_same_training_gives_same_predictions() -> None:
     first = MessageClassifier(HashingEmbedder()).fit(TRAIN + OOS).predict(texts)
     second = MessageClassifier(HashingEmbedder()).fit(TRAIN + OOS).predict(texts)
     assert first == second
+
+
+def test_a_label_with_a_single_example_is_still_predicted() -> None:
+    classifier = MessageClassifier(HashingEmbedder()).fit([*TRAIN, ("发票怎么开", "invoice"), *OOS])
+    assert "invoice" in classifier.labels
+    assert classifier.predict(["发票怎么开"])[0][0] == "invoice"
+
+
+def test_two_examples_of_two_labels_are_enough() -> None:
+    classifier = MessageClassifier(HashingEmbedder()).fit([("快递到哪了", "logistics"), ("我要退款", "refund")])
+    assert [label for label, _ in classifier.predict(["快递到哪了", "我要退款"])] == ["logistics", "refund"]
