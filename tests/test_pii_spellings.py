@@ -38,6 +38,7 @@ from copilot.compliance import find_pii, mask_pii
         ("我的v信号码是tian_mi88", "pii_other", "tian_mi88"),
         ("威xin: yuer_mom", "pii_other", "yuer_mom"),
         ("q号 987654321 私聊", "pii_other", "987654321"),
+        ("Q號：2938471652", "pii_other", "2938471652"),
         ("进Q群 726354819 领资料", "pii_other", "726354819"),
         # licence plates
         ("车牌号：沪a12345", "pii_other", "沪a12345"),
