@@ -158,7 +158,7 @@ for _kind, _cues in (
     ("mail", ("(at)", "[at]", "（at）", "{at}", " at ", "艾特", "圈a")),
     ("wechat", ("微信", "薇信", "威信", "徽信", "维信", "v信", "vx", "wx", "wechat", "weixin", "xin", "wei信", "绿泡泡",
                 "加v", "+v", "➕v", "v:", "v：", "v :", "v ：")),
-    ("qq", ("qq", "扣扣", "企鹅", "球球", "q号", "q號", "q群")),
+    ("qq", ("qq", "扣扣", "企鹅", "球球", "q号", "q群")),
 ):
     for _cue in _cues:
         _WORD_CUES.add_word(_cue, _kind)
