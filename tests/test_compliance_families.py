@@ -63,6 +63,11 @@ def test_context_exceptions_keep_ordinary_sales_talk_quiet(rules: ComplianceChec
         ("网上说的包过班千万别信", "我们这个班包过", "ad_education"),
         ("请不要转到任何私人账户上", "钱转到我私人账户上", "off_platform"),
         ("广告法规定不能说销量第一", "我们这款销量第一", "ad_absolute"),
+        ("这款乳液主要是保湿的，祛痘的话得找医生开药", "这款乳液祛痘", "ad_medical"),
+        ("鱼油是普通食品，降血脂的话要遵医嘱", "这款鱼油降血脂", "ad_medical"),
+        ("长个子主要还是靠营养和睡眠，钙片只是补充", "这款钙片帮助长个子", "ad_medical"),
+        ("赌博害人，家里有人沉迷一定要劝", "来我们平台赌博", "sensitive_gambling"),
+        ("有人在群里发赌博链接，已经踢出去了", "群里有赌博链接，快来", "sensitive_gambling"),
     ],
 )
 def test_warnings_and_hedges_are_not_the_practice_they_name(

@@ -48,6 +48,13 @@ _DISCUSSION = re.compile(
     r"|受害者|举报|(?:都是|就是|是|属于)(?:诈骗|骗局|骗人的|骗子|假的)|法律(?:.{0,6})(?:限制|禁止)"
     r"|千万(?:别|不要)(?:信|给|告诉|转|点|加|上当)|(?:不要|别)(?:相信|上当)|(?:的|种)骗局"
     r"|(?:规定|法律|广告法|条例)(?:.{0,12})(?:不能|不允许|不可以)"
+    r"|(?:赌博|网赌|赌钱|诈骗)害人|(?:已经|已|都)(?:被)?(?:踢出|踢了|拉黑|移出|清出)"
+)
+# Sending the health question to a doctor (祛痘的话得找医生开药, 降血脂要遵医嘱吃药) or putting the effect down to
+# something else (长个子主要还是靠营养和睡眠, 这个说法没有依据) says what the product does not do.
+_MEDICAL_REFERRAL = re.compile(
+    r"的话(?:.{0,2})(?:得|要|还是|请|建议|需要)(?:.{0,2})(?:找医生|看医生|遵医嘱|就医|去医院|看病)"
+    r"|(?:主要|还是|得)(?:还是|是)?靠(?:营养|睡眠|运动|饮食|作息|均衡)|说法(?:.{0,2})没有(?:科学)?依据|不这么(?:宣传|说)"
 )
 # Telling the customer not to pay or add anyone privately (请不要转到任何个人账户, 别加私人微信) keeps them on WeCom.
 _OFF_PLATFORM_DENIAL = re.compile(
@@ -55,6 +62,12 @@ _OFF_PLATFORM_DENIAL = re.compile(
 )
 # A promise hedged in the same text (效果因人而异, 我们不保证每个人都有效) is the opposite of one.
 _HEDGE = re.compile(r"(?:不|没法|没办法|无法|不能|不敢|不会)(?:给您|跟您|向您)?(?:保证|承诺|打包票)|因人而异|个体差异")
+# A plain comparison that leaves the other brand its due (和隔壁那家的差不多, 各有优势, 也不错, 不好评价) is not
+# disparagement.
+_NEUTRAL_COMPARISON = re.compile(
+    r"差不多|各有(?:优势|特点|千秋|所长|各的好)|侧重点?不(?:一样|同)|(?:也|都)(?:挺|很|还)?(?:不错|挺好|能用|能吃|可以)"
+    r"|不好评价|不(?:太)?了解|没(?:有)?用过|(?:看|选)(?:适合|合适)"
+)
 _DISCUSSABLE = frozenset({"ad_absolute", "ad_medical", "ad_finance", "ad_education", "ad_superstition",
                           "ad_endorsement", "false_promise", "review_cashback", "prize_lure", "spam_ad", "fraud",
                           "sensitive_gambling", "sensitive_porn", "off_platform"})
@@ -180,6 +193,10 @@ class ComplianceChecker:
             # Text that warns about, forbids or reports a practice (反诈提醒, 广告法规定不得…, 平台打击刷单) is not
             # doing it.
             flags = [f for f in flags if f.category not in _DISCUSSABLE]
+        if flags and _NEUTRAL_COMPARISON.search(nt):
+            flags = [f for f in flags if f.category != "competitor"]
+        if flags and _MEDICAL_REFERRAL.search(nt):
+            flags = [f for f in flags if f.category != "ad_medical"]
         if flags and _HEDGE.search(nt):
             flags = [f for f in flags if f.category != "false_promise"]
         if flags and _OFF_PLATFORM_DENIAL.search(nt):
