@@ -68,6 +68,9 @@ _NEUTRAL_COMPARISON = re.compile(
     r"差不多|各有(?:优势|特点|千秋|所长|各的好)|侧重点?不(?:一样|同)|(?:也|都)(?:挺|很|还)?(?:不错|挺好|能用|能吃|可以)"
     r"|不好评价|不(?:太)?了解|没(?:有)?用过|(?:看|选)(?:适合|合适)"
 )
+# A commitment about the staff member's own service (我肯定会把课表发您, 绝对不会忘了提醒您, 明天一定寄出) is not
+# an effect promise; only the model's guess gives way to it, a rule's finding stays.
+_SERVICE_COMMITMENT = re.compile(r"(?:发|提醒|回复|通知)(?:给)?您|寄出|发出|单号")
 _DISCUSSABLE = frozenset({"ad_absolute", "ad_medical", "ad_finance", "ad_education", "ad_superstition",
                           "ad_endorsement", "false_promise", "review_cashback", "prize_lure", "spam_ad", "fraud",
                           "sensitive_gambling", "sensitive_porn", "off_platform"})
@@ -193,6 +196,8 @@ class ComplianceChecker:
             # Text that warns about, forbids or reports a practice (反诈提醒, 广告法规定不得…, 平台打击刷单) is not
             # doing it.
             flags = [f for f in flags if f.category not in _DISCUSSABLE]
+        if flags and _SERVICE_COMMITMENT.search(nt):
+            flags = [f for f in flags if f.rule_id != "semantic.false_promise"]
         if flags and _NEUTRAL_COMPARISON.search(nt):
             flags = [f for f in flags if f.category != "competitor"]
         if flags and _MEDICAL_REFERRAL.search(nt):
