@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from api.app import create_app
 from copilot.config import Settings
@@ -108,10 +109,19 @@ def _open(page: Any, server: LiveServer, customer_id: str | None = None, **param
 
 
 def _feedback(api: httpx.Client, suggestion_id: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = api.get(
-        "/v1/sidebar/feedback", params={"suggestion_id": suggestion_id}
-    ).json()["items"]
-    return items
+    """The suggestion's feedback once some has been recorded: the page shows a draft's new state first and
+    posts the feedback after it, so the row may land a moment after the state line changes."""
+
+    def read() -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = api.get(
+            "/v1/sidebar/feedback", params={"suggestion_id": suggestion_id}
+        ).json()["items"]
+        return items
+
+    waiting = Retrying(stop=stop_after_delay(10), wait=wait_fixed(0.05), retry=retry_if_result(lambda items: not items),
+                       retry_error_callback=lambda state: state.outcome.result() if state.outcome else [])
+    found: list[dict[str, Any]] = waiting(read)
+    return found
 
 
 def _streamed_suggestion(body: str) -> dict[str, Any]:
