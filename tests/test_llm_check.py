@@ -60,7 +60,9 @@ def test_subtle_false_promise_is_flagged_for_review_at_the_quoted_phrase(
 def test_rules_alone_miss_the_subtle_promise_and_combine_makes_it_need_approval(
     openai_stub: OpenAIStub, allow_requests: None
 ) -> None:
-    rules = ComplianceChecker(packs=("general", "mother_baby")).check(SUBTLE)
+    # The rule packs alone; the n-gram semantic layer now catches this promise on its own, which is not what
+    # this test is about: what the model's review adds to a result that holds nothing.
+    rules = ComplianceChecker(packs=("general", "mother_baby"), semantic=False).check(SUBTLE)
     assert not rules.requires_approval
     openai_stub.script(
         json_reply({"flags": [{"category": "ad_medical", "quote": "湿疹", "reason": "疗效暗示"}]})
