@@ -24,7 +24,7 @@ from copilot.conversation.cues import ACK, Cue, find_cue
 from copilot.conversation.message_intents import OOS_LABEL, Prediction
 from copilot.conversation.stage_library import LibraryStages
 from copilot.conversation.stages import STAGE_CUES
-from copilot.conversation.turns import Turn
+from copilot.conversation.turns import Turn, answered_staff_text
 
 __all__ = ["MessageScope", "answers_staff_question", "judge_scope", "sales_signals"]
 
@@ -62,13 +62,7 @@ def sales_signals(text: str, library: LibraryStages | None) -> list[str]:
 
 def answers_staff_question(turns: Sequence[Turn]) -> bool:
     """Whether the customer's latest words follow a question staff asked (they are answering it)."""
-    seen_customer = False
-    for turn in reversed(turns):
-        if turn.role == "customer":
-            seen_customer = True
-        elif seen_customer:
-            return turn.text.rstrip().endswith(_QUESTION_ENDS)
-    return False
+    return answered_staff_text(turns).rstrip().endswith(_QUESTION_ENDS)
 
 
 def judge_scope(text: str, prediction: Prediction, library: LibraryStages | None, *,
