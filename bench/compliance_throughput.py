@@ -8,6 +8,9 @@
 Time is CPU time of this one process, so the figure is per core; each figure is the median of `--repeats`
 runs (with the best beside it), since other processes on a shared machine slow CPU time too. It prints figures
 only; the target (20,000 msg/s/core) is for people to compare against, not an assertion.
+The realistic mix is the compliance dev split (nine clean lines to one risky), whose clean lines hold none of
+the semantic layer's cue n-grams by construction; "unseen chat" is ordinary sales chat from the stage and
+response dev sets, where about a third of the messages hold a cue and are scored, as new wording would be.
 `--corpus` takes one text per line (or JSON lines with a "text" field) of ordinary speech and prints the
 share of lines flagged, by rule: that is how the lexicon filters were measured.
 """
@@ -27,7 +30,8 @@ from copilot.compliance.tenants import CONFIG_FILENAME, build_checker, load_conf
 
 _REPO = Path(__file__).resolve().parent.parent
 # The development split: the frozen test files are never this bench's corpus.
-_DATASET = _REPO / "eval" / "datasets" / "compliance_dev.jsonl"
+_DATASETS = _REPO / "eval" / "datasets"
+_DATASET = _DATASETS / "compliance_dev.jsonl"
 _KNOWLEDGE = _REPO / "knowledge"
 
 
@@ -41,6 +45,19 @@ def _labelled(path: Path) -> tuple[list[str], list[str]]:
             if row.get("speaker") != "prose" and row.get("source") != "crosswoz":
                 (flagged if row["categories"] else clean).append(row["text"])
     return clean, flagged
+
+
+def _unseen_chat() -> list[str]:
+    """Every message and candidate reply of the stage and response development sets: ordinary 1v1 sales chat
+    that the semantic layer never trains on, so its cue n-grams occur there as they would in new wording."""
+    found: set[str] = set()
+    for path in sorted([*_DATASETS.glob("stage*_dev.jsonl"), *_DATASETS.glob("response*_dev.jsonl")]):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                found.update(m["text"] for m in row.get("messages", ()))
+                found.update(row.get("candidates", ()))
+    return sorted(found)
 
 
 def _texts(path: Path) -> list[str]:
@@ -122,12 +139,18 @@ def main() -> None:
         gated = sum(1 for t in clean if layer.has_cue(normalize(t).text))
         print(f"semantic layer {layer.version}: {len(layer.categories)} categories; {gated}/{len(clean)} clean "
               f"texts hold a cue n-gram and are scored")
+    unseen = _unseen_chat()
+    if layer is not None:
+        gated = sum(1 for t in unseen if layer.has_cue(normalize(t).text))
+        print(f"unseen sales chat: {len(unseen)} messages of the stage and response dev sets, {gated} of them "
+              f"hold a cue n-gram; {sum(1 for t in unseen if checker.check(t).flags)} flagged")
     runs = (
         ("normalise only", normalize, texts),
         ("PII only", find_pii, texts),
         ("full check, clean texts", checker.check, clean),
         ("full check, risky texts", checker.check, flagged_texts),
         ("full check, realistic mix", checker.check, texts),
+        ("full check, unseen chat", checker.check, unseen),
     )
     for label, fn, data in runs:
         print(_line(label, *_rate(fn, data, args.seconds, args.repeats)))
