@@ -102,3 +102,20 @@ def test_the_trained_model_is_cached_outside_the_repository_and_reloaded(
     monkeypatch.setattr(semantic, "_CACHE_DIR", tmp_path / "compliance")
     semantic._trained(layer.examples[1::4])
     assert len(list((tmp_path / "compliance").glob("semantic-*.npz"))) == 2 and cached.is_file()
+
+
+def test_the_clean_budget_is_shared_and_spent_where_it_recalls_most() -> None:
+    # 400 clean lines, one budget line (0.003 × 400); each category can recall more only by flagging one clean line.
+    n_clean = 400
+    clean_scores = np.full((n_clean, 2), -1.0)
+    clean_scores[0, 0] = clean_scores[1, 1] = 0.5
+    a = np.array([[1.0, -1.0]] * 10 + [[0.4, -1.0]] * 5)  # five more lines of A below the clean line
+    b = np.array([[-1.0, 1.0]] * 10 + [[-1.0, 0.4]] * 1)  # one more line of B below the clean line
+    scores = np.vstack([clean_scores, a, b])
+    labels = np.zeros((len(scores), 2), dtype=bool)
+    labels[n_clean : n_clean + 15, 0] = True
+    labels[n_clean + 15 :, 1] = True
+    found = semantic._thresholds(scores, labels, ~labels.any(axis=1))
+    assert found[0] is not None and found[1] is not None
+    assert found[0][0] == 0.4 and found[0][1]["recall"] == 1.0  # A got the clean line: five lines recalled
+    assert found[1][0] == 1.0 and found[1][1]["clean_fp"] == 0.0  # B, which would recall one, did not

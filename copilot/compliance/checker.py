@@ -49,19 +49,29 @@ _DISCUSSION = re.compile(
     r"|千万(?:别|不要)(?:信|给|告诉|转|点|加|上当)|(?:不要|别)(?:相信|上当)|(?:的|种)骗局"
     r"|(?:规定|法律|广告法|条例)(?:.{0,12})(?:不能|不允许|不可以)"
     r"|(?:赌博|网赌|赌钱|诈骗)害人|(?:已经|已|都)(?:被)?(?:踢出|踢了|拉黑|移出|清出)"
+    r"|(?:这种|这类|这样的|这个)(?:事情?|活动|做法|服务|操作)(?:我们|咱们|咱|我这边|我们这边|我们家|本店)?"
+    r"(?:从来|一直|也|都)?(?:不做|不搞|不干|没有|没做过|不提供|不参与)"
 )
 # Sending the health question to a doctor (祛痘的话得找医生开药, 降血脂要遵医嘱吃药) or putting the effect down to
 # something else (长个子主要还是靠营养和睡眠, 这个说法没有依据) says what the product does not do.
 _MEDICAL_REFERRAL = re.compile(
     r"的话(?:.{0,2})(?:得|要|还是|请|建议|需要)(?:.{0,2})(?:找医生|看医生|遵医嘱|就医|去医院|看病)"
     r"|(?:主要|还是|得)(?:还是|是)?靠(?:营养|睡眠|运动|饮食|作息|均衡)|说法(?:.{0,2})没有(?:科学)?依据|不这么(?:宣传|说)"
+    r"|(?<!不用)(?<!不必)(?<!不需要)(?:问问|问下|问一下|咨询|请教|听)(?:一下)?(?:您的|你的|主治|产检|儿科|专业)?(?:医生|大夫)"
+    r"|遵医嘱"
 )
 # Telling the customer not to pay or add anyone privately (请不要转到任何个人账户, 别加私人微信) keeps them on WeCom.
 _OFF_PLATFORM_DENIAL = re.compile(
-    r"(?:不要|别|请勿|切勿|不能|不会|不支持|不接受)(?:.?)(?:转|私下|加)(?:.{0,6})(?:个人|私人|微信|支付宝|银行卡|账户)"
+    r"(?:不要|别|请勿|切勿|不能|不会|不支持|不接受)(?:.?|让您|让你|叫您|要您|要求您)(?:转|私下|加)(?:.{0,6})"
+    r"(?:个人|私人|微信|支付宝|银行卡|账户)"
 )
 # A promise hedged in the same text (效果因人而异, 我们不保证每个人都有效) is the opposite of one.
 _HEDGE = re.compile(r"(?:不|没法|没办法|无法|不能|不敢|不会)(?:给您|跟您|向您)?(?:保证|承诺|打包票)|因人而异|个体差异")
+# A risk disclosure (这个产品不保本，可能会亏; 存在本金损失的风险) says the opposite of a return promise.
+_RISK_DISCLOSURE = re.compile(
+    r"不保本|(?<!不)可能(?:会)?(?:亏|损失)|(?<!不)存在(?:本金)?(?:损失|亏损)(?:的)?风险|投资有风险|不(?:承诺|保证)收益"
+    r"|不代表(?:未来|以后)"
+)
 # A plain comparison that leaves the other brand its due (和隔壁那家的差不多, 各有优势, 也不错, 不好评价) is not
 # disparagement.
 _NEUTRAL_COMPARISON = re.compile(
@@ -204,6 +214,8 @@ class ComplianceChecker:
             flags = [f for f in flags if f.category != "ad_medical"]
         if flags and _HEDGE.search(nt):
             flags = [f for f in flags if f.category != "false_promise"]
+        if flags and _RISK_DISCLOSURE.search(nt):
+            flags = [f for f in flags if f.category not in ("ad_finance", "false_promise")]
         if flags and _OFF_PLATFORM_DENIAL.search(nt):
             flags = [f for f in flags if f.category != "off_platform"]
         if not flags:
