@@ -144,8 +144,8 @@ def _solve(kernel: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Dual ridge coefficients (K + λI)⁻¹ Y for every target column at once (Cholesky; K + λI is positive definite)."""
     system = kernel.astype(np.float32)
     system[np.diag_indices_from(system)] += _RIDGE
-    return np.asarray(linalg.cho_solve(linalg.cho_factor(system, overwrite_a=True), targets.astype(np.float32)),
-                      dtype=np.float64)
+    factor = linalg.cho_factor(system, overwrite_a=True, check_finite=False)
+    return np.asarray(linalg.cho_solve(factor, targets.astype(np.float32), check_finite=False), dtype=np.float64)
 
 
 def train(examples: Sequence[Example]) -> Model:
