@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ACK", "ADVICE", "AFTERSALES", "ALTERNATIVE", "AMOUNT", "AVAILABLE", "BOUGHT", "BUY", "CHOOSE", "DEAL", "DELIVERY",
-    "GREETING", "HOLIDAY", "HOW_TO_USE", "OBJECTION", "PRICE", "PROBLEM", "PRODUCT", "RECEIVED", "REPURCHASE",
+    "GREETING", "HOLIDAY", "HOW_TO_USE", "IN_TRANSIT", "OBJECTION", "PRICE", "PROBLEM", "PRODUCT", "RECEIVED", "REFERRED", "REPURCHASE",
     "SHIPPING", "SITUATION", "SIZE", "STAFF_AFTERSALES", "STAFF_CARE", "STAFF_NEED", "STAFF_OFFER", "STOCK", "SYMPTOM",
     "WHO", "Cue", "find_cue",
 ]
@@ -79,16 +79,20 @@ RECEIVED = Cue.of("received", "反馈收货/使用", [
     "arrived"])
 AFTERSALES = Cue.of("aftersales", "售后问题", [
     "退货", "退款", "换货", "售后", "破损", "坏了", "质量", "漏", "过敏", "发错", "少发", "漏发", "不舒服", "投诉",
-    "refund", "return"])
+    "瘪", "凹", "压坏", "变形", "开裂", "裂了", "结块", "变质", "过期", "异味", "发霉", "refund", "return"])
 # Running out and coming back (ordering again outright, 再来一箱, is BUY).
 REPURCHASE = Cue.of("repurchase", "打算复购", [
-    "回购", "囤", "快用完", "用完了", "喝完", "快没了", "又要", "续上", "上次那款", "还是那款"])
+    "回购", "囤", "快用完", "用完了", "喝完", "快没了", "又要", "续上", "上次那款", "还是那款", "还剩", "剩不多", "见底",
+    "快吃完"])
 # Season's and holiday greetings: from a customer who already knows the brand, a reply to care.
 HOLIDAY = Cue.of("holiday", "节日问候", ["快乐", "节快乐", "新年好", "过年好"])
 
 # ---- first contact --------------------------------------------------------------------------------
 GREETING = Cue.of("greeting", "打招呼", ["你好", "您好", "在吗", "hello", "hi", "哈喽", "嗨", "加你了", "通过了", "加上了",
                                           "刚加"])
+# Being sent by someone ("朋友推荐我加的", "导购让我加您"): a first contact, not a request for a recommendation.
+REFERRED = Cue.of("referred", "经人介绍来的", [
+    "朋友推荐", "推荐我加", "推荐过来", "推荐来的", "介绍我加", "介绍过来", "介绍来的", "让我加", "叫我加", "推荐加"])
 WHO = Cue.of("who", "问你是谁/新人礼", ["你是谁", "你们是", "干嘛的", "见面礼", "新人", "刚入会", "扫码", "怎么称呼"])
 
 # ---- shapes of a customer's words (patterns rather than phrases) ----------------------------------
@@ -98,7 +102,7 @@ ALTERNATIVE = Cue("alternative", "在两个选项间挑", re.compile(r"[^\s，,�
 AVAILABLE = Cue("available", "问有没有/能不能", re.compile(r"有没有|有[^，,。]{0,10}[吗嘛么]|能不能|可不可以|可以[^，,。]{0,8}[吗嘛么]"))
 # A purchase of one's own, already made.
 BOUGHT = Cue("bought", "提到自己已经买过", re.compile(
-    r"(上次|上周|上个月|之前|前天|昨天|刚|已经)(买|收到|拍|下单|用)|我买的|买的[^，,。]{0,6}(用|到)|收到货|到货了|"
+    r"(上次|上回|上周|上个月|之前|前天|昨天|刚|已经)(买|收到|拍|下单|用)|我买的|买的[^，,。]{0,6}(用|到)|收到货|到货了|"
     r"拍了|下单了|付款了|已下单"))
 # An age, weight, duration or count: describing oneself or the person the purchase is for.
 AMOUNT = Cue("amount", "说了年龄/体重/时长", re.compile(
@@ -106,6 +110,9 @@ AMOUNT = Cue("amount", "说了年龄/体重/时长", re.compile(
 # Bodily complaints a customer reports about themselves or the person they care for.
 SYMPTOM = Cue.of("symptom", "描述身体不适", [
     "红", "痒", "疹", "哭", "闹", "痘", "吐", "拉肚", "便秘", "干燥", "起皮", "睡不", "不舒服", "疼", "痛", "肿"])
+# Where an order on its way is (the order number sent in reply too): before the goods arrive.
+IN_TRANSIT = Cue("in_transit", "问订单到哪了", re.compile(
+    r"到哪|到了吗|到没到|发货了吗|发了吗|什么时候(到|发)|还没(到|发)|物流|单号|\d{10,}"))
 HOW_TO_USE = Cue.of("how_to_use", "问怎么用", [
     "怎么用", "先用哪", "用法", "怎么吃", "怎么喝", "怎么冲", "放多久", "开封", "一天几次", "用多少", "怎么搭"])
 
@@ -114,7 +121,7 @@ STAFF_NEED = Cue.of("staff_need", "顾问在问需求", [
     "多大", "多重", "几个月", "几斤", "偏干", "偏油", "肤质", "什么码", "哪个码", "现在用", "平时", "什么情况", "具体",
     "多久", "几次", "用的是", "在用", "哪里不舒服"])
 STAFF_OFFER = Cue("staff_offer", "顾问推荐/报价", re.compile(
-    r"\d+\s*(元|块)|¥|链接|下单|现货|包邮|满\d+|券|活动|推荐|可以试试|建议选|适合您|优惠|价"))
+    r"\d+\s*(元|块)|¥|链接|下单|现货|包邮|满\d+|券|活动|(?<!朋友)推荐(?!过来|来的|我)|可以试试|建议选|适合您|优惠|价"))
 STAFF_AFTERSALES = Cue.of("staff_aftersales", "顾问在处理售后", [
     "抱歉", "不好意思", "订单号", "退", "换货", "补发", "登记", "照片", "批次", "理赔"])
 STAFF_CARE = Cue.of("staff_care", "顾问回访关怀", [

@@ -45,11 +45,13 @@ from copilot.conversation.cues import (
     GREETING,
     HOLIDAY,
     HOW_TO_USE,
+    IN_TRANSIT,
     OBJECTION,
     PRICE,
     PROBLEM,
     PRODUCT,
     RECEIVED,
+    REFERRED,
     REPURCHASE,
     SHIPPING,
     SITUATION,
@@ -77,16 +79,18 @@ WEIGHTS_PATH = Path(__file__).with_name("stage_weights.json")
 # The dialogue acts stage detection reads, by the stage they usually speak for (the fitted weights decide
 # how much each speaks for every stage; this grouping is for people and for tests).
 STAGE_CUES: dict[Stage, list[Cue]] = {
-    Stage.icebreak: [GREETING, WHO],
+    Stage.icebreak: [GREETING, WHO, REFERRED],
     Stage.discovery: [PROBLEM, ADVICE, SITUATION],
     Stage.recommend: [PRICE, BUY, STOCK, SIZE, SHIPPING, CHOOSE, DEAL, PRODUCT, OBJECTION],
     Stage.revisit: [RECEIVED, AFTERSALES, REPURCHASE, HOLIDAY],
 }
 # Shapes of the latest words and acts of the staff message they answer, read beside the cues above.
-_SHAPES: tuple[Cue, ...] = (ALTERNATIVE, AVAILABLE, BOUGHT, AMOUNT, SYMPTOM, HOW_TO_USE)
+_SHAPES: tuple[Cue, ...] = (ALTERNATIVE, AVAILABLE, BOUGHT, AMOUNT, SYMPTOM, HOW_TO_USE, IN_TRANSIT)
 _STAFF_ACTS: tuple[Cue, ...] = (STAFF_NEED, STAFF_OFFER, STAFF_AFTERSALES, STAFF_CARE)
 _BUYING = ("now_price", "now_buy", "now_stock", "now_deal", "now_choose")
 _QUESTION_ENDS = ("?", "？", "吗", "呢")
+# Acts of the latest words that say nothing about what the customer wants.
+_NOT_CONTENT = frozenset({"now_greeting", "now_who", "now_referred", "now_ack", "now_question", "now_holiday"})
 _SHORT = re.compile(r"[\s\W_]+", re.UNICODE)
 # The stage this conversation was in at the last suggestion (stored per staff and customer). The dev sets carry
 # no stored conversation, so it is not fitted: it is set to outweigh what a bare reply says on its own.
@@ -118,7 +122,7 @@ def _acts(text: str, prefix: str, labels: dict[str, str]) -> dict[str, float]:
     for cues in STAGE_CUES.values():
         for cue in cues:
             hit = find_cue(cue, text)
-            if hit:
+            if hit and not (cue is CHOOSE and find_cue(REFERRED, text)):  # 朋友推荐的: sent, not asking
                 out[f"{prefix}{cue.name}"] = 1.0
                 labels[f"{prefix}{cue.name}"] = f"“{hit}”{cue.label}"
     bare = _SHORT.sub("", text)
@@ -145,7 +149,10 @@ def stage_features(
     if set(now) - {"now_greeting", "now_question", "now_ack"}:
         now.pop("now_greeting", None)  # a greeting in front of a real question is politeness, not a first contact
     features |= now
-    features |= _acts(previous, "before_", labels)
+    before = _acts(previous, "before_", labels)
+    if set(now) - _NOT_CONTENT:  # what the latest words ask for decides over an earlier greeting
+        before = {k: v for k, v in before.items() if k.replace("before_", "now_", 1) not in _NOT_CONTENT}
+    features |= before
     if signals.library is not None:
         vote = signals.library.vote(latest)
         for stage, value in vote.shares.items():
@@ -215,7 +222,8 @@ def _state(turns: Sequence[Turn], profile: CustomerProfile | None, features: Map
         _flag(out, labels, "offered_before", "本次对话里顾问已经推荐或报过价")
     if any(find_cue(cue, earlier) for cue in (BOUGHT, RECEIVED, AFTERSALES)):
         _flag(out, labels, "bought_before", "客户在本次对话里说过已购买/收货/售后")
-    if any(find_cue(cue, earlier) for cue in (PRICE, BUY, CHOOSE, DEAL, SIZE, STOCK)):
+    buying = (PRICE, BUY, DEAL, SIZE, STOCK) if find_cue(REFERRED, earlier) else (PRICE, BUY, CHOOSE, DEAL, SIZE, STOCK)
+    if any(find_cue(cue, earlier) for cue in buying):
         _flag(out, labels, "buying_before", "客户在本次对话里问过价格/购买")
     if turns and turns[0].role == "staff":
         _flag(out, labels, "staff_opened", "这次对话是顾问主动发起的")
@@ -230,6 +238,9 @@ def _state(turns: Sequence[Turn], profile: CustomerProfile | None, features: Map
         for name in [n for n in out if n.startswith("answers_")]:
             _flag(out, labels, f"bare_{name}", labels[name])
     if features.get("first_words"):
+        said_something = {n for n in (*features, *out) if n.startswith("now_")} - _NOT_CONTENT - {"now_silent"}
+        if not said_something and not any(features.get(f"trigger_{s}") for s in STAGES if s != "icebreak"):
+            _flag(out, labels, "first_words_bare", "初次接触，还没说具体的事")
         if features.get("has_orders"):
             _flag(out, labels, "first_words_buyer", "老客户开启新的对话")
         if features.get("now_question"):
@@ -288,7 +299,7 @@ def detect_stage(
     else:
         features, labels = stage_features(turns, profile, today=today, signals=signals)
         if last_stage is not None:
-            for name in ("first_words", "first_words_buyer", "first_words_question"):
+            for name in ("first_words", "first_words_bare", "first_words_buyer", "first_words_question"):
                 features.pop(name, None)  # a stored conversation: these are not the customer's first words
         table = weights if weights is not None else stage_weights()
         for name, value in features.items():
