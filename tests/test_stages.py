@@ -144,3 +144,27 @@ def test_a_bare_reply_to_a_staff_opener_to_a_buyer_is_revisit() -> None:
     features, _ = stage_features(turns, _buyer(20), today=TODAY)
     assert features.get("staff_opened_buyer") and features.get("bare_answers_staff_care")
     assert detect_stage(turns, _buyer(20), today=TODAY).name is Stage.revisit
+
+
+def test_an_earlier_greeting_does_not_count_once_the_customer_asks_for_something() -> None:
+    asks = [Turn("customer", "你好"), Turn("staff", "您好～我是顾问小芽"), Turn("customer", "你们家东西在哪买")]
+    features, _ = stage_features(asks, None, today=TODAY)
+    assert "before_greeting" not in features and features["now_buy"] == 1.0
+    assert detect_stage(asks, None, today=TODAY).name is Stage.recommend
+    bare = [*asks[:2], Turn("customer", "嗯嗯")]
+    assert stage_features(bare, None, today=TODAY)[0]["before_greeting"] == 1.0  # a bare reply carries it
+
+
+def test_being_sent_by_a_friend_is_a_first_contact_not_a_request_for_a_recommendation() -> None:
+    features, _ = stage_features(_say("朋友推荐我加你的"), None, today=TODAY)
+    assert features["now_referred"] == 1.0 and "now_choose" not in features
+    assert features["first_words_bare"] == 1.0
+    assert "first_words_bare" not in stage_features(_say("有什么推荐的吗"), None, today=TODAY)[0]
+    assert detect_stage(_say("朋友推荐我加你的"), None, today=TODAY).name is Stage.icebreak
+
+
+def test_damaged_goods_running_low_and_an_order_in_transit_are_read() -> None:
+    assert "now_aftersales" in stage_features(_say("罐子瘪了一块"), _buyer(5), today=TODAY)[0]
+    assert "now_repurchase" in stage_features(_say("还剩小半包"), _buyer(20), today=TODAY)[0]
+    assert "now_in_transit" in stage_features(_say("我买的东西到哪了"), _buyer(2), today=TODAY)[0]
+    assert detect_stage(_say("罐子瘪了一块"), _buyer(5), today=TODAY).name is Stage.revisit
