@@ -3,7 +3,8 @@
 A linear evidence model over signals that carry from one brand to the next:
 - general dialogue acts in the customer's latest words and the turn before (`cues.py`: greeting, who-are-you,
   describing a need, asking price/size/stock/how to buy, objection, after-sales feedback, repurchase,
-  holiday greeting, bare acknowledgement, a question);
+  holiday greeting, bare acknowledgement, a question); the earlier turn's greeting, who-are-you, holiday wish,
+  bare reply or question counts only while the latest words ask for nothing themselves;
 - the tenant's own library: the stages its scripts' triggers are filed under (`LibraryStages`), the stages of
   the scripts closest to the customer's words and of those closest to the staff's last message (the step of
   the SOP staff are on);
