@@ -71,6 +71,14 @@ def test_context_exceptions_keep_ordinary_sales_talk_quiet(rules: ComplianceChec
         ("长个子主要还是靠营养和睡眠，钙片只是补充", "这款钙片帮助长个子", "ad_medical"),
         ("赌博害人，家里有人沉迷一定要劝", "来我们平台赌博", "sensitive_gambling"),
         ("有人在群里发赌博链接，已经踢出去了", "群里有赌博链接，快来", "sensitive_gambling"),
+        ("治疗期间能不能吃这个，建议您问下主治医生", "这个能治疗湿疹", "ad_medical"),
+        ("这款生发液主要是清洁，脱发严重要看医生", "这款生发液治疗脱发", "ad_medical"),
+        ("押题这种事我们不做，老老实实复习", "我们押题很准", "ad_education"),
+        ("这款理财不是保本保收益的，可能会亏", "这个产品保本保息", "ad_finance"),
+        ("学校不会让家长转到个人账户", "学费转到我个人账户", "off_platform"),
+        ("我们客服不会问您要验证码", "请把验证码发给我", "fraud"),
+        ("遇到自称领导让转账的，先打电话核实", "我是你领导，先转两万到这个账户", "fraud"),
+        ("口红有试色图，我发您", "发你几张色图", "sensitive_porn"),
     ],
 )
 def test_warnings_and_hedges_are_not_the_practice_they_name(
