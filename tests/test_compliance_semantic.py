@@ -119,3 +119,10 @@ def test_the_clean_budget_is_shared_and_spent_where_it_recalls_most() -> None:
     assert found[0] is not None and found[1] is not None
     assert found[0][0] == 0.4 and found[0][1]["recall"] == 1.0  # A got the clean line: five lines recalled
     assert found[1][0] == 1.0 and found[1][1]["clean_fp"] == 0.0  # B, which would recall one, did not
+
+
+def test_neighbouring_lines_are_held_out_together() -> None:
+    block, folds = semantic._BLOCK, semantic.fold_of(20 * semantic._BLOCK)
+    assert all(len(set(folds[i : i + block].tolist())) == 1 for i in range(0, len(folds), block))
+    assert folds[0] != folds[block]  # the next batch of lines is held out in another fold
+    assert set(folds.tolist()) == set(range(semantic._FOLDS))

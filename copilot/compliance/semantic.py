@@ -49,7 +49,8 @@ from scipy import linalg, sparse
 from copilot.compliance.normalize import normalize
 from copilot.compliance.result import PII_CATEGORIES, Flag, Severity
 
-__all__ = ["Example", "SemanticLayer", "default_layer", "load_training", "train", "training_digest", "use_cache_dir"]
+__all__ = ["Example", "SemanticLayer", "default_layer", "fold_of", "load_training", "train", "training_digest",
+           "use_cache_dir"]
 
 _log = logging.getLogger(__name__)
 
@@ -148,6 +149,11 @@ def _solve(kernel: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return np.asarray(linalg.cho_solve(factor, targets.astype(np.float32), check_finite=False), dtype=np.float64)
 
 
+def fold_of(n: int) -> np.ndarray:
+    """The fold of each of `n` training lines: blocks of _BLOCK neighbouring lines, block b in fold b mod _FOLDS."""
+    return (np.arange(n) // _BLOCK) % _FOLDS
+
+
 def train(examples: Sequence[Example]) -> Model:
     """Fit every category's classifier and choose its threshold on out-of-fold scores (a few seconds)."""
     texts = [normalize(e.text).text for e in examples]
@@ -173,7 +179,7 @@ def train(examples: Sequence[Example]) -> Model:
     # let a line's near-twins from the same batch vouch for it, so thresholds were set on wording the model had
     # as good as seen, and blind clean chat was flagged three times as often as held-out dev lines.
     block = np.arange(n) // _BLOCK
-    fold = block % _FOLDS
+    fold = fold_of(n)
     scores = np.zeros((n, len(names)))
     for k in range(_FOLDS):
         held, kept_rows = fold == k, fold != k
