@@ -108,7 +108,8 @@ def measure(harness: Harness, config: Mapping[str, Any], root: Path = REPO) -> d
         files = entry["data"] if isinstance(entry["data"], list) else [entry["data"]]
         records = spread(load_all(tuple(root / f for f in files), suite), entry.get("sample"))
         train = load_records(root / entry["train"], suite) if entry.get("train") else []
-        options = RunOptions(seed=int(config.get("seed", 13)), train=train, langchain=False)
+        # Stage floors are set on turns scored alone (no stored previous stage), once each.
+        options = RunOptions(seed=int(config.get("seed", 13)), train=train, langchain=False, replay=False)
         over = harness.library(root / entry["knowledge"]) if entry.get("knowledge") else harness
         measured[name] = SUITES[suite](over, records, options).metrics
     return measured

@@ -18,18 +18,20 @@ import argparse
 import json
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from copilot.config import get_settings
-from copilot.conversation.stages import STAGES, WEIGHTS_PATH, StageSignals, stage_features
+from copilot.conversation.stages import FIRST_WORDS, STAGES, WEIGHTS_PATH, StageSignals, stage_features
 from copilot.conversation.turns import Turn
 from copilot.errors import NotFoundError
 from eval import metrics as m
 from eval.harness import EVAL_NOW, Harness, build_copilot, choose_embedder
 from eval.records import StageRecord, load_records
+from eval.suites.labels import conversation_turn, replay_order
 
 __all__ = ["DEV_SETS", "fit", "main"]
 
@@ -44,6 +46,53 @@ DEV_SETS: tuple[tuple[str, str | None], ...] = (
 CHECK_SETS: tuple[str, ...] = ("eval/datasets/stage_education_dev.jsonl",)
 PENALTIES = (0.003, 0.01, 0.03, 0.1)
 FOLDS = 5
+# Candidate weights of the stage stored at the previous turn (`stages.last_stage_weight`).
+LAST_STAGE_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """How serving would have asked one set's turns: in conversation order, and which conversation each turn
+    belongs to when it carries a stored stage (a known customer; records with no customer read none)."""
+
+    order: list[int]
+    chain: list[str | None]
+
+    @classmethod
+    def of(cls, records: Sequence[StageRecord]) -> Replay:
+        chain = []
+        for r in records:
+            where = conversation_turn(r.id)
+            chain.append(where[0] if where and r.customer_id else None)
+        return cls(order=replay_order(records), chain=chain)
+
+
+def stage_scores(x: np.ndarray, w: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each turn's stage scores alone, and with the first-words signals dropped (a stage is stored)."""
+    first = [i for i, n in enumerate(names) if n in FIRST_WORDS]
+    alone = x @ w
+    return alone, alone - x[:, first] @ w[first]
+
+
+def replay_predict(alone: np.ndarray, stored: np.ndarray, replay: Replay, last_weight: float) -> np.ndarray:
+    """Stage indexes as `detect_stage` gives them when each turn reads the stage predicted at the turn before
+    it in its conversation (never the label); ties go to the earlier stage, as in `detect_stage`."""
+    pred = np.argmax(alone, axis=1)
+    last: dict[str, int] = {}
+    for i in replay.order:
+        key = replay.chain[i]
+        if key is None:
+            continue
+        if key in last:
+            scores = stored[i].copy()
+            scores[last[key]] += last_weight
+            pred[i] = int(np.argmax(scores))
+        last[key] = int(pred[i])
+    return pred
+
+
+def _f1(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(m.macro_f1([STAGES[i] for i in y], [STAGES[i] for i in pred], list(STAGES)))
 
 
 def featurize(h: Harness, records: Sequence[StageRecord], *, library: bool = True) -> list[dict[str, float]]:
@@ -99,6 +148,22 @@ def _macro_f1(w: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
     return float(m.macro_f1([STAGES[i] for i in y], [STAGES[i] for i in pred], list(STAGES)))
 
 
+def _out_of_fold(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], groups: Sequence[list[str]], penalty: float,
+                 names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Stage scores of every row (all sets stacked) by weights fitted without its fold (`stage_scores`)."""
+    x, y = np.vstack(xs), np.concatenate(ys)
+    group = [g for gs in groups for g in gs]
+    names_ = sorted(set(group))
+    order = np.random.default_rng(0).permutation(len(names_))
+    fold_of = {names_[k]: rank % FOLDS for rank, k in enumerate(order)}
+    folds = np.array([fold_of[g] for g in group])
+    alone, stored = np.zeros((len(y), len(STAGES))), np.zeros((len(y), len(STAGES)))
+    for k in range(FOLDS):
+        w = fit(x[folds != k], y[folds != k], penalty)
+        alone[folds == k], stored[folds == k] = stage_scores(x[folds == k], w, names)
+    return alone, stored
+
+
 def _cross_validate(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], groups: Sequence[list[str]],
                     penalty: float) -> list[float]:
     """Macro-F1 of each set when every fold is predicted by weights fitted without it (all sets pooled)."""
@@ -120,6 +185,43 @@ def _cross_validate(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], groups: 
     return scores
 
 
+def _fit_last_stage(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], groups: Sequence[list[str]],
+                    replays: Sequence[Replay], names: Sequence[str], penalty: float,
+                    with_library: Sequence[int]) -> tuple[float, dict[str, Any]]:
+    """The weight of the stage stored at the previous turn, chosen on the dev sets replayed as serving asks them
+    (each turn reads the stage predicted at the turn before, with weights that never saw its fold or vertical),
+    by the same rule as the penalty: the worse held-out brand plus the cross-validated mean."""
+    held: list[tuple[np.ndarray, np.ndarray]] = []
+    for k in range(len(xs)):
+        train = [i for i in range(len(xs)) if i != k]
+        w = fit(np.vstack([xs[i] for i in train]), np.concatenate([ys[i] for i in train]), penalty)
+        held.append(stage_scores(xs[k], w, names))
+    alone, stored = _out_of_fold(xs, ys, groups, penalty, names)
+    bounds = np.cumsum([0, *[len(y) for y in ys]])
+    report: dict[str, Any] = {"without": {}, "held_out": {}, "cross_validated": {}}
+    report["without"] = {
+        "held_out": [round(_f1(y, np.argmax(a, axis=1)), 4) for y, (a, _) in zip(ys, held, strict=True)],
+        "cross_validated": [round(_f1(ys[k], np.argmax(alone[bounds[k]:bounds[k + 1]], axis=1)), 4)
+                            for k in range(len(ys))],
+    }
+    print(f"no stored stage: held-out {report['without']['held_out']}, "
+          f"{FOLDS}-fold {report['without']['cross_validated']}")
+    best, best_score = LAST_STAGE_WEIGHTS[0], -1.0
+    for weight in LAST_STAGE_WEIGHTS:
+        out_held = [_f1(y, replay_predict(a, st, r, weight)) for y, (a, st), r in zip(ys, held, replays, strict=True)]
+        folded = [_f1(ys[k], replay_predict(alone[bounds[k]:bounds[k + 1]], stored[bounds[k]:bounds[k + 1]],
+                                            replays[k], weight)) for k in range(len(ys))]
+        report["held_out"][str(weight)] = [round(v, 4) for v in out_held]
+        report["cross_validated"][str(weight)] = [round(v, 4) for v in folded]
+        print(f"replayed, previous stage weight {weight}: held-out {report['held_out'][str(weight)]}, "
+              f"{FOLDS}-fold {report['cross_validated'][str(weight)]}")
+        score = min(out_held[i] for i in with_library) + float(np.mean(folded))
+        if score > best_score + 1e-9:
+            best, best_score = weight, score
+    print(f"chosen previous stage weight {best}")
+    return best, report
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--embedder", default=None, help="'hashing' or a model; default: the configured one")
@@ -127,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     embedder = choose_embedder(args.embedder, get_settings())
     brands: list[tuple[str, list[dict[str, float]], np.ndarray, list[str]]] = []
+    replays: list[Replay] = []
     with tempfile.TemporaryDirectory(prefix="copilot-tune-") as scratch:
         base = build_copilot(embedder, REPO / "knowledge", Path(scratch))
         for data, library in DEV_SETS:
@@ -135,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             brands.append((data, featurize(h, records, library=library is not None),
                            np.array([STAGES.index(r.stage) for r in records]),
                            [f"{data}:{conversation_of(r.id, i)}" for i, r in enumerate(records)]))
+            replays.append(Replay.of(records))
         checks = []
         for data in CHECK_SETS:
             records = load_records(REPO / data, "stage")
@@ -161,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         score = min(held_out[i] for i in with_library) + float(np.mean(folded))
         if score > best_score + 1e-9:
             best_penalty, best_score = penalty, score
+    last_weight, chained = _fit_last_stage(xs, ys, [g for *_, g in brands], replays, names, best_penalty, with_library)
     w = fit(np.vstack(xs), np.concatenate(ys), best_penalty)
     in_sample = [round(_macro_f1(w, x, y), 4) for x, y in zip(xs, ys, strict=True)]
     print(f"chosen penalty {best_penalty}; in-sample dev macro-F1 {in_sample}")
@@ -174,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "held_out_vertical_macro_f1": report["held_out"][str(best_penalty)],
         "cross_validated_macro_f1": report["cross_validated"][str(best_penalty)],
         "unseen_vertical_macro_f1": unseen,
+        "last_stage_weight": last_weight,
+        "replayed_macro_f1": chained,
         "weights": weights,
     }
     if args.write:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
+
+import pytest
 
 from copilot.conversation.cues import find_cue
 from copilot.conversation.stage_library import LibraryStages
 from copilot.conversation.stages import STAGE_CUES, StageSignals, detect_stage, stage_features
 from copilot.conversation.turns import Turn
 from copilot.knowledge.schema import CustomerProfile, Order, OrderLine, Stage
+from eval.harness import Harness
+from eval.records import Message, StageRecord
+from eval.suites.labels import _stages
+from tests.conftest import KNOWLEDGE
 
 TODAY = dt.date(2026, 11, 22)
 
@@ -168,3 +175,36 @@ def test_damaged_goods_running_low_and_an_order_in_transit_are_read() -> None:
     assert "now_repurchase" in stage_features(_say("还剩小半包"), _buyer(20), today=TODAY)[0]
     assert "now_in_transit" in stage_features(_say("我买的东西到哪了"), _buyer(2), today=TODAY)[0]
     assert detect_stage(_say("罐子瘪了一块"), _buyer(5), today=TODAY).name is Stage.revisit
+
+
+def test_the_stage_eval_replays_each_conversation_with_the_stage_the_detector_stored(
+    hashing_copilot: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    copilot = hashing_copilot
+    harness = Harness(copilot=copilot, tenant="default", embedder_name="hashing", knowledge=KNOWLEDGE)
+    said = [Message(role="customer", text="你好"), Message(role="staff", text="您好～宝宝多大啦？"),
+            Message(role="customer", text="三个月，晚上总哭闹"), Message(role="staff", text="可以试试这款安抚奶嘴"),
+            Message(role="customer", text="嗯嗯")]
+    # Labels the detector will not give, so a replay that fed labels forward would show.
+    turns = {k: StageRecord(id=f"conv-9-t{k}", customer_id="cust_049", messages=said[:2 * k - 1], stage="revisit")
+             for k in (1, 2, 3)}
+    alone = StageRecord(id="conv-8-t2", messages=said[:3], stage="revisit")  # no customer: serving stores nothing
+    seen: list[tuple[str | None, str | None]] = []
+    analyze = copilot.analyze
+
+    def spy(tenant: str, request: Any) -> Any:
+        stored = copilot.repo.last_stage(tenant, request.customer_id, request.staff_id) if request.staff_id else None
+        seen.append((request.staff_id, stored))
+        return analyze(tenant, request)
+
+    monkeypatch.setattr(copilot, "analyze", spy)
+    pred = _stages(harness, [turns[3], alone, turns[1], turns[2]], replay=True)
+    by_turn = {3: pred[0], 1: pred[2], 2: pred[3]}
+    assert by_turn[1] != "revisit"
+    assert [s for s in seen if s[0]] == [("eval-replay:conv-9", None), ("eval-replay:conv-9", by_turn[1]),
+                                         ("eval-replay:conv-9", by_turn[2])]
+    assert seen.count((None, None)) == 1
+    assert copilot.repo.last_stage("default", "cust_049", "eval-replay:conv-9") == by_turn[3]
+    seen.clear()
+    _stages(harness, [turns[1], turns[2]], replay=False)
+    assert seen == [(None, None), (None, None)]

@@ -71,7 +71,7 @@ from copilot.conversation.stage_library import LibraryStages, share
 from copilot.conversation.turns import Turn, answered_staff_text, customer_turns, last_customer_text
 from copilot.knowledge.schema import CustomerProfile, Stage
 
-__all__ = ["STAGE_CUES", "WEIGHTS_PATH", "StageResult", "StageSignals", "detect_stage", "stage_features",
+__all__ = ["FIRST_WORDS", "STAGE_CUES", "WEIGHTS_PATH", "StageResult", "StageSignals", "detect_stage", "stage_features",
            "stage_weights"]
 
 STAGES = tuple(s.value for s in Stage)
@@ -96,6 +96,8 @@ _SHORT = re.compile(r"[\s\W_]+", re.UNICODE)
 # The stage this conversation was in at the last suggestion (stored per staff and customer). The dev sets carry
 # no stored conversation, so it is not fitted: it is set to outweigh what a bare reply says on its own.
 _LAST_STAGE_WEIGHT = 2.0
+# Signals that say these are the customer's first words: dropped once the conversation has a stored stage.
+FIRST_WORDS = ("first_words", "first_words_bare", "first_words_buyer", "first_words_question")
 _LLM_WEIGHT = 1.5
 
 
@@ -300,7 +302,7 @@ def detect_stage(
     else:
         features, labels = stage_features(turns, profile, today=today, signals=signals)
         if last_stage is not None:
-            for name in ("first_words", "first_words_bare", "first_words_buyer", "first_words_question"):
+            for name in FIRST_WORDS:
                 features.pop(name, None)  # a stored conversation: these are not the customer's first words
         table = weights if weights is not None else stage_weights()
         for name, value in features.items():

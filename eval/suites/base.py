@@ -16,6 +16,9 @@ class RunOptions:
     seed: int = 13
     train: Sequence[Any] = ()  # training records (classify only)
     langchain: bool = True  # also run the plain LangChain + Chroma baseline where it applies
+    # stage: replay each conversation's turns in order, each carrying the stage the service stored at the
+    # previous one (off: every turn scored alone, as a first request with no stored conversation)
+    replay: bool = True
 
 
 @dataclass

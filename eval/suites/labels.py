@@ -16,7 +16,7 @@ from eval.harness import Harness, request_for
 from eval.records import ClassifyRecord, IntentRecord, StageRecord
 from eval.suites.base import RunOptions, SuiteResult
 
-__all__ = ["STAGES", "run_classify", "run_intent", "run_stage"]
+__all__ = ["STAGES", "conversation_turn", "replay_order", "run_classify", "run_intent", "run_stage"]
 
 STAGES = ("icebreak", "discovery", "recommend", "revisit")
 
@@ -32,12 +32,65 @@ def _label_metrics(truth: Sequence[str], pred: Sequence[str], labels: Sequence[s
     }
 
 
+def conversation_turn(record_id: str | None) -> tuple[str, int] | None:
+    """`<conversation>-t<K>` → (conversation, K); None when the id does not name a turn."""
+    if not record_id or "-t" not in record_id:
+        return None
+    conversation, _, turn = record_id.rpartition("-t")
+    return (conversation, int(turn)) if turn.isdigit() and conversation else None
+
+
+def replay_order(records: Sequence[Any]) -> list[int]:
+    """Record indexes with each conversation's turns in turn order (records that name no turn keep their place)."""
+    keys = []
+    for i, r in enumerate(records):
+        where = conversation_turn(r.id)
+        keys.append((*where, i) if where else (f"#{i}", 0, i))
+    return sorted(range(len(records)), key=keys.__getitem__)
+
+
+def _store_stage(h: Harness, customer_id: str, staff_id: str, stage: str | None) -> None:
+    """What `Copilot` writes after a suggestion: the stage of this customer and staff member's conversation."""
+    with h.copilot.repo.unit_of_work() as session:
+        conversation = h.copilot.repo.conversation(session, h.tenant, customer_id, staff_id)
+        conversation.last_stage = stage
+        session.add(conversation)
+
+
+def _stages(h: Harness, records: Sequence[StageRecord], *, replay: bool) -> list[str]:
+    """The copilot's stage for every record (via `analyze`, as serving reads a turn).
+
+    With `replay`, each conversation's turns are asked in order by a staff member of their own, and after each
+    the detected stage is stored as the service stores it after a suggestion, so turn K reads the detector's
+    own answer at the turn before it (never the label), exactly as serving does. As in serving, only a request
+    with a known customer and a staff member reads a stored stage; a conversation's first turn starts with none."""
+    pred = [""] * len(records)
+    started: set[str] = set()
+    for i in replay_order(records) if replay else range(len(records)):
+        r = records[i]
+        where = conversation_turn(r.id) if replay and r.customer_id else None
+        if where is None:
+            pred[i] = h.copilot.analyze(h.tenant, request_for(r.messages, r.customer_id)).stage.name
+            continue
+        staff_id = f"eval-replay:{where[0]}"[:128]
+        if where[0] not in started:  # a conversation starts with no stored stage (nor one from an earlier run)
+            started.add(where[0])
+            _store_stage(h, r.customer_id or "", staff_id, None)
+        request = request_for(r.messages, r.customer_id).model_copy(update={"staff_id": staff_id})
+        pred[i] = h.copilot.analyze(h.tenant, request).stage.name
+        _store_stage(h, r.customer_id or "", staff_id, pred[i])
+    return pred
+
+
 def run_stage(h: Harness, records: Sequence[StageRecord], opts: RunOptions) -> SuiteResult:
-    """The copilot's stage (via `analyze`) against the labels, beside label-only and retrieval-only guesses."""
+    """The copilot's stage (via `analyze`) against the labels, beside label-only and retrieval-only guesses.
+
+    By default each conversation is replayed turn by turn with the stage the service stored at the previous
+    turn (`_stages`); `without_last_stage` scores every turn alone, the protocol of the figures before it."""
     truth = [r.stage for r in records]
-    pred, vote_pred = [], []
+    pred = _stages(h, records, replay=opts.replay)
+    vote_pred = []
     for r in records:
-        pred.append(h.copilot.analyze(h.tenant, request_for(r.messages, r.customer_id)).stage.name)
         # Retrieval alone: the stage the best-matching scripts belong to (the detector's library vote).
         query = build_query(r.messages, None)
         hits = h.copilot.search(h.tenant, query, filters=Filters(kinds=("script",)), k=10)
@@ -51,10 +104,16 @@ def run_stage(h: Harness, records: Sequence[StageRecord], opts: RunOptions) -> S
         "random": _label_metrics(truth, stratified_random(truth, opts.seed), STAGES),
         "retrieval_vote": _label_metrics(truth, vote_pred, STAGES),
     }
+    metrics = _label_metrics(truth, pred, STAGES)
+    if opts.replay:  # the same detector with no stored stage: what the replay changes, not a baseline to beat
+        alone = _label_metrics(truth, _stages(h, records, replay=False), STAGES)
+        metrics["without_last_stage"] = {"accuracy": alone["accuracy"], "macro_f1": alone["macro_f1"]}
     return SuiteResult(
-        suite="stage", n=len(records), metrics=_label_metrics(truth, pred, STAGES), baselines=baselines,
+        suite="stage", n=len(records), metrics=metrics, baselines=baselines,
         primary="macro_f1",
         details={"errors": _errors(records, truth, pred)},
+        notes=["Turns replayed in conversation order with the stage stored at the previous turn (as serving)."
+               if opts.replay else "Every turn scored alone, with no stored stage."],
     )
 
 
