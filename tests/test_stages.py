@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from copilot.conversation import stages
 from copilot.conversation.cues import find_cue
 from copilot.conversation.stage_library import LibraryStages
 from copilot.conversation.stages import STAGE_CUES, StageSignals, detect_stage, stage_features
@@ -58,8 +61,31 @@ def test_feedback_after_delivery_is_revisit() -> None:
 
 def test_last_stage_breaks_a_tie() -> None:
     plain = _say("嗯嗯好的")
-    assert detect_stage(plain, None, today=TODAY, last_stage="recommend").name is Stage.recommend
-    assert detect_stage(plain, None, today=TODAY, last_stage="revisit").name is Stage.revisit
+    even = {"now_ack": dict.fromkeys(("icebreak", "discovery", "recommend", "revisit"), 0.5)}
+    for stage in ("recommend", "revisit"):
+        assert detect_stage(plain, None, today=TODAY, last_stage=stage, weights=even).name.value == stage
+
+
+def test_what_the_latest_words_ask_for_outweighs_the_stored_stage() -> None:
+    asked = detect_stage(_say("你好", "这款多少钱？怎么下单"), None, today=TODAY, last_stage="icebreak")
+    assert asked.name is Stage.recommend
+    fed_back = detect_stage(_say("上次买的收到了，用着还行"), _buyer(6), today=TODAY, last_stage="recommend")
+    assert fed_back.name is Stage.revisit
+
+
+def test_the_stored_stage_weight_is_read_from_the_fitted_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fitted = json.loads(stages.WEIGHTS_PATH.read_text(encoding="utf-8"))
+    heavy = tmp_path / "heavy.json"
+    heavy.write_text(json.dumps(fitted | {"last_stage_weight": 50.0}), encoding="utf-8")
+    monkeypatch.setattr(stages, "WEIGHTS_PATH", heavy)
+    assert stages.last_stage_weight() == 50.0
+    asked = detect_stage(_say("这款多少钱？怎么下单"), None, today=TODAY, last_stage="icebreak")
+    assert asked.name is Stage.icebreak
+    missing = tmp_path / "old.json"
+    missing.write_text(json.dumps({"weights": fitted["weights"]}), encoding="utf-8")
+    monkeypatch.setattr(stages, "WEIGHTS_PATH", missing)
+    with pytest.raises(ValueError, match=r"eval\.tune_stage --write"):
+        stages.last_stage_weight()
 
 
 def test_the_library_vote_moves_an_ambiguous_turn() -> None:

@@ -14,7 +14,8 @@ A linear evidence model over signals that carry from one brand to the next:
   the customer already said they bought or received it, who opened the conversation, and the combinations the
   labelling rules turn on (a greeting or holiday wish from someone already known, a how-to-use question after
   a purchase, a description given in answer to a staff question, a bare reply carrying the staff's step);
-- the last stage this conversation was in and, where an LLM is configured, its vote.
+- the last stage this conversation was in (a small weight, fitted on the dev sets replayed turn by turn: it
+  settles a near tie, and any signal of the latest words outweighs it) and, where an LLM is configured, its vote.
 
 Each signal adds `weight × value` to each stage and leaves a reason a person can read. The weights of the
 dialogue-act, state, library and profile signals are fitted on the dev stage sets of three verticals
@@ -71,8 +72,8 @@ from copilot.conversation.stage_library import LibraryStages, share
 from copilot.conversation.turns import Turn, answered_staff_text, customer_turns, last_customer_text
 from copilot.knowledge.schema import CustomerProfile, Stage
 
-__all__ = ["FIRST_WORDS", "STAGE_CUES", "WEIGHTS_PATH", "StageResult", "StageSignals", "detect_stage", "stage_features",
-           "stage_weights"]
+__all__ = ["FIRST_WORDS", "STAGE_CUES", "WEIGHTS_PATH", "StageResult", "StageSignals", "detect_stage",
+           "last_stage_weight", "stage_features", "stage_weights"]
 
 STAGES = tuple(s.value for s in Stage)
 WEIGHTS_PATH = Path(__file__).with_name("stage_weights.json")
@@ -93,9 +94,6 @@ _QUESTION_ENDS = ("?", "？", "吗", "呢")
 # Acts of the latest words that say nothing about what the customer wants.
 _NOT_CONTENT = frozenset({"now_greeting", "now_who", "now_referred", "now_ack", "now_question", "now_holiday"})
 _SHORT = re.compile(r"[\s\W_]+", re.UNICODE)
-# The stage this conversation was in at the last suggestion (stored per staff and customer). The dev sets carry
-# no stored conversation, so it is not fitted: it is set to outweigh what a bare reply says on its own.
-_LAST_STAGE_WEIGHT = 2.0
 # Signals that say these are the customer's first words: dropped once the conversation has a stored stage.
 FIRST_WORDS = ("first_words", "first_words_bare", "first_words_buyer", "first_words_question")
 _LLM_WEIGHT = 1.5
@@ -268,14 +266,23 @@ def _state(turns: Sequence[Turn], profile: CustomerProfile | None, features: Map
 
 
 @lru_cache(maxsize=4)
-def _load_weights(path: Path) -> dict[str, dict[str, float]]:
+def _load(path: Path) -> tuple[dict[str, dict[str, float]], float]:
     raw = json.loads(path.read_text(encoding="utf-8"))
-    return {feature: {s: float(w) for s, w in by_stage.items()} for feature, by_stage in raw["weights"].items()}
+    if "last_stage_weight" not in raw:
+        raise ValueError(f"{path.name} has no last_stage_weight: refit it with python -m eval.tune_stage --write")
+    weights = {feature: {s: float(w) for s, w in by_stage.items()} for feature, by_stage in raw["weights"].items()}
+    return weights, float(raw["last_stage_weight"])
 
 
 def stage_weights() -> dict[str, dict[str, float]]:
     """Feature → stage → weight, as fitted on the dev sets."""
-    return _load_weights(WEIGHTS_PATH)
+    return _load(WEIGHTS_PATH)[0]
+
+
+def last_stage_weight() -> float:
+    """How much the stage stored at the previous suggestion of this conversation counts, fitted on the dev sets
+    replayed turn by turn as serving asks them (each turn reading the stage detected at the one before)."""
+    return _load(WEIGHTS_PATH)[1]
 
 
 def detect_stage(
@@ -310,7 +317,7 @@ def detect_stage(
                 if stage in scores and value:
                     add(stage, weight * value, labels.get(name, ""))
     if last_stage in scores:
-        add(last_stage, _LAST_STAGE_WEIGHT, f"上一轮阶段是 {last_stage}")
+        add(last_stage, last_stage_weight(), f"上一轮阶段是 {last_stage}")
     if llm_vote in scores:
         add(llm_vote, _LLM_WEIGHT, "大模型判断为该阶段")
 
