@@ -234,3 +234,36 @@ def test_the_stage_eval_replays_each_conversation_with_the_stage_the_detector_st
     seen.clear()
     _stages(harness, [turns[1], turns[2]], replay=False)
     assert seen == [(None, None), (None, None)]
+
+
+def test_a_buyer_shopping_again_is_told_apart_from_a_buyer_reporting_a_problem() -> None:
+    def read(text: str, profile: CustomerProfile | None) -> dict[str, float]:
+        return stage_features(_say(text), profile, today=TODAY)[0]
+
+    assert read("再来一箱，还是M码", _buyer(28)).get("buying_bought")
+    assert read("我买的东西到哪了", _buyer(2)).get("buying_bought")  # delivery progress: the buying step
+    assert read("上次买的那款现在多少钱", None).get("buying_bought")  # bought, said in the conversation
+    assert "buying_bought" not in read("再来一箱，还是M码", None)  # no purchase known
+    assert "buying_bought" not in read("买的尿裤漏了，怎么换货", _buyer(5))  # a problem with what they have
+    assert "buying_bought" not in read("上次买的那款怎么用", _buyer(5))
+
+
+def test_a_weight_given_while_staff_pick_a_size_answers_the_offer_not_a_need_question() -> None:
+    sizing = _chat(("c", "S码快用完了"), ("s", "好的～宝宝现在多重呀？S码适合4-8kg"), ("c", "八公斤"))
+    features, labels = stage_features(sizing, _buyer(9), today=TODAY)
+    assert features.get("answers_staff_size") and "S码" in labels["answers_staff_size"]
+    assert features.get("answers_after_offer")
+    asked = _chat(("c", "你好"), ("s", "您好～宝宝多大啦？"), ("c", "八个月"))
+    features, _ = stage_features(asked, None, today=TODAY)
+    assert features.get("answers_with_need") and "answers_after_offer" not in features
+
+
+def test_a_bare_reply_to_shipping_news_or_to_advice_carries_that_step() -> None:
+    shipped = _chat(("c", "发货了吗"), ("s", "已发货，单号发您了，预计明天到"), ("c", "好的"))
+    features, _ = stage_features(shipped, None, today=TODAY)
+    assert features.get("bare_answers_staff_shipping") and "bare_answers_staff_advice" not in features
+    advised = _chat(("c", "宝宝屁屁红红的"), ("s", "建议勤换尿布，洗完晾干再穿"), ("c", "好的谢谢"))
+    features, _ = stage_features(advised, None, today=TODAY)
+    assert features.get("bare_answers_staff_advice") and "bare_answers_staff_shipping" not in features
+    asked = _chat(("c", "宝宝屁屁红红的"), ("s", "建议勤换尿布，洗完晾干再穿"), ("c", "那买什么护臀膏好"))
+    assert "bare_answers_staff_advice" not in stage_features(asked, None, today=TODAY)[0]

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 __all__ = [
     "ACK", "ADVICE", "AFTERSALES", "ALTERNATIVE", "AMOUNT", "AVAILABLE", "BOUGHT", "BUY", "CHOOSE", "DEAL", "DELIVERY",
     "GREETING", "HOLIDAY", "HOW_TO_USE", "IN_TRANSIT", "OBJECTION", "PRICE", "PROBLEM", "PRODUCT", "RECEIVED", "REFERRED", "REPURCHASE",
-    "SHIPPING", "SITUATION", "SIZE", "STAFF_AFTERSALES", "STAFF_CARE", "STAFF_NEED", "STAFF_OFFER", "STOCK", "SYMPTOM",
+    "SHIPPING", "SITUATION", "SIZE", "STAFF_ADVICE", "STAFF_AFTERSALES", "STAFF_CARE", "STAFF_NEED", "STAFF_OFFER",
+    "STAFF_SHIPPING", "STAFF_SIZE", "STOCK", "SYMPTOM",
     "WHO", "Cue", "find_cue",
 ]
 
@@ -54,7 +55,7 @@ DELIVERY = Cue.of("delivery", "问发货/物流", ["发货", "几天到", "包�
 # The part of DELIVERY that only comes before a purchase ("物流" and "到货" also come after one).
 SHIPPING = Cue.of("shipping", "问发货时效/包邮", ["几天到", "包邮", "发货吗", "什么时候发", "到哪了", "单号"])
 CHOOSE = Cue.of("choose", "请顾问推荐", [
-    "推荐", "哪款", "哪个好", "哪种", "选哪", "买哪", "适合", "有什么好", "区别", "对比", "哪个更", "recommend", "which one"])
+    "推荐", "哪款", "哪个好", "哪种", "选哪", "买哪", "适合", "有什么好", "区别", "对比", "哪个更", "买什么", "用什么好", "选什么", "recommend", "which one"])
 DEAL = Cue.of("deal", "问优惠", ["优惠", "折扣", "活动", "券", "满减", "便宜点", "能便宜", "赠品", "积分", "会员价", "discount",
                                 "coupon"])
 # Questions about a product's facts before buying it (what is in it, how long it keeps, whether it suits).
@@ -124,6 +125,15 @@ STAFF_OFFER = Cue("staff_offer", "顾问推荐/报价", re.compile(
     r"\d+\s*(元|块)|¥|链接|下单|现货|包邮|满\d+|券|活动|(?<!朋友)推荐(?!过来|来的|我)|可以试试|建议选|适合您|优惠|价"))
 STAFF_AFTERSALES = Cue.of("staff_aftersales", "顾问在处理售后", [
     "抱歉", "不好意思", "订单号", "退", "换货", "补发", "登记", "照片", "批次", "理赔"])
+# Advice on care or use, with no product in it: a bare reply to it stays in the exchange the advice serves.
+STAFF_ADVICE = Cue.of("staff_advice", "顾问在给建议", [
+    "建议", "注意", "记得", "别用", "不要", "不用急", "慢慢", "观察", "医生", "就医", "一般", "正常", "多喝", "多晒"])
+# Where an order on its way is (shipped, in delivery, the tracking number sent): the logistics scripts' step.
+STAFF_SHIPPING = Cue.of("staff_shipping", "顾问在说发货/物流", [
+    "已发货", "发货了", "发出", "单号", "派送", "配送", "转运", "快递", "物流", "明天到", "明后天", "预计"])
+# Picking the size, stage or capacity of something being bought: a weight or an age given in reply picks it.
+STAFF_SIZE = Cue("staff_size", "顾问在帮选尺码/规格", re.compile(
+    r"[A-Z]{1,3}码|尺码|码数|按体重|换大|大一码|升[A-Z]|[1-3一二三]段|规格|几段|适合\d"))
 STAFF_CARE = Cue.of("staff_care", "顾问回访关怀", [
     "用着", "用得", "收到", "好久", "最近", "还好吗", "怎么样", "快用完", "补货", "提醒"])
 

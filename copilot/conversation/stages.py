@@ -58,10 +58,13 @@ from copilot.conversation.cues import (
     SHIPPING,
     SITUATION,
     SIZE,
+    STAFF_ADVICE,
     STAFF_AFTERSALES,
     STAFF_CARE,
     STAFF_NEED,
     STAFF_OFFER,
+    STAFF_SHIPPING,
+    STAFF_SIZE,
     STOCK,
     SYMPTOM,
     WHO,
@@ -88,8 +91,11 @@ STAGE_CUES: dict[Stage, list[Cue]] = {
 }
 # Shapes of the latest words and acts of the staff message they answer, read beside the cues above.
 _SHAPES: tuple[Cue, ...] = (ALTERNATIVE, AVAILABLE, BOUGHT, AMOUNT, SYMPTOM, HOW_TO_USE, IN_TRANSIT)
-_STAFF_ACTS: tuple[Cue, ...] = (STAFF_NEED, STAFF_OFFER, STAFF_AFTERSALES, STAFF_CARE)
+_STAFF_ACTS: tuple[Cue, ...] = (STAFF_NEED, STAFF_OFFER, STAFF_AFTERSALES, STAFF_CARE, STAFF_ADVICE, STAFF_SIZE,
+                                STAFF_SHIPPING)
 _BUYING = ("now_price", "now_buy", "now_stock", "now_deal", "now_choose")
+# Acts of the latest words about what the customer already has: a problem with it, or how to use it.
+_USING = ("now_aftersales", "now_symptom", "now_how_to_use")
 _QUESTION_ENDS = ("?", "？", "吗", "呢")
 # Acts of the latest words that say nothing about what the customer wants.
 _NOT_CONTENT = frozenset({"now_greeting", "now_who", "now_referred", "now_ack", "now_question", "now_holiday"})
@@ -256,10 +262,16 @@ def _state(turns: Sequence[Turn], profile: CustomerProfile | None, features: Map
         _flag(out, labels, "how_to_use_bought", "买过之后问怎么用")
     if bought and (features.get("now_aftersales") or out.get("now_symptom")):
         _flag(out, labels, "problem_bought", "买过之后反馈问题")
+    # A buyer asking to buy, for a price, a deal, a size or where the order is (再来一箱, 快用完了…多少钱, 我买的…到哪了)
+    # is at the buying step again, unless the same words report a problem or ask how to use what they have: the
+    # latest words decide, and the guide files delivery progress under recommend.
+    shopping = any(features.get(n) for n in (*_BUYING, "now_size")) or out.get("now_in_transit")
+    if bought and shopping and not any(features.get(n) or out.get(n) for n in _USING):
+        _flag(out, labels, "buying_bought", "买过的客户又在问购买/价格/优惠/物流")
     describes = any(features.get(n) or out.get(n) for n in ("now_situation", "now_amount", "now_problem", "now_symptom"))
     if out.get("answers_question") and describes and not any(features.get(n) for n in _BUYING):
         _flag(out, labels, "answers_with_need", "客户在回答顾问的问题、描述自身情况")
-        if out.get("offered_before") or out.get("answers_staff_offer"):
+        if out.get("offered_before") or out.get("answers_staff_offer") or out.get("answers_staff_size"):
             _flag(out, labels, "answers_after_offer", "顾问推荐之后补充情况（多为选规格）")
     out["turn_index"] = min(len(said), 6) / 6
     return out
