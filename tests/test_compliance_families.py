@@ -86,3 +86,25 @@ def test_warnings_and_hedges_are_not_the_practice_they_name(
 ) -> None:
     assert category in rules.check(practice).categories
     assert category not in rules.check(warning).categories
+
+
+@pytest.mark.parametrize(
+    ("claim", "ordinary"),
+    [
+        ("这个钥匙扣是招财的，装钱包里钱越来越多", "这个招财猫是摆件造型，做工挺可爱的"),
+        ("八卦镜挂在阳台上，煞气都给挡回去", "阳台挂个晾衣架，衣服干得快"),
+        ("聚宝盆放在财位上，聚财不漏财", "聚宝盆是个存钱罐，孩子挺喜欢"),
+        ("新房住进去前放这个，能把晦气去掉", "今天快递丢了，真是晦气"),
+    ],
+)
+def test_superstition_claim_words_flag_the_claim_not_the_object(
+    rules: ComplianceChecker, claim: str, ordinary: str
+) -> None:
+    assert "ad_superstition" in rules.check(claim).categories
+    assert "ad_superstition" not in rules.check(ordinary).categories
+
+
+def test_placing_a_talisman_counts_as_sales_wording(rules: ComplianceChecker) -> None:
+    # No 这款/买/您 in sight: the placement itself is the pitch, so the ad-claim gate must let the claim through.
+    assert "ad_superstition" in rules.check("放在床头能镇宅，晚上睡得踏实").categories
+    assert "ad_superstition" not in rules.check("镇宅是古代建筑里的一种说法").categories

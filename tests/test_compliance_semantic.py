@@ -16,7 +16,7 @@ from copilot.compliance import ComplianceChecker, normalize, semantic
 from copilot.config import Settings
 
 # A fortune claim that names no lexicon term and fits no rule (no 招财, 开光, 转运, 运势 …).
-PARAPHRASE = "这款手链戴上以后贵人运旺，小人远离"
+PARAPHRASE = "这款手链戴上以后贵人运旺，做什么都顺"
 CATEGORY = "ad_superstition"
 KEY = "semantic-key-0123456789"
 
