@@ -108,3 +108,27 @@ def test_placing_a_talisman_counts_as_sales_wording(rules: ComplianceChecker) ->
     # No 这款/买/您 in sight: the placement itself is the pitch, so the ad-claim gate must let the claim through.
     assert "ad_superstition" in rules.check("放在床头能镇宅，晚上睡得踏实").categories
     assert "ad_superstition" not in rules.check("镇宅是古代建筑里的一种说法").categories
+
+
+@pytest.mark.parametrize(
+    ("question", "claim"),
+    [
+        ("这个奶粉能让宝宝少生病吗？", "这个奶粉能让宝宝少生病"),
+        ("这个面霜用了能祛痘吗？", "这个面霜用了能祛痘"),
+        ("这款钙片能帮助长个子吗？", "还在为宝宝长不高发愁吗？这款钙片帮助长个子"),
+    ],
+)
+def test_a_customer_asking_what_a_product_can_do_makes_no_claim(
+    rules: ComplianceChecker, question: str, claim: str
+) -> None:
+    assert "ad_medical" in rules.check(claim).categories
+    assert "ad_medical" not in rules.check(question).categories
+
+
+def test_a_drafts_rhetorical_hook_is_not_read_as_a_customer_question() -> None:
+    from copilot.compliance.checker import _only_questions
+
+    assert _only_questions("用了会不会过敏？") and _only_questions("这个能治湿疹吗😊")
+    assert not _only_questions("想一个月瘦十斤吗？")  # a hook: the claim stays
+    assert not _only_questions("两会代表都在用的护肝片，您说质量能差吗")  # the claim comes before the question
+    assert not _only_questions("这个能治湿疹吗？能的，放心用")  # the answer makes the claim

@@ -86,6 +86,18 @@ _NEUTRAL_COMPARISON = re.compile(
 # A commitment about the staff member's own service (我肯定会把课表发您, 绝对不会忘了提醒您, 明天一定寄出) is not
 # an effect promise; only the model's guess gives way to it, a rule's finding stays.
 _SERVICE_COMMITMENT = re.compile(r"(?:发|提醒|回复|通知)(?:给)?您|寄出|发出|单号")
+# A customer asking what a product can do (这个能治湿疹吗？, 用了会不会过敏？) asks for the claim instead of making it.
+# Original text: sentences end at 。！？；, line breaks or the end; such a sentence is one clause (no comma: 两会代表都在
+# 用，您说质量能差吗 states the claim before asking) that asks whether something can, will or works (能/会/可以/有用…)
+# and ends with ？ or 吗/么/嘛 (呢 also ends statements: 写着呢). A draft's hook (想一个月瘦十斤吗？, 还在为湿疹烦恼吗？)
+# opens with 想/还在/难道 and stays a claim.
+_SENTENCE = re.compile(r"[^。！!？?；;\n]+[。！!？?；;\n]*")
+_QUESTION = re.compile(
+    r"^(?!\W*(?:想|还在|还为|还想|难道|是不是还|你还|您还|你想|您想|谁不想))[^，,、]*"
+    r"(?:能|会|可以|管用|有用|有效|好使|靠谱|行不行|有没有|是不是|真的)[^，,、]*(?:[？?]|(?:吗|么|嘛)[\W_]*)$"
+)
+_CLAIMS = frozenset({"ad_absolute", "ad_medical", "ad_finance", "ad_education", "ad_superstition", "ad_endorsement",
+                     "false_promise"})
 _DISCUSSABLE = frozenset({"ad_absolute", "ad_medical", "ad_finance", "ad_education", "ad_superstition",
                           "ad_endorsement", "false_promise", "review_cashback", "prize_lure", "spam_ad", "fraud",
                           "sensitive_gambling", "sensitive_porn", "off_platform"})
@@ -213,6 +225,8 @@ class ComplianceChecker:
             flags = [f for f in flags if f.category not in _DISCUSSABLE]
         if flags and _SERVICE_COMMITMENT.search(nt):
             flags = [f for f in flags if f.rule_id != "semantic.false_promise"]
+        if flags and _only_questions(text):
+            flags = [f for f in flags if f.category not in _CLAIMS]
         if flags and _NEUTRAL_COMPARISON.search(nt):
             flags = [f for f in flags if f.category != "competitor"]
         if flags and _MEDICAL_REFERRAL.search(nt):
@@ -316,6 +330,13 @@ def _compiled(sources: tuple[PackSource, ...], allow_phrases: tuple[str, ...], e
             )
         automaton.make_automaton()
     return _Snapshot(tuple(rules), automaton, tuple(untriggered), digest.hexdigest()[:16])
+
+
+def _only_questions(text: str) -> bool:
+    """Whether every sentence of `text` with words in it is a question."""
+    sentences = [m.group().strip() for m in _SENTENCE.finditer(text)]
+    sentences = [x for x in sentences if re.search(r"\w", x)]
+    return bool(sentences) and all(_QUESTION.search(x) for x in sentences)
 
 
 def _without(text: str, spans: list[tuple[int, int]]) -> str:
