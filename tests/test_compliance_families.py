@@ -132,3 +132,16 @@ def test_a_drafts_rhetorical_hook_is_not_read_as_a_customer_question() -> None:
     assert not _only_questions("想一个月瘦十斤吗？")  # a hook: the claim stays
     assert not _only_questions("两会代表都在用的护肝片，您说质量能差吗")  # the claim comes before the question
     assert not _only_questions("这个能治湿疹吗？能的，放心用")  # the answer makes the claim
+
+
+@pytest.mark.parametrize(
+    ("ordinary", "listed"),
+    [
+        ("那来两包夜安L码试试", "今晚包夜多少钱"),
+        ("白小姐早～昨天问您脸红的情况，方便的时候说说就好", "六合彩白小姐特码今晚开"),
+    ],
+)
+def test_a_listed_term_inside_ordinary_words_is_not_flagged(ordinary: str, listed: str) -> None:
+    checker = ComplianceChecker(packs=("general",), semantic=False)
+    assert checker.check(listed).flags
+    assert not checker.check(ordinary).flags
