@@ -29,6 +29,7 @@ from copilot.compliance.pii import mask_pii
 from copilot.compliance.result import Severity, as_customer_message
 from copilot.compliance.tenants import TenantCompliance
 from copilot.config import DEFAULT_EMBEDDING_MODEL, Settings, apply_offline_defaults
+from copilot.conversation.catalogue import LibraryCatalogue
 from copilot.conversation.message_intents import MessageClassifier, Prediction
 from copilot.conversation.purchase_intent import IntentResult, score_intent
 from copilot.conversation.query import build_query
@@ -131,6 +132,7 @@ class Copilot:
         self._classifiers: dict[str, MessageClassifier] = {}
         self._classifier_lock = threading.Lock()
         self._stage_libraries: dict[str, LibraryStages] = {}
+        self._catalogues: dict[str, LibraryCatalogue] = {}  # per tenant: products and services, for the stage
         self.stage_vote: LLMStageVote | None = None  # set when an LLM is configured
         self.retriever = HybridRetriever(store=store)
         self.reranker = Reranker(embedder)
@@ -206,6 +208,9 @@ class Copilot:
         self.retriever.load(tenant, docs)
         self._stage_libraries[tenant] = LibraryStages.from_scripts(
             (d.stages, d.triggers) for d in docs if d.kind == "script"
+        )
+        self._catalogues[tenant] = LibraryCatalogue.from_content(
+            (d.content_kind, d.title, d.tags, d.stages) for d in docs if d.kind == "content"
         )
 
     def refresh_libraries(self) -> list[str]:
@@ -532,6 +537,7 @@ class Copilot:
             library=self._stage_libraries.get(tenant),
             customer_vote=self._library_vote(tenant, latest) if latest.strip() else None,
             staff_vote=self._library_vote(tenant, answered) if answered.strip() else None,
+            catalogue=self._catalogues.get(tenant),
         )
 
     def _library_vote(self, tenant: str, query: str) -> dict[str, float]:

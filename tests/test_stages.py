@@ -10,11 +10,14 @@ from typing import Any
 import pytest
 
 from copilot.conversation import stages
+from copilot.conversation.catalogue import LibraryCatalogue
 from copilot.conversation.cues import find_cue
 from copilot.conversation.stage_library import LibraryStages
 from copilot.conversation.stages import STAGE_CUES, StageSignals, detect_stage, stage_features
 from copilot.conversation.turns import Turn
+from copilot.knowledge.loader import load_library
 from copilot.knowledge.schema import CustomerProfile, Order, OrderLine, Stage
+from copilot.retrieval.documents import doc_for_content
 from eval.harness import Harness
 from eval.records import Message, StageRecord
 from eval.suites.labels import _stages
@@ -267,3 +270,75 @@ def test_a_bare_reply_to_shipping_news_or_to_advice_carries_that_step() -> None:
     assert features.get("bare_answers_staff_advice") and "bare_answers_staff_shipping" not in features
     asked = _chat(("c", "宝宝屁屁红红的"), ("s", "建议勤换尿布，洗完晾干再穿"), ("c", "那买什么护臀膏好"))
     assert "bare_answers_staff_advice" not in stage_features(asked, None, today=TODAY)[0]
+
+
+@pytest.fixture(scope="module")
+def catalogues() -> dict[str, LibraryCatalogue]:
+    """Each demo vertical's catalogue, read from its library's content as serving reads it."""
+    out = {}
+    for name, root in (("暖芽", KNOWLEDGE), ("沐颜", KNOWLEDGE.parent / "libraries" / "skincare")):
+        docs = [doc_for_content(item) for item in load_library(root).content]
+        out[name] = LibraryCatalogue.from_content((d.content_kind, d.title, d.tags, d.stages) for d in docs)
+    return out
+
+
+def _bought(*names: str, status: str = "delivered") -> CustomerProfile:
+    lines = tuple(OrderLine(sku=f"sku{i}", name=name, price=99) for i, name in enumerate(names))
+    order = Order(id="o1", date=TODAY - dt.timedelta(days=20), items=lines, status=status)  # type: ignore[arg-type]
+    return CustomerProfile(id="c1", name="王芳", orders=(order,))
+
+
+def _named(catalogue: LibraryCatalogue, turns: list[Turn], profile: CustomerProfile | None) -> dict[str, float]:
+    features, labels = stage_features(turns, profile, today=TODAY, signals=StageSignals(catalogue=catalogue))
+    assert all(labels.get(n) for n in features if n.startswith(("names_", "staff_names_")))
+    return {n: v for n, v in features.items() if n.startswith(("names_", "staff_names_"))}
+
+
+def test_a_product_the_customer_never_ordered_is_told_from_one_they_did(
+    catalogues: dict[str, LibraryCatalogue],
+) -> None:
+    baby, skin = catalogues["暖芽"], catalogues["沐颜"]
+    diapers = _bought("云柔纸尿裤 M码 量贩装")
+    assert _named(baby, _say("你们家那个护臀膏怎么样"), diapers) == {"names_unbought": 1.0}
+    assert _named(baby, _say("尿裤用着挺好的"), diapers) == {"names_bought": 1.0}  # 纸尿裤 asked for as 尿裤
+    assert _named(baby, _say("尿裤还是M码，护臀膏加一支"), diapers) == {"names_bought": 1.0, "names_unbought": 1.0}
+    cream = _bought("水光保湿面霜 50g", "水润精华水 150ml")
+    assert _named(skin, _say("面霜快用完了"), cream) == {"names_bought": 1.0}
+    # 精华 is another product than the 精华水 bought, and a name of one vertical means nothing in the other.
+    assert _named(skin, _say("修护精华多少钱"), cream) == {"names_unbought": 1.0}
+    assert _named(skin, _say("你们家那个护臀膏怎么样"), cream) == {}
+    assert _named(baby, _say("宝宝晚上总是哭闹"), diapers) == {}
+
+
+def test_staff_naming_a_product_is_set_against_the_orders_too(catalogues: dict[str, LibraryCatalogue]) -> None:
+    diapers = _bought("云柔纸尿裤 M码 量贩装")
+    offered = _chat(("c", "晚上老是漏"), ("s", "可以试试夜安裤，晚上一片到天亮"), ("c", "嗯"))
+    assert _named(catalogues["暖芽"], offered, diapers) == {"staff_names_unbought": 1.0}
+    checked = _chat(("s", "王姐好，纸尿裤用着还合适吗？"), ("c", "挺好的"))
+    assert _named(catalogues["暖芽"], checked, diapers) == {"staff_names_bought": 1.0}
+
+
+def test_without_orders_a_named_product_is_neither_bought_nor_new(catalogues: dict[str, LibraryCatalogue]) -> None:
+    baby = catalogues["暖芽"]
+    for profile in (None, CustomerProfile(id="c0", name="新朋友"), _bought("护臀膏 50g", status="cancelled")):
+        assert _named(baby, _say("你们家那个护臀膏怎么样"), profile) == {}
+
+
+def test_a_service_of_the_library_votes_the_stages_it_is_filed_under(catalogues: dict[str, LibraryCatalogue]) -> None:
+    for catalogue in catalogues.values():
+        named = _named(catalogue, _say("会员日是几号来着"), None)
+        assert named["names_service_recommend"] > 0 and "names_service_icebreak" not in named
+    # A product's name speaks as a product, even where an event's title carries it.
+    assert not catalogues["暖芽"].named("护臀膏怎么样").services
+    assert _named(catalogues["暖芽"], _say("宝宝晚上总是哭闹"), None) == {}
+
+
+def test_serving_reads_the_tenants_catalogue_for_the_stage(hashing_copilot: Any) -> None:
+    profile = hashing_copilot.repo.customer("default", "cust_019")  # bought 2段 formula and a bottle
+    turns = _say("你们家护臀膏怎么样")
+    signals = hashing_copilot.stage_signals("default", turns)
+    assert signals.catalogue is not None
+    features, _ = stage_features(turns, profile, today=TODAY, signals=signals)
+    assert features.get("names_unbought") and "names_bought" not in features
+    features, _ = stage_features(_say("奶瓶怎么消毒"), profile, today=TODAY, signals=signals)
+    assert features.get("names_bought") and "names_unbought" not in features

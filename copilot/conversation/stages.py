@@ -9,6 +9,9 @@ A linear evidence model over signals that carry from one brand to the next:
   the scripts closest to the customer's words and of those closest to the staff's last message (the step of
   the SOP staff are on);
 - the profile: orders, their recency and repurchase cycle, a first contact with no history;
+- the tenant's catalogue against the profile (`catalogue.py`): a product of the library named in the latest
+  words or in the staff message they answer, and whether the customer's orders carry it (a product never
+  bought is shopping, the one bought is more often its use), and the stages of a service of the library named;
 - the state of the conversation (`_state`): what the staff message being answered does (asks about the need,
   quotes or links a product, handles after-sales, checks in), whether staff already offered something, whether
   the customer already said they bought or received it, who opened the conversation, and the combinations the
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from copilot.conversation.catalogue import LibraryCatalogue, catalogue_features
 from copilot.conversation.cues import (
     ACK,
     ADVICE,
@@ -120,6 +124,7 @@ class StageSignals:
     library: LibraryStages | None = None
     customer_vote: Mapping[str, float] | None = None  # stages of the scripts closest to the customer's words
     staff_vote: Mapping[str, float] | None = None  # stages of the scripts closest to the staff's last message
+    catalogue: LibraryCatalogue | None = None  # the products and services the tenant's library offers
 
 
 def _acts(text: str, prefix: str, labels: dict[str, str]) -> dict[str, float]:
@@ -169,6 +174,8 @@ def stage_features(
     if not any(k.startswith(("now_", "trigger_")) and k != "now_question" for k in features):
         features["now_silent"] = 1.0  # nothing in the latest words: the exchange in progress decides
         labels["now_silent"] = "最新消息没有明确信号"
+    if signals.catalogue is not None:
+        features |= catalogue_features(signals.catalogue, latest, answered_staff_text(turns), profile, labels)
     for name, vote_of, what in (("query", signals.customer_vote, "与客户的话最相近的话术"),
                                 ("staff", signals.staff_vote, "与顾问上一句最相近的话术")):
         for stage, value in share(vote_of).items():
