@@ -104,9 +104,10 @@ def test_the_trained_model_is_cached_outside_the_repository_and_reloaded(
     assert len(list((tmp_path / "compliance").glob("semantic-*.npz"))) == 2 and cached.is_file()
 
 
-def test_the_clean_budget_is_shared_and_spent_where_it_recalls_most() -> None:
-    # 400 clean lines, one budget line (0.003 × 400); each category can recall more only by flagging one clean line.
+def test_the_clean_budget_is_shared_and_spent_where_it_recalls_most(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 400 clean lines, one budget line; each category can recall more only by flagging one clean line.
     n_clean = 400
+    monkeypatch.setattr(semantic, "_MAX_CLEAN_FP", 1 / n_clean)
     clean_scores = np.full((n_clean, 2), -1.0)
     clean_scores[0, 0] = clean_scores[1, 1] = 0.5
     a = np.array([[1.0, -1.0]] * 10 + [[0.4, -1.0]] * 5)  # five more lines of A below the clean line
