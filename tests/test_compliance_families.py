@@ -145,3 +145,8 @@ def test_a_listed_term_inside_ordinary_words_is_not_flagged(ordinary: str, liste
     checker = ComplianceChecker(packs=("general",), semantic=False)
     assert checker.check(listed).flags
     assert not checker.check(ordinary).flags
+
+
+def test_ranking_a_product_among_others_counts_as_sales_wording(rules: ComplianceChecker) -> None:
+    assert "ad_absolute" in rules.check("业内公认的天花板级别，没有之一").categories
+    assert "ad_absolute" not in rules.check("珠穆朗玛峰是世界第一高峰").categories

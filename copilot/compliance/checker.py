@@ -34,12 +34,13 @@ _ALLOW = -1
 _BROAD = "lex.houbb."  # rule ids of the public sensitive lists
 _AD_CATEGORIES = frozenset({"ad_absolute", "ad_medical", "ad_superstition"})
 # Normalised text: lower case, no spaces or punctuation. Placing or hanging an object (放在, 挂上, 供着) is how a
-# talisman is sold, so it counts as sales wording too.
+# talisman is sold, so it counts as sales wording too; so does ranking a product among others (全网, 同类, 业内, 所有…里).
 _SALES_CUE = re.compile(
     r"这款|这个|这种|这套|这瓶|这盒|这支|这罐|这条|这件|我们|我家|咱家|咱们|本店|店里|我这|产品|品牌|牌子|款|买|入手|下单|拍"
     r"|价|到手|优惠|活动|亲|姐|哥|宝妈|宝宝|孩子|小朋友|您|你|闭眼|回购|囤|戴|摆|挂在家|放家|放在家|喝|吃|用了|用上|抹|涂|敷|喷|冲"
     r"|这块|这串|这尊|这对|这只|这幅|这盆|这盏|这棵|这枚|这颗"
     r"|放在|挂在|摆在|放到|挂到|摆到|挂上|摆上|放上|戴上|带上|供着|供奉|请一尊|请回|装在|贴在"
+    r"|这是|所有|全网|全城|业内|行业|同类|同款|市面上|色号|工艺|级别"
     r"|效果|推荐|疗程|到货|送礼|送长辈|好东西|品质|顶配|奶粉|纸尿裤|尿不湿|面霜|精华|面膜|乳液|米粉|辅食|益生菌|钙片|鱼油"
     r"|好茶|茶叶|白酒|手串|手链|摆件|餐椅|推车|玩具|课程|泡脚|一袋|一盒|一罐|一瓶"
     r"|销量|口碑|性价比|正品|新品|上新|首选|必备|国货|进口|配方|成分|材质|面料|卖|店|货|好用|用着|好喝|好吃|质量|宝贝|链接"
