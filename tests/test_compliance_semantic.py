@@ -13,6 +13,7 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from copilot.compliance import ComplianceChecker, normalize, semantic
+from copilot.compliance.disparage import FEATURE, disparages
 from copilot.config import Settings
 
 # A fortune claim that names no lexicon term and fits no rule (no 招财, 开光, 转运, 运势 …).
@@ -127,3 +128,26 @@ def test_neighbouring_lines_are_held_out_together() -> None:
     assert all(len(set(folds[i : i + block].tolist())) == 1 for i in range(0, len(folds), block))
     assert folds[0] != folds[block]  # the next batch of lines is held out in another fold
     assert set(folds.tolist()) == set(range(semantic._FOLDS))
+
+
+@pytest.mark.parametrize(
+    ("text", "fires"),
+    [
+        ("别家的奶粉都是大路货，喝了上火便秘", True),
+        ("飞鹤的奶粉有问题，别给宝宝喝了", True),  # a rival the general pack names
+        ("别家的也不错，看宝宝喜欢", False),  # another seller, nothing negative said
+        ("别家卖299，我们这边279", False),  # a plain price comparison
+        ("宝宝最近有点便秘", False),  # a negative word, no other seller
+    ],
+)
+def test_the_disparagement_feature_needs_another_seller_and_a_negative_word(text: str, fires: bool) -> None:
+    assert disparages(normalize(text).text) is fires
+
+
+def test_a_disparaging_line_without_any_cue_ngram_is_still_scored(layer: semantic.SemanticLayer) -> None:
+    assert FEATURE in layer.model.vocabulary  # the layer learned a weight for the feature
+    text = "别家的米粉颗粒粗糙"
+    normalised = normalize(text).text
+    assert next(layer._cues.iter(normalised), None) is None  # no cue n-gram: only the feature lets it be scored
+    assert layer.has_cue(normalised)
+    assert "competitor" in {f.category for f in layer.flags(text, normalised)}

@@ -5,6 +5,10 @@ risky category with enough labelled examples gets a linear classifier over the c
 normalised text (TF-IDF, sublinear tf, l2 rows), trained on the development split that ships with the package
 (`training/compliance_dev.jsonl`, the file `eval/datasets/compliance_dev.jsonl` points at).
 
+One more feature stands beside the n-grams: `disparage.FEATURE`, present when another seller is named and a word of
+negative sentiment follows (disparagement rarely repeats a list's words); a text holding it is scored even without a
+cue n-gram, and the thresholds below decide what it may flag.
+
 Training is ridge regression in its dual form: one n×n kernel of the training lines, one linear solve for all
 categories at once, and the same on each of `_FOLDS` folds for out-of-fold scores. That takes a few seconds on
 one core, is deterministic (fixed folds, sorted vocabulary, no random initialisation), and happens once per
@@ -46,6 +50,8 @@ import ahocorasick
 import numpy as np
 from scipy import linalg, sparse
 
+from copilot.compliance import disparage
+from copilot.compliance.disparage import FEATURE, disparages
 from copilot.compliance.normalize import normalize
 from copilot.compliance.result import PII_CATEGORIES, Flag, Severity
 
@@ -94,8 +100,12 @@ def training_digest(examples: Sequence[Example]) -> str:
 
 
 def _grams(normalised: str) -> list[str]:
+    """The text's character n-grams, and the disparagement feature where it fires (`disparage.FEATURE`)."""
     n = len(normalised)
-    return [normalised[i : i + size] for size in _SIZES for i in range(n - size + 1)]
+    grams = [normalised[i : i + size] for size in _SIZES for i in range(n - size + 1)]
+    if disparages(normalised):
+        grams.append(FEATURE)
+    return grams
 
 
 @dataclass(frozen=True)
@@ -286,6 +296,7 @@ class SemanticLayer:
         if model.cues:
             self._cues.make_automaton()
         self._has_cues = bool(model.cues)
+        self._disparage = model.vocabulary.get(FEATURE)
         # Every vocabulary n-gram of a text in one automaton pass: about half the cost of slicing each 1–3-gram and
         # looking it up, and this is what a text with a cue pays on every check.
         self._grams = ahocorasick.Automaton()
@@ -307,15 +318,20 @@ class SemanticLayer:
 
     def has_cue(self, normalised: str) -> bool:
         """Whether the text holds any n-gram the classifiers lean on (one automaton pass)."""
-        if not self._has_cues or not normalised:
+        if not normalised:
             return False
-        return next(self._cues.iter(normalised), None) is not None
+        if self._has_cues and next(self._cues.iter(normalised), None) is not None:
+            return True
+        return self._disparage is not None and disparages(normalised)
 
     def _features(self, normalised: str) -> tuple[np.ndarray, np.ndarray]:
         """What `_row` gives for the model's vocabulary, found with the n-gram automaton."""
         if not self.model.vocabulary:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        return _weighted(Counter(map(_VALUE, self._grams.iter(normalised))), self.model.idf)
+        counts = Counter(map(_VALUE, self._grams.iter(normalised)))
+        if self._disparage is not None and disparages(normalised):
+            counts[self._disparage] += 1
+        return _weighted(counts, self.model.idf)
 
     def scores(self, normalised: str) -> dict[str, float]:
         """Each category's score (the threshold is in `thresholds`) for one normalised text."""
@@ -378,8 +394,9 @@ class _Evidence:
 
 
 def _cache_key(examples: Sequence[Example]) -> str:
-    """The training data and this module's code: a cached model is reused only when both are unchanged."""
-    code = Path(__file__).read_bytes()
+    """The training data and the code and word list that make the features: a cached model is reused only when all
+    are unchanged."""
+    code = Path(__file__).read_bytes() + Path(disparage.__file__).read_bytes() + disparage.word_list_bytes()
     return hashlib.sha256(training_digest(examples).encode() + code).hexdigest()[:20]
 
 

@@ -1,0 +1,62 @@
+"""A signal for disparagement worded without a listed wrong-doing word: another seller named, then a negative word.
+
+Disparaging a competitor rarely repeats a list's words (别家的洗面奶越洗越干, 他们的老师哪懂教学): what recurs is a
+reference to another seller (别家, 他们家, 同行, 某宝, 其他品牌, a named rival) followed closely by a word of negative
+sentiment. The negative words are jionlp's sentiment lexicon (`lexicons/sentiment_negative.txt`, 18,607 entries,
+Apache-2.0); the lexicon is broad and noisy (蛋白质 is in it), so this is not a rule: the semantic layer reads it as
+one more feature next to the text's n-grams, learns its weight per category, and its thresholds (chosen on held-out
+blocks under the shared clean budget) decide what the feature may flag. Plain comparisons (也不错, 不好评价) are left
+to the checker's neutral-comparison filter as before.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+
+import ahocorasick
+import yaml
+
+__all__ = ["FEATURE", "disparages", "word_list_bytes"]
+
+FEATURE = "\x01disparage"  # the pseudo n-gram the semantic layer adds; normalised text never holds \x01
+_WINDOW = 16  # characters after the reference where the negative word must start
+_REFERENCE = re.compile(
+    r"别家|别人家|其他家|其它家|他家|他们家|她家|ta家|他们的|他们那|人家的|人家那|另一家|那家|别的店|别的机构|别的品牌"
+    r"|别的牌子|其他品牌|其它品牌|其他牌子|其他平台|其他机构|其他店|别处|同行|友商|竞品|隔壁|某宝|某音|某东|某多多|拼夕夕"
+    r"|某某?牌|某品牌|[a-z]牌|xx|那个牌子|那个品牌|那个app|那个平台|小品牌|杂牌|市面上"
+)
+
+
+@cache
+def _references() -> re.Pattern[str]:
+    """`_REFERENCE` plus the rivals the general pack names (飞鹤, 惠氏, 学而思 …)."""
+    pack = resources.files("copilot.compliance").joinpath("packs", "general.yaml").read_text("utf-8")
+    rivals = sorted(yaml.safe_load(pack)["lists"]["competitors"], key=len, reverse=True)
+    return re.compile("|".join([_REFERENCE.pattern, *map(re.escape, (r.lower() for r in rivals))]))
+
+
+def word_list_bytes() -> bytes:
+    """The negative word list as shipped (part of the semantic model's cache key)."""
+    return resources.files("copilot.compliance").joinpath("lexicons", "sentiment_negative.txt").read_bytes()
+
+
+@cache
+def _negative() -> ahocorasick.Automaton:
+    raw = word_list_bytes().decode("utf-8")
+    automaton = ahocorasick.Automaton()
+    for word in raw.splitlines():
+        if word and not word.startswith("#"):
+            automaton.add_word(word, word)
+    automaton.make_automaton()
+    return automaton
+
+
+def disparages(normalised: str) -> bool:
+    """Whether a reference to another seller is followed within a few characters by a negative word."""
+    for match in _references().finditer(normalised):
+        window = normalised[match.end() : match.end() + _WINDOW]
+        if window and next(_negative().iter(window), None) is not None:
+            return True
+    return False
