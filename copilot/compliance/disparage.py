@@ -11,7 +11,6 @@ to the checker's neutral-comparison filter as before.
 
 from __future__ import annotations
 
-import re
 from functools import cache
 from importlib import resources
 
@@ -22,24 +21,29 @@ __all__ = ["FEATURE", "disparages", "word_list_bytes"]
 
 FEATURE = "\x01disparage"  # the pseudo n-gram the semantic layer adds; normalised text never holds \x01
 _WINDOW = 16  # characters after the reference where the negative word must start
-_REFERENCE = re.compile(
-    r"别家|别人家|其他家|其它家|他家|他们家|她家|ta家|他们的|他们那|人家的|人家那|另一家|那家|别的店|别的机构|别的品牌"
-    r"|别的牌子|其他品牌|其它品牌|其他牌子|其他平台|其他机构|其他店|别处|同行|友商|竞品|隔壁|某宝|某音|某东|某多多|拼夕夕"
-    r"|某某?牌|某品牌|[a-z]牌|xx|那个牌子|那个品牌|那个app|那个平台|小品牌|杂牌|市面上"
-)
-
-
-@cache
-def _references() -> re.Pattern[str]:
-    """`_REFERENCE` plus the rivals the general pack names (飞鹤, 惠氏, 学而思 …)."""
-    pack = resources.files("copilot.compliance").joinpath("packs", "general.yaml").read_text("utf-8")
-    rivals = sorted(yaml.safe_load(pack)["lists"]["competitors"], key=len, reverse=True)
-    return re.compile("|".join([_REFERENCE.pattern, *map(re.escape, (r.lower() for r in rivals))]))
+_REFERENCES = [
+    "别家", "别人家", "其他家", "其它家", "他家", "他们家", "她家", "ta家", "他们的", "他们那", "人家的", "人家那", "另一家", "那家", "别的店",
+    "别的机构", "别的品牌", "别的牌子", "其他品牌", "其它品牌", "其他牌子", "其他平台", "其他机构", "其他店", "别处", "同行", "友商", "竞品", "隔壁",
+    "某宝", "某音", "某东", "某多多", "拼夕夕", "某牌", "某某牌", "某品牌", "xx", "那个牌子", "那个品牌", "那个app", "那个平台", "小品牌", "杂牌",
+    "市面上",
+]  # another seller, or a product sold elsewhere
+_REFERENCES += [f"{letter}牌" for letter in "abcdefghijklmnopqrstuvwxyz"]  # a牌, x牌: a rival left unnamed
 
 
 def word_list_bytes() -> bytes:
     """The negative word list as shipped (part of the semantic model's cache key)."""
     return resources.files("copilot.compliance").joinpath("lexicons", "sentiment_negative.txt").read_bytes()
+
+
+@cache
+def _references() -> ahocorasick.Automaton:
+    """The references above plus the rivals the general pack names (飞鹤, 惠氏, 学而思 …), in one automaton."""
+    pack = resources.files("copilot.compliance").joinpath("packs", "general.yaml").read_text("utf-8")
+    automaton = ahocorasick.Automaton()
+    for word in [*_REFERENCES, *(r.lower() for r in yaml.safe_load(pack)["lists"]["competitors"])]:
+        automaton.add_word(word, len(word))
+    automaton.make_automaton()
+    return automaton
 
 
 @cache
@@ -55,8 +59,9 @@ def _negative() -> ahocorasick.Automaton:
 
 def disparages(normalised: str) -> bool:
     """Whether a reference to another seller is followed within a few characters by a negative word."""
-    for match in _references().finditer(normalised):
-        window = normalised[match.end() : match.end() + _WINDOW]
-        if window and next(_negative().iter(window), None) is not None:
+    negative = _negative()
+    for end, _ in _references().iter(normalised):
+        window = normalised[end + 1 : end + 1 + _WINDOW]
+        if window and next(negative.iter(window), None) is not None:
             return True
     return False
