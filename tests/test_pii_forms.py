@@ -32,6 +32,14 @@ from copilot.compliance import ComplianceChecker, find_pii, mask_pii
         ("加我微信 mama_2024baby，那边发你券", "pii_other", "mama_2024baby"),
         ("我QQ是 3478291056", "pii_other", "3478291056"),
         ("微信就是我手机号 13912345678", "pii_phone", "13912345678"),
+        # WeChat and QQ spelled to dodge filters: emoji between the cue and the id, a lone 薇/威/v before a colon
+        ("V❤：tianmi_baby88，通过了发你", "pii_other", "tianmi_baby88"),
+        ("威📲：nuanya_mama 备注团购", "pii_other", "nuanya_mama"),
+        ("加我薇 xx_beauty_01 私聊", "pii_other", "xx_beauty_01"),
+        ("微 信 号：mama_club_66", "pii_other", "mama_club_66"),
+        ("Q：456789012 拉你进群", "pii_other", "456789012"),
+        ("加扣 567890123", "pii_other", "567890123"),
+        ("台湾通行证 87654321 办好了", "pii_other", "87654321"),
     ],
 )
 def test_each_pii_form_is_found(text: str, category: str, found: str) -> None:
@@ -57,6 +65,11 @@ def test_each_pii_form_is_found(text: str, category: str, found: str) -> None:
         "台胞证要带原件，复印件不行",
         "这款是 at home 系列，早上八点发货",
         "这个 #话题# 很火",
+        "权威：Nature 上的研究",  # 威 inside a word is no WeChat cue
+        "薇诺娜：Winona 是个牌子",
+        "V领毛衣：cotton 款",
+        "Q：这款能用吗",
+        "加扣子的款式 123456 号",
     ],
 )
 def test_lookalikes_are_not_pii(text: str) -> None:

@@ -112,7 +112,7 @@ _DOCUMENT_CUE = r"护照|護照|通行证|通行證|港澳证|港澳證|回乡�
 _DOCUMENT_RE = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{1,2}[\s\-]?\d(?:[\s\-]?\d){6,9})(?![\dA-Za-z])")
 # Taiwan compatriot permit (台胞证): eight digits (ten with the renewal count), only after its cue word.
 _TAIWAN_PERMIT_RE = re.compile(
-    r"(?:台胞证|台胞證|台湾居民来往大陆通行证)(?:号码|号|號碼|號|编号)?[^\dA-Za-z\n]{0,6}?(\d{8}(?:\d{2})?)(?!\d)"
+    r"(?:台胞证|台胞證|台湾居民来往大陆通行证|台湾通行证|台灣通行證)(?:号码|号|號碼|號|编号)?[^\dA-Za-z\n]{0,6}?(\d{8}(?:\d{2})?)(?!\d)"
 )
 # An ID number introduced as one is personal data even when its check digit is wrong (typos, 15-digit old IDs).
 _ID_CONTEXT_RE = re.compile(
@@ -122,16 +122,20 @@ _ID_CONTEXT_RE = re.compile(
 )
 _CARD_CONTEXT = re.compile(r"卡号|卡號|银行卡|銀行卡|储蓄卡|信用卡|借记卡")
 # WeChat ids and QQ numbers handed over to move the chat elsewhere.
+# A lone v/薇/威 is the cue only when a colon follows it (emoji may sit between: V❤：, 威📲：) or 加 comes before it
+# (加我薇 …), so 权威：Nature stays a word; the id may sit behind emoji and colons too.
 _WECHAT_CUE = (
-    r"微信|薇信|威信|徽信|维信|v信|vx|wx|wechat|weixin|[微威薇]xin|wei信|绿泡泡"
-    r"|(?:加|\+|➕)v(?![A-Za-z])|(?<![A-Za-z])v(?= ?[:：])"
+    r"[微薇威]\s?信|徽信|维信|v信|vx|wx|wechat|weixin|[微威薇]xin|wei信|绿泡泡"
+    r"|(?:加|\+|➕)(?:我|个)?[v薇威](?![A-Za-z])|(?<![\w])[v薇威](?=[^\w\s]{0,3} ?[:：])"
 )
 _WECHAT_RE = re.compile(
-    rf"(?:{_WECHAT_CUE})(?:号码|号|號|id)?(?:是|：|:|\s)*([A-Za-z][-_A-Za-z0-9]{{5,19}})(?![-_A-Za-z0-9])",
+    rf"(?:{_WECHAT_CUE})(?:\s?(?:号码|号|號|id))?(?:是|[^\w\n，。,;；.!?！？、]){{0,6}}([A-Za-z][-_A-Za-z0-9]{{5,19}})"
+    r"(?![-_A-Za-z0-9])",
     re.IGNORECASE,
 )
 _QQ_RE = re.compile(
-    r"(?:qq|扣扣|企鹅|球球|(?<![A-Za-z])q(?=号|號|群))(?:号码|号|號|群号|群)?(?:是|：|:|\s)*([1-9]\d{4,11})(?!\d)",
+    r"(?:qq|扣扣|企鹅|球球|加扣|(?<![A-Za-z])q(?=号|號|群|[^\w\s]{0,3} ?[:：]))(?:号码|号|號|群号|群)?"
+    r"(?:是|[^\w\n，。,;；.!?！？、]){0,6}([1-9]\d{4,11})(?!\d)",
     re.IGNORECASE,
 )
 # Ordinary plates (沪A12345, 沪a·8K3T2), new-energy ones (粤B·D12345) and coach or police plates (粤B1234学);
@@ -156,9 +160,9 @@ _WORD_CUES = ahocorasick.Automaton()
 for _kind, _cues in (
     ("document", (*_DOCUMENT_CUE.split("|"), "台胞")),
     ("mail", ("(at)", "[at]", "（at）", "{at}", " at ", "艾特", "圈a")),
-    ("wechat", ("微信", "薇信", "威信", "徽信", "维信", "v信", "vx", "wx", "wechat", "weixin", "xin", "wei信", "绿泡泡",
-                "加v", "+v", "➕v", "v:", "v：", "v :", "v ：")),
-    ("qq", ("qq", "扣扣", "企鹅", "球球", "q号", "q群")),
+    ("wechat", ("微信", "薇信", "威信", "微 信", "薇 信", "威 信", "徽信", "维信", "v信", "vx", "wx", "wechat", "weixin",
+                "xin", "wei信", "绿泡泡", "v", "薇", "威")),
+    ("qq", ("qq", "扣扣", "企鹅", "球球", "加扣", "q")),
 ):
     for _cue in _cues:
         _WORD_CUES.add_word(_cue, _kind)
