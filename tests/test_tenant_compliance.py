@@ -31,8 +31,8 @@ rules:
     category: ad_absolute
     severity: review
     basis: 品牌规定
-    message: 不要说全城价最低
-    terms: [全城价最低]
+    message: 不要说厂家直销价
+    terms: [厂家直销价]
 """
 
 
@@ -73,7 +73,7 @@ def test_a_library_without_a_settings_file_uses_the_default(tmp_path: Path) -> N
 
 def test_reload_applies_an_edited_file_without_a_restart(library: Path) -> None:
     registry = TenantCompliance(ComplianceChecker(), libraries={"t": library})
-    assert registry.for_tenant("t").check("我们全城价最低").risk == "none"
+    assert registry.for_tenant("t").check("这是厂家直销价").risk == "none"
     (library / "rules").mkdir()
     (library / "rules" / "extra.yaml").write_text(EXTRA_RULE, encoding="utf-8")
     text = (library / "compliance.yaml").read_text(encoding="utf-8")
@@ -81,7 +81,7 @@ def test_reload_applies_an_edited_file_without_a_restart(library: Path) -> None:
     text = text.replace("proactive_daily_cap: 3", "proactive_daily_cap: 1")
     (library / "compliance.yaml").write_text(text, encoding="utf-8")
     registry.reload("t")
-    result = registry.for_tenant("t").check("我们全城价最低")
+    result = registry.for_tenant("t").check("这是厂家直销价")
     assert [f.rule_id for f in result.flags] == ["tenant.cheap"]
     assert registry.proactive_daily_cap("t") == 1
 
