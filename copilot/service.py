@@ -36,8 +36,8 @@ from copilot.conversation.query import build_query
 from copilot.conversation.scope import MessageScope, answers_staff_question, judge_scope
 from copilot.conversation.stage_library import LibraryStages
 from copilot.conversation.stage_vote import LLMStageVote
-from copilot.conversation.stages import StageResult, StageSignals, detect_stage
-from copilot.conversation.turns import Turn, last_customer_text
+from copilot.conversation.stages import StageResult, StageSignals, Wording, detect_stage
+from copilot.conversation.turns import Turn, answered_staff_text, last_customer_text
 from copilot.drafting import factcheck, injection
 from copilot.drafting.evidence import evidence_for
 from copilot.drafting.llm_drafter import ANSWER_SCHEMA, LLMDrafter
@@ -538,6 +538,17 @@ class Copilot:
             customer_vote=self._library_vote(tenant, latest) if latest.strip() else None,
             staff_vote=self._library_vote(tenant, answered) if answered.strip() else None,
             catalogue=self._catalogues.get(tenant),
+            wording=self.stage_wording(turns),
+        )
+
+    def stage_wording(self, turns: Sequence[Turn]) -> Wording:
+        """The embedder's vectors of the customer's latest words and of the staff message they answer (the
+        retriever keeps the last few query vectors, so the library votes above have mostly computed them)."""
+        latest, answered = last_customer_text(turns), answered_staff_text(turns)
+        return Wording(
+            embedder=self.retriever.store.embedder.name,
+            customer=self.retriever.query_vector(latest) if latest.strip() else None,
+            staff=self.retriever.query_vector(answered) if answered.strip() else None,
         )
 
     def _library_vote(self, tenant: str, query: str) -> dict[str, float]:

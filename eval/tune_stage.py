@@ -10,12 +10,18 @@ vertical out (fit on the others, score macro-F1 on the held-out one) beside a 5-
 keeps each conversation in one fold; the penalty whose worse held-out brand plus cross-validated mean is best
 wins, so the weights favour signals that carry across verticals. `--write` stores the weights (fitted on
 every dev set) in `copilot/conversation/stage_weights.json`.
+
+Beside that signals-only table, the same fit is run with the embedder's vectors of the customer's latest words
+and of the staff message they answer appended to the signals (times a scale chosen with the penalty by the same
+rule): the wording model. Serving uses it only with the embedder it was fitted with (`stages.stage_model`); the
+library-less sets carry their vectors too, since the wording needs no library. `--no-wording` skips it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +51,8 @@ DEV_SETS: tuple[tuple[str, str | None], ...] = (
 # Dev sets scored with the final weights only, to see how they carry to a vertical they were not fitted on.
 CHECK_SETS: tuple[str, ...] = ("eval/datasets/stage_education_dev.jsonl",)
 PENALTIES = (0.003, 0.01, 0.03, 0.1)
+# Candidate scales of the wording vectors (unit length) against the 0/1 signals.
+WORDING_SCALES = (2.0, 4.0, 8.0)
 FOLDS = 5
 # Candidate weights of the stage stored at the previous turn (`stages.last_stage_weight`).
 LAST_STAGE_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
@@ -96,17 +104,28 @@ def _f1(y: np.ndarray, pred: np.ndarray) -> float:
 
 
 def featurize(h: Harness, records: Sequence[StageRecord], *, library: bool = True) -> list[dict[str, float]]:
-    rows = []
+    return featurize_with_wording(h, records, library=library)[0]
+
+
+def featurize_with_wording(h: Harness, records: Sequence[StageRecord], *,
+                           library: bool = True) -> tuple[list[dict[str, float]], np.ndarray]:
+    """The signals of every record, and the wording vectors (customer's words, then the staff message they
+    answer; zeros where there is none) as serving gathers them."""
+    rows, vectors = [], []
+    dim = h.copilot.retriever.store.embedder.dim
     for r in records:
         turns = [Turn(msg.role, msg.text) for msg in r.messages]
         try:
             profile = h.copilot.repo.customer(h.tenant, r.customer_id) if r.customer_id else None
         except NotFoundError:
             profile = None
-        signals = h.copilot.stage_signals(h.tenant, turns) if library else StageSignals()
+        wording = h.copilot.stage_wording(turns)
+        signals = h.copilot.stage_signals(h.tenant, turns) if library else StageSignals(wording=wording)
         features, _ = stage_features(turns, profile, today=EVAL_NOW.date(), signals=signals)
         rows.append(features)
-    return rows
+        vectors.append(np.concatenate([np.zeros(dim) if v is None else np.asarray(v, dtype=np.float64)
+                                       for v in (wording.customer, wording.staff)]))
+    return rows, np.vstack(vectors) if vectors else np.zeros((0, 2 * dim))
 
 
 def conversation_of(record_id: str | None, index: int) -> str:
@@ -226,24 +245,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--embedder", default=None, help="'hashing' or a model; default: the configured one")
     parser.add_argument("--write", action="store_true", help=f"write {WEIGHTS_PATH.name}")
+    parser.add_argument("--no-wording", action="store_true", help="fit the signals-only table alone")
     args = parser.parse_args(argv)
     embedder = choose_embedder(args.embedder, get_settings())
     brands: list[tuple[str, list[dict[str, float]], np.ndarray, list[str]]] = []
+    vectors: list[np.ndarray] = []
     replays: list[Replay] = []
     with tempfile.TemporaryDirectory(prefix="copilot-tune-") as scratch:
         base = build_copilot(embedder, REPO / "knowledge", Path(scratch))
         for data, library in DEV_SETS:
             h = base.library(REPO / library) if library else base
             records: list[StageRecord] = load_records(REPO / data, "stage")
-            brands.append((data, featurize(h, records, library=library is not None),
-                           np.array([STAGES.index(r.stage) for r in records]),
+            rows, wording = featurize_with_wording(h, records, library=library is not None)
+            brands.append((data, rows, np.array([STAGES.index(r.stage) for r in records]),
                            [f"{data}:{conversation_of(r.id, i)}" for i, r in enumerate(records)]))
+            vectors.append(wording)
             replays.append(Replay.of(records))
         checks = []
         for data in CHECK_SETS:
             records = load_records(REPO / data, "stage")
-            checks.append((data, featurize(base, records, library=False),
-                           np.array([STAGES.index(r.stage) for r in records])))
+            rows, wording = featurize_with_wording(base, records, library=False)
+            checks.append((data, rows, np.array([STAGES.index(r.stage) for r in records]), wording))
     names = ["bias", *sorted({n for _, rows, _, _ in brands for row in rows for n in row} - {"bias"})]
     xs = [_matrix(rows, names) for _, rows, _, _ in brands]
     ys = [y for _, _, y, _ in brands]
@@ -269,9 +291,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     w = fit(np.vstack(xs), np.concatenate(ys), best_penalty)
     in_sample = [round(_macro_f1(w, x, y), 4) for x, y in zip(xs, ys, strict=True)]
     print(f"chosen penalty {best_penalty}; in-sample dev macro-F1 {in_sample}")
-    unseen = {data: round(_macro_f1(w, _matrix(rows, names), y), 4) for data, rows, y in checks}
+    unseen = {data: round(_macro_f1(w, _matrix(rows, names), y), 4) for data, rows, y, _ in checks}
     print(f"macro-F1 on verticals never fitted on {unseen}")
-    weights = {name: {s: round(float(w[i, j]), 3) for j, s in enumerate(STAGES)} for i, name in enumerate(names)}
+    weights = _named(w, names)
     out = {
         "data": [d for d, *_ in brands],
         "embedder": embedder.name,
@@ -283,10 +305,72 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "replayed_macro_f1": chained,
         "weights": weights,
     }
+    if not args.no_wording:
+        out["wording"] = _fit_wording(embedder.name, xs, ys, vectors, [g for *_, g in brands], replays, names,
+                                      with_library, checks)
     if args.write:
-        WEIGHTS_PATH.write_text(json.dumps(out, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        WEIGHTS_PATH.write_text(dump_weights(out), encoding="utf-8")
         print(f"wrote {WEIGHTS_PATH}")
     return out
+
+
+def dump_weights(out: dict[str, Any]) -> str:
+    """The weights file as JSON, each innermost list of numbers on one line (the wording matrices stay short)."""
+    text = json.dumps(out, ensure_ascii=False, indent=1)
+    return re.sub(r"\[\s*(-?[\d.e+-]+(?:,\s*-?[\d.e+-]+)*)\s*\]",
+                  lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text) + "\n"
+
+
+def _named(w: np.ndarray, names: Sequence[str]) -> dict[str, dict[str, float]]:
+    return {name: {s: round(float(w[i, j]), 3) for j, s in enumerate(STAGES)} for i, name in enumerate(names)}
+
+
+def _fit_wording(embedder: str, xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], vectors: Sequence[np.ndarray],
+                 groups: Sequence[list[str]], replays: Sequence[Replay], names: Sequence[str],
+                 with_library: Sequence[int], checks: Sequence[tuple[str, list[dict[str, float]], np.ndarray,
+                                                                     np.ndarray]]) -> dict[str, Any]:
+    """The wording model: the signals plus the scaled wording vectors, penalty and scale chosen by the same
+    rule as the signals-only table, then the previous stage's weight replayed on it."""
+    dim = vectors[0].shape[1] // 2
+    wide = [*names, *(f"customer_{i}" for i in range(dim)), *(f"staff_{i}" for i in range(dim))]
+    best, best_score, report = (PENALTIES[0], WORDING_SCALES[0]), -1.0, {}
+    for scale in WORDING_SCALES:
+        wx = [np.hstack([x, scale * v]) for x, v in zip(xs, vectors, strict=True)]
+        for penalty in PENALTIES:
+            held_out = []
+            for held in range(len(wx)):
+                train = [i for i in range(len(wx)) if i != held]
+                w = fit(np.vstack([wx[i] for i in train]), np.concatenate([ys[i] for i in train]), penalty)
+                held_out.append(_macro_f1(w, wx[held], ys[held]))
+            folded = _cross_validate(wx, ys, groups, penalty)
+            key = f"scale {scale}, penalty {penalty}"
+            report[key] = {"held_out": [round(v, 4) for v in held_out], "cross_validated": [round(v, 4) for v in folded]}
+            print(f"wording {key}: held-out {report[key]['held_out']}, {FOLDS}-fold {report[key]['cross_validated']}")
+            score = min(held_out[i] for i in with_library) + float(np.mean(folded))
+            if score > best_score + 1e-9:
+                best, best_score = (penalty, scale), score
+    penalty, scale = best
+    wx = [np.hstack([x, scale * v]) for x, v in zip(xs, vectors, strict=True)]
+    last_weight, chained = _fit_last_stage(wx, ys, groups, replays, wide, penalty, with_library)
+    w = fit(np.vstack(wx), np.concatenate(ys), penalty)
+    unseen = {data: round(_macro_f1(w, np.hstack([_matrix(rows, names), scale * v]), y), 4)
+              for data, rows, y, v in checks}
+    print(f"wording model: scale {scale}, penalty {penalty}; macro-F1 on verticals never fitted on {unseen}")
+    n = len(names)
+    return {
+        "embedder": embedder,
+        "scale": scale,
+        "penalty": penalty,
+        "held_out_vertical_macro_f1": report[f"scale {scale}, penalty {penalty}"]["held_out"],
+        "cross_validated_macro_f1": report[f"scale {scale}, penalty {penalty}"]["cross_validated"],
+        "unseen_vertical_macro_f1": unseen,
+        "last_stage_weight": last_weight,
+        "replayed_macro_f1": chained,
+        "weights": _named(w[:n], names),
+        # scale folded in: serving scores a unit vector v as v @ customer
+        "customer": np.round(scale * w[n:n + dim], 4).tolist(),
+        "staff": np.round(scale * w[n + dim:], 4).tolist(),
+    }
 
 
 if __name__ == "__main__":

@@ -64,3 +64,14 @@ def test_messages_are_labelled_with_intents_and_off_topic_ones_are_out_of_scope(
     texts = ["快递几天能到啊", "这个多少钱", "宝宝屁屁红了怎么办", "后天天气怎么样"]
     out = client.post("/v1/classify", headers=HEADERS, json={"texts": texts}).json()
     assert [r["label"] for r in out] == ["物流", "咨询价格", "护理", "oos"]
+
+
+def test_the_served_stage_detector_reads_the_wording_with_the_shipped_model(client: TestClient) -> None:
+    # The wording weights apply only to the embedder they were fitted with: the one `make run` serves.
+    from copilot.conversation.stages import stage_model
+    from copilot.conversation.turns import Turn
+
+    copilot = client.app.state.copilot  # type: ignore[attr-defined]
+    wording = copilot.stage_wording([Turn("staff", "宝宝多大了？"), Turn("customer", "五个月")])
+    model = stage_model(wording)
+    assert model.embedder == wording.embedder and model.customer is not None

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from copilot.conversation import stages
@@ -342,3 +343,51 @@ def test_serving_reads_the_tenants_catalogue_for_the_stage(hashing_copilot: Any)
     assert features.get("names_unbought") and "names_bought" not in features
     features, _ = stage_features(_say("奶瓶怎么消毒"), profile, today=TODAY, signals=signals)
     assert features.get("names_bought") and "names_unbought" not in features
+
+
+def _with_wording(tmp_path: Path, embedder: str, customer: list[list[float]]) -> Path:
+    """The committed weights with a wording section whose customer scores are `customer` (dimension × stage)."""
+    fitted = json.loads(stages.WEIGHTS_PATH.read_text(encoding="utf-8"))
+    wording = {"embedder": embedder, "last_stage_weight": 0.1, "weights": fitted["weights"],
+               "customer": customer, "staff": [[0.0] * 4 for _ in customer]}
+    path = tmp_path / "wording.json"
+    path.write_text(json.dumps(fitted | {"wording": wording}), encoding="utf-8")
+    return path
+
+
+def test_the_wording_scores_move_the_stage_only_with_the_embedder_they_were_fitted_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One dimension that speaks strongly for revisit: a vector along it turns a price question into revisit.
+    monkeypatch.setattr(stages, "WEIGHTS_PATH", _with_wording(tmp_path, "e5-like", [[0, 0, 0, 50.0], [0, 0, 0, 0]]))
+    turns = _say("这款多少钱？怎么下单")
+    along = np.array([1.0, 0.0], dtype=np.float32)
+    moved = detect_stage(turns, None, today=TODAY, signals=StageSignals(wording=stages.Wording("e5-like", along)))
+    assert moved.name is Stage.revisit
+    assert any("说法像该阶段" in r for r in moved.reasons)
+    other = detect_stage(turns, None, today=TODAY, signals=StageSignals(wording=stages.Wording("hashing", along)))
+    assert other.name is Stage.recommend  # another embedder's vectors: the signals-only table decides
+    wider = np.zeros(3, dtype=np.float32)
+    assert stages.stage_model(stages.Wording("e5-like", wider)).customer is None  # same name, other width
+    assert detect_stage(turns, None, today=TODAY).name is Stage.recommend
+
+
+def test_wording_weights_of_the_wrong_shape_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stages, "WEIGHTS_PATH", _with_wording(tmp_path, "e5-like", [[0.0, 1.0]]))
+    with pytest.raises(ValueError, match="dimension × 4 stages"):
+        stages.stage_model()
+
+
+def test_serving_gathers_the_wording_of_the_latest_words_and_the_staff_message_they_answer(
+    hashing_copilot: Any,
+) -> None:
+    turns = [Turn("staff", "宝宝现在多大啦？"), Turn("customer", "五个月了")]
+    signals = hashing_copilot.stage_signals("default", turns)
+    embedder = hashing_copilot.retriever.store.embedder
+    assert signals.wording is not None
+    assert signals.wording.embedder == embedder.name
+    assert signals.wording.customer is not None and signals.wording.staff is not None
+    assert np.allclose(signals.wording.customer, embedder.embed_queries(["五个月了"])[0])
+    assert np.allclose(signals.wording.staff, embedder.embed_queries(["宝宝现在多大啦？"])[0])
+    alone = hashing_copilot.stage_signals("default", [Turn("customer", "你好")])
+    assert alone.wording is not None and alone.wording.staff is None

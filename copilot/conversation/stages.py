@@ -17,6 +17,10 @@ A linear evidence model over signals that carry from one brand to the next:
   the customer already said they bought or received it, who opened the conversation, and the combinations the
   labelling rules turn on (a greeting or holiday wish from someone already known, a how-to-use question after
   a purchase, a description given in answer to a staff question, a bare reply carrying the staff's step);
+- the wording itself: where the configured embedder is the one the weights were fitted with, its vectors of the
+  latest words and of the staff message they answer (the ones the library votes already computed) each add a
+  learned linear score per stage, so a turn phrased like the dev turns of a stage leans that way even when no
+  listed act fires; with another embedder (the hashing one of the fast tests) the signals-only weights serve;
 - the last stage this conversation was in (a small weight, fitted on the dev sets replayed turn by turn: it
   settles a near tie, and any signal of the latest words outweighs it) and, where an LLM is configured, its vote.
 
@@ -35,6 +39,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
 
 from copilot.conversation.catalogue import LibraryCatalogue, catalogue_features
 from copilot.conversation.cues import (
@@ -79,8 +86,8 @@ from copilot.conversation.stage_library import LibraryStages, share
 from copilot.conversation.turns import Turn, answered_staff_text, customer_turns, last_customer_text
 from copilot.knowledge.schema import CustomerProfile, Stage
 
-__all__ = ["FIRST_WORDS", "STAGE_CUES", "WEIGHTS_PATH", "StageResult", "StageSignals", "detect_stage",
-           "last_stage_weight", "stage_features", "stage_weights"]
+__all__ = ["FIRST_WORDS", "STAGE_CUES", "WEIGHTS_PATH", "StageModel", "StageResult", "StageSignals", "Wording",
+           "detect_stage", "last_stage_weight", "stage_features", "stage_model", "stage_weights"]
 
 STAGES = tuple(s.value for s in Stage)
 WEIGHTS_PATH = Path(__file__).with_name("stage_weights.json")
@@ -118,6 +125,15 @@ class StageResult:
 
 
 @dataclass(frozen=True)
+class Wording:
+    """The embedder's vectors of the customer's latest words and of the staff message they answer."""
+
+    embedder: str  # the embedder's name: the wording weights apply only to the one they were fitted with
+    customer: NDArray[np.float32] | None = None
+    staff: NDArray[np.float32] | None = None
+
+
+@dataclass(frozen=True)
 class StageSignals:
     """What the tenant's library says about this turn, gathered by the caller (which owns retrieval)."""
 
@@ -125,6 +141,7 @@ class StageSignals:
     customer_vote: Mapping[str, float] | None = None  # stages of the scripts closest to the customer's words
     staff_vote: Mapping[str, float] | None = None  # stages of the scripts closest to the staff's last message
     catalogue: LibraryCatalogue | None = None  # the products and services the tenant's library offers
+    wording: Wording | None = None
 
 
 def _acts(text: str, prefix: str, labels: dict[str, str]) -> dict[str, float]:
@@ -284,24 +301,63 @@ def _state(turns: Sequence[Turn], profile: CustomerProfile | None, features: Map
     return out
 
 
+@dataclass(frozen=True)
+class StageModel:
+    """One fitted table: the signals' weights, the previous stage's weight and, for the wording model, the
+    per-stage linear scores of the embedder's vectors (dimension × stage, the fitted scale folded in)."""
+
+    weights: dict[str, dict[str, float]]
+    last_stage_weight: float
+    embedder: str | None = None
+    customer: NDArray[np.float64] | None = None
+    staff: NDArray[np.float64] | None = None
+
+
+def _table(raw: Mapping[str, object]) -> dict[str, dict[str, float]]:
+    weights = raw["weights"]
+    assert isinstance(weights, dict)
+    return {feature: {s: float(w) for s, w in by_stage.items()} for feature, by_stage in weights.items()}
+
+
 @lru_cache(maxsize=4)
-def _load(path: Path) -> tuple[dict[str, dict[str, float]], float]:
+def _load(path: Path) -> tuple[StageModel, StageModel | None]:
     raw = json.loads(path.read_text(encoding="utf-8"))
     if "last_stage_weight" not in raw:
         raise ValueError(f"{path.name} has no last_stage_weight: refit it with python -m eval.tune_stage --write")
-    weights = {feature: {s: float(w) for s, w in by_stage.items()} for feature, by_stage in raw["weights"].items()}
-    return weights, float(raw["last_stage_weight"])
+    plain = StageModel(_table(raw), float(raw["last_stage_weight"]))
+    wording = raw.get("wording")
+    if not wording:
+        return plain, None
+    customer = np.asarray(wording["customer"], dtype=np.float64)
+    staff = np.asarray(wording["staff"], dtype=np.float64)
+    if customer.ndim != 2 or customer.shape[1] != len(STAGES) or staff.shape != customer.shape:
+        raise ValueError(f"{path.name}: the wording weights must be dimension × {len(STAGES)} stages; refit them")
+    return plain, StageModel(_table(wording), float(wording["last_stage_weight"]), str(wording["embedder"]),
+                             customer, staff)
+
+
+def stage_model(wording: Wording | None = None) -> StageModel:
+    """The wording model when `wording` comes from the embedder it was fitted with, else the signals-only one."""
+    plain, with_wording = _load(WEIGHTS_PATH)
+    if wording is not None and with_wording is not None and wording.embedder == with_wording.embedder:
+        assert with_wording.customer is not None
+        for vector in (wording.customer, wording.staff):
+            if vector is not None and vector.shape != (with_wording.customer.shape[0],):
+                return plain  # same name, another width: not the vectors the weights were fitted on
+        return with_wording
+    return plain
 
 
 def stage_weights() -> dict[str, dict[str, float]]:
-    """Feature → stage → weight, as fitted on the dev sets."""
-    return _load(WEIGHTS_PATH)[0]
+    """Feature → stage → weight of the signals-only model, as fitted on the dev sets."""
+    return _load(WEIGHTS_PATH)[0].weights
 
 
 def last_stage_weight() -> float:
-    """How much the stage stored at the previous suggestion of this conversation counts, fitted on the dev sets
-    replayed turn by turn as serving asks them (each turn reading the stage detected at the one before)."""
-    return _load(WEIGHTS_PATH)[1]
+    """How much the stage stored at the previous suggestion of this conversation counts (signals-only model),
+    fitted on the dev sets replayed turn by turn as serving asks them (each turn reading the stage detected at
+    the one before)."""
+    return _load(WEIGHTS_PATH)[0].last_stage_weight
 
 
 def detect_stage(
@@ -323,6 +379,7 @@ def detect_stage(
         if weight > 0:
             reasons[stage].append((weight, reason))
 
+    model = stage_model(signals.wording if signals is not None and weights is None else None)
     if not turns:
         _opener(profile, today, add)
     else:
@@ -330,13 +387,20 @@ def detect_stage(
         if last_stage is not None:
             for name in FIRST_WORDS:
                 features.pop(name, None)  # a stored conversation: these are not the customer's first words
-        table = weights if weights is not None else stage_weights()
+        table = weights if weights is not None else model.weights
         for name, value in features.items():
             for stage, weight in table.get(name, {}).items():
                 if stage in scores and value:
                     add(stage, weight * value, labels.get(name, ""))
+        if model.customer is not None and model.staff is not None and signals is not None and signals.wording:
+            for vector, matrix, what in ((signals.wording.customer, model.customer, "客户的说法"),
+                                         (signals.wording.staff, model.staff, "所回应的顾问消息的说法")):
+                if vector is None:
+                    continue
+                for stage, value in zip(STAGES, vector.astype(np.float64) @ matrix, strict=True):
+                    add(stage, float(value), f"{what}像该阶段的对话")
     if last_stage in scores:
-        add(last_stage, last_stage_weight(), f"上一轮阶段是 {last_stage}")
+        add(last_stage, model.last_stage_weight, f"上一轮阶段是 {last_stage}")
     if llm_vote in scores:
         add(llm_vote, _LLM_WEIGHT, "大模型判断为该阶段")
 
