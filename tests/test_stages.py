@@ -376,6 +376,12 @@ def test_wording_weights_of_the_wrong_shape_are_refused(tmp_path: Path, monkeypa
     monkeypatch.setattr(stages, "WEIGHTS_PATH", _with_wording(tmp_path, "e5-like", [[0.0, 1.0]]))
     with pytest.raises(ValueError, match="dimension × 4 stages"):
         stages.stage_model()
+    fitted = json.loads(stages.WEIGHTS_PATH.read_text(encoding="utf-8"))
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps(fitted | {"wording": {"embedder": "e5-like"}}), encoding="utf-8")
+    monkeypatch.setattr(stages, "WEIGHTS_PATH", partial)
+    with pytest.raises(ValueError, match=r"lacks \['customer', 'last_stage_weight', 'staff'\]"):
+        stages.stage_model()
 
 
 def test_serving_gathers_the_wording_of_the_latest_words_and_the_staff_message_they_answer(

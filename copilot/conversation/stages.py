@@ -313,9 +313,10 @@ class StageModel:
     staff: NDArray[np.float64] | None = None
 
 
-def _table(raw: Mapping[str, object]) -> dict[str, dict[str, float]]:
-    weights = raw["weights"]
-    assert isinstance(weights, dict)
+def _table(raw: Mapping[str, object], where: str) -> dict[str, dict[str, float]]:
+    weights = raw.get("weights")
+    if not isinstance(weights, dict):
+        raise ValueError(f"{where} has no weights table: refit it with python -m eval.tune_stage --write")
     return {feature: {s: float(w) for s, w in by_stage.items()} for feature, by_stage in weights.items()}
 
 
@@ -324,16 +325,20 @@ def _load(path: Path) -> tuple[StageModel, StageModel | None]:
     raw = json.loads(path.read_text(encoding="utf-8"))
     if "last_stage_weight" not in raw:
         raise ValueError(f"{path.name} has no last_stage_weight: refit it with python -m eval.tune_stage --write")
-    plain = StageModel(_table(raw), float(raw["last_stage_weight"]))
+    plain = StageModel(_table(raw, path.name), float(raw["last_stage_weight"]))
     wording = raw.get("wording")
     if not wording:
         return plain, None
+    missing = {"embedder", "last_stage_weight", "customer", "staff"} - set(wording)
+    if missing:
+        raise ValueError(f"{path.name}: the wording model lacks {sorted(missing)}; refit it with "
+                         "python -m eval.tune_stage --write")
     customer = np.asarray(wording["customer"], dtype=np.float64)
     staff = np.asarray(wording["staff"], dtype=np.float64)
     if customer.ndim != 2 or customer.shape[1] != len(STAGES) or staff.shape != customer.shape:
         raise ValueError(f"{path.name}: the wording weights must be dimension × {len(STAGES)} stages; refit them")
-    return plain, StageModel(_table(wording), float(wording["last_stage_weight"]), str(wording["embedder"]),
-                             customer, staff)
+    return plain, StageModel(_table(wording, f"{path.name} (wording)"), float(wording["last_stage_weight"]),
+                             str(wording["embedder"]), customer, staff)
 
 
 def stage_model(wording: Wording | None = None) -> StageModel:
