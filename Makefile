@@ -34,8 +34,8 @@ install-dev: $(DEVSTAMP) $(ECHARTS)
 run: $(STAMP) $(ECHARTS)
 	$(VENV)/bin/copilot run
 
-## make test: ruff, mypy, the import rules, the whole pytest suite, API fuzzing, then the suite again on shifted
-## clocks.
+## make test: ruff, mypy, the import rules, the whole pytest suite, API fuzzing, the gate with the real embedding
+## model, then the suite again on shifted clocks.
 ## The first pytest run starts a throwaway PostgreSQL 15 and a Chroma server on loopback (devtools/services.py):
 ## every test that touches storage runs on SQLite with embedded Chroma and again on those servers.
 test: $(DEVSTAMP) $(ECHARTS)
@@ -44,6 +44,7 @@ test: $(DEVSTAMP) $(ECHARTS)
 	$(VENV)/bin/lint-imports
 	$(PY) -m devtools.services -- $(VENV)/bin/pytest
 	$(MAKE) --no-print-directory fuzz
+	$(MAKE) --no-print-directory eval-gate-real
 	$(MAKE) --no-print-directory test-shifted
 
 ## make fuzz: serve the app as deployed (demo library, WeCom configured against a local stub) and let
