@@ -113,7 +113,7 @@ def audit_actions(copilot: Any, approval_id: str) -> list[str]:
 
 
 def sent_to(stub: StubWeCom, customer: str) -> list[str]:
-    return [c.body["text"]["content"] for c in stub.calls_to(TEMPLATE) if c.body["external_userid"] == [customer]]
+    return [c.body["text"]["content"] for c in stub.accepted_to(TEMPLATE) if c.body["external_userid"] == [customer]]
 
 
 def test_held_text_is_never_sent_and_approval_releases_it_once(

@@ -224,7 +224,7 @@ def run_worker(copilot: Any, stub: StubWeCom, tenant: str, clock: Clock) -> None
 
 
 def sent_texts(stub: StubWeCom, customer: str) -> list[str]:
-    return [c.body["text"]["content"] for c in stub.calls_to(TEMPLATE) if c.body["external_userid"] == [customer]]
+    return [c.body["text"]["content"] for c in stub.accepted_to(TEMPLATE) if c.body["external_userid"] == [customer]]
 
 
 def rows_for(copilot: Any, customer: str) -> list[OutboxMessage]:
@@ -263,7 +263,7 @@ def test_keyword_reply_goes_out_through_the_staff_members_message_task(
 ) -> None:
     send_message(client, tenant, customer_id="c1", staff_id="s1", staff_wecom_userid="WeComS1", text="什么时候发货呀")
     run_worker(hashing_copilot, wecom_stub, tenant, Clock(MONDAY_11AM))
-    [call] = wecom_stub.calls_to(TEMPLATE)
+    [call] = wecom_stub.accepted_to(TEMPLATE)
     assert call.body["sender"] == "WeComS1" and call.body["chat_type"] == "single"
     assert call.body["text"]["content"].startswith("下单后 48 小时内发货")
     [row] = rows_for(hashing_copilot, "c1")
@@ -278,7 +278,7 @@ def test_a_second_group_send_task_to_a_customer_the_same_day_is_refused(
         send_message(client, tenant, customer_id="c8", staff_id="s1", staff_wecom_userid="WeComS1", text=text)
         run_worker(hashing_copilot, wecom_stub, tenant, clock)
         clock.advance(60)
-    assert len(wecom_stub.calls_to(TEMPLATE)) == 1
+    assert len(wecom_stub.accepted_to(TEMPLATE)) == 1
     assert [r.status for r in rows_for(hashing_copilot, "c8")] == ["task_created"]
     with Session(hashing_copilot.engine) as session:
         results = [e.result.get("plan") for e in session.exec(select(InboxEvent).where(
@@ -287,7 +287,7 @@ def test_a_second_group_send_task_to_a_customer_the_same_day_is_refused(
     clock.advance(24 * 3600)  # the next day the staff member may send this customer one again
     send_message(client, tenant, customer_id="c8", staff_id="s1", staff_wecom_userid="WeComS1", text="几点关门")
     run_worker(hashing_copilot, wecom_stub, tenant, clock)
-    assert len(wecom_stub.calls_to(TEMPLATE)) == 2
+    assert len(wecom_stub.accepted_to(TEMPLATE)) == 2
 
 
 def test_off_hours_note_is_sent_once_per_quiet_period(

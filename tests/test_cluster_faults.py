@@ -50,7 +50,7 @@ def stub() -> Iterator[StubWeCom]:
 
 
 def replies_by_customer(stub: StubWeCom) -> Counter[str]:
-    return Counter(c.body["external_userid"][0] for c in stub.calls_to(TEMPLATE))
+    return Counter(c.body["external_userid"][0] for c in stub.accepted_to(TEMPLATE))
 
 
 def events_by_key(url: str) -> dict[str, list[InboxEvent]]:

@@ -246,7 +246,7 @@ def test_kf_event_pulls_with_the_cursor_and_replies_once(
     clock = Clock(dt.datetime(2026, 11, 23, 3, 0))  # 11:00 in Shanghai, a working day
     kf_customer_writes(client, wecom_stub, hashing_copilot, tenant, clock,
                        kf_message("kfm-1", "wmKfCust1", "wkKF", "你们几点开门呀"), deliveries=3)
-    [send] = wecom_stub.calls_to(KF_SEND)
+    [send] = wecom_stub.accepted_to(KF_SEND)
     assert send.body["touser"] == "wmKfCust1" and send.body["open_kfid"] == "wkKF"
     assert send.body["text"]["content"].startswith("门店营业时间是每天")
     assert len(wecom_stub.calls_to(KF_SYNC)) == 1
@@ -258,7 +258,7 @@ def test_kf_event_pulls_with_the_cursor_and_replies_once(
     kf_customer_writes(client, wecom_stub, hashing_copilot, tenant, clock,
                        kf_message("kfm-2", "wmKfCust1", "wkKF", "好的谢谢", origin=3), token="KF-TOKEN-2")
     assert wecom_stub.calls_to(KF_SYNC)[-1].body["cursor"] == "1"
-    assert len(wecom_stub.calls_to(KF_SEND)) == 1  # "好的谢谢" matches no rule and AI has no profile
+    assert len(wecom_stub.accepted_to(KF_SEND)) == 1  # "好的谢谢" matches no rule and AI has no profile
 
 
 def test_kf_messages_pulled_twice_are_stored_and_answered_once(
@@ -274,7 +274,7 @@ def test_kf_messages_pulled_twice_are_stored_and_answered_once(
     post(client, tenant, kf_event("wkKF", token="KF-TOKEN-again"))
     drain(make_worker(hashing_copilot, wecom_stub, tenant, clock))
     assert len(wecom_stub.calls_to(KF_SYNC)) == 2
-    assert len(wecom_stub.calls_to(KF_SEND)) == 1
+    assert len(wecom_stub.accepted_to(KF_SEND)) == 1
     with Session(hashing_copilot.engine) as session:
         texts = session.exec(select(InboxEvent).where(InboxEvent.tenant_id == tenant,
                                                       InboxEvent.kind == "text")).all()
@@ -287,7 +287,7 @@ def test_kf_replies_stop_at_five_per_window_and_after_48_hours(
     clock = Clock(dt.datetime(2026, 11, 23, 3, 0))
     kf_customer_writes(client, wecom_stub, hashing_copilot, tenant, clock,
                        kf_message("kfw-1", "wmKfCust2", "wkKF", "营业时间"))
-    assert len(wecom_stub.calls_to(KF_SEND)) == 1
+    assert len(wecom_stub.accepted_to(KF_SEND)) == 1
     target = {"open_kfid": "wkKF", "touser": "wmKfCust2"}
     with Session(hashing_copilot.engine) as session:
         for i in range(5):  # five more follow-ups to the same customer, who has not written again
@@ -295,7 +295,7 @@ def test_kf_replies_stop_at_five_per_window_and_after_48_hours(
                                       target=target, available_at=clock.now))
         session.commit()
     drain(make_worker(hashing_copilot, wecom_stub, tenant, clock))
-    assert len(wecom_stub.calls_to(KF_SEND)) == 5
+    assert len(wecom_stub.accepted_to(KF_SEND)) == 5
     refused = [r for r in outbox_rows(hashing_copilot, tenant_id=tenant) if r.status == "failed"]
     assert len(refused) == 1 and "frequency.kf_replies_in_window" in (refused[0].last_error or "")
     assert kf_replies_counted(hashing_copilot, tenant, "wmKfCust2") == 5
@@ -313,7 +313,7 @@ def test_kf_replies_stop_at_five_per_window_and_after_48_hours(
     drain(make_worker(hashing_copilot, wecom_stub, tenant, clock))
     [row] = outbox_rows(hashing_copilot, tenant_id=tenant, idempotency_key="late")
     assert row.status == "failed" and "frequency.kf_window_closed" in (row.last_error or "")
-    assert len(wecom_stub.calls_to(KF_SEND)) == 5
+    assert len(wecom_stub.accepted_to(KF_SEND)) == 5
 
 
 def test_worker_that_dies_holding_a_lease_loses_nothing_and_sends_once(
@@ -331,7 +331,7 @@ def test_worker_that_dies_holding_a_lease_loses_nothing_and_sends_once(
     clock.advance(31)
     drain(make_worker(hashing_copilot, wecom_stub, tenant, clock))
     drain(make_worker(hashing_copilot, wecom_stub, tenant, clock))
-    [send] = wecom_stub.calls_to(KF_SEND)
+    [send] = wecom_stub.accepted_to(KF_SEND)
     assert send.body["text"]["content"].startswith("好的，已为您转接顾问")
     with Session(hashing_copilot.engine) as session:
         events = session.exec(select(InboxEvent).where(InboxEvent.tenant_id == tenant)).all()
@@ -362,7 +362,7 @@ def test_worker_that_dies_after_applying_but_before_sending_sends_once_on_restar
     assert row.status == "ready" and wecom_stub.calls_to(KF_SEND) == []
     drain(make_worker(hashing_copilot, wecom_stub, tenant, clock))
     drain(make_worker(hashing_copilot, wecom_stub, tenant, clock))
-    assert len(wecom_stub.calls_to(KF_SEND)) == 1
+    assert len(wecom_stub.accepted_to(KF_SEND)) == 1
 
 
 def test_sender_that_dies_mid_send_repeats_only_where_wecom_deduplicates(
@@ -383,7 +383,7 @@ def test_sender_that_dies_mid_send_repeats_only_where_wecom_deduplicates(
     drain(make_worker(hashing_copilot, wecom_stub, tenant, clock))
     [kf] = outbox_rows(hashing_copilot, tenant_id=tenant, idempotency_key="mid-kf")
     [ext] = outbox_rows(hashing_copilot, tenant_id=tenant, idempotency_key="mid-ext")
-    assert kf.status == "sent" and wecom_stub.calls_to(KF_SEND)[0].body["msgid"] == kf.id
+    assert kf.status == "sent" and wecom_stub.accepted_to(KF_SEND)[0].body["msgid"] == kf.id
     assert ext.status == "failed" and "not repeated" in (ext.last_error or "")
     assert wecom_stub.calls_to("/cgi-bin/externalcontact/add_msg_template") == []
 
@@ -406,7 +406,7 @@ def test_transient_wecom_failure_is_retried_later_without_a_double_send(
     drain(make_worker(hashing_copilot, wecom_stub, tenant, clock))
     [row] = outbox_rows(hashing_copilot, tenant_id=tenant)
     assert row.status == "task_created"
-    assert len(wecom_stub.calls_to("/cgi-bin/externalcontact/add_msg_template")) == 2
+    assert len(wecom_stub.accepted_to("/cgi-bin/externalcontact/add_msg_template")) == 1  # the retry, not the 502
 
 
 def test_a_kf_reply_that_failed_upstream_gives_its_window_slot_back(
@@ -451,6 +451,6 @@ def test_two_workers_sending_at_once_never_exceed_five_kf_replies(
                 await w.clients.aclose()
 
     asyncio.run(both())
-    sent = [c for c in wecom_stub.calls_to(KF_SEND) if c.body.get("touser") == "wmRace"]
+    sent = [c for c in wecom_stub.accepted_to(KF_SEND) if c.body.get("touser") == "wmRace"]
     assert len(sent) == 1  # only the fifth slot was free
     assert kf_replies_counted(hashing_copilot, tenant, "wmRace") == 5

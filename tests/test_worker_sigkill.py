@@ -109,7 +109,7 @@ def test_sigkilled_worker_loses_nothing_and_its_successor_replies_once(
             await worker.clients.aclose()
 
     asyncio.run(run())
-    [send] = wecom_stub.calls_to(KF_SEND)
+    [send] = wecom_stub.accepted_to(KF_SEND)
     assert send.body["touser"] == "wmKill" and send.body["text"]["content"].startswith("门店营业时间")
     with Session(engine) as session:
         events = session.exec(select(InboxEvent).order_by(InboxEvent.id)).all()  # type: ignore[arg-type]

@@ -71,6 +71,7 @@ class StubWeCom:
     expires_in: int = 7200
     base_url: str = ""
     calls: list[Call] = field(default_factory=list)
+    accepted: list[Call] = field(default_factory=list)  # the calls answered errcode 0
     oauth_codes: dict[str, str] = field(default_factory=dict)
     signed_in: str | None = None  # the WeCom member the OAuth page signs in
     members: list[str] = field(default_factory=list)  # what user/list_id lists
@@ -104,6 +105,12 @@ class StubWeCom:
     def calls_to(self, path: str) -> list[Call]:
         with self._lock:
             return [c for c in self.calls if c.path == path]
+
+    def accepted_to(self, path: str) -> list[Call]:
+        """The calls to `path` WeCom carried out: not those it refused, e.g. with a token the database
+        cached from an earlier stub that served the same port (40014, then the client refreshes)."""
+        with self._lock:
+            return [c for c in self.accepted if c.path == path]
 
     @property
     def issued_tokens(self) -> list[str]:
@@ -143,13 +150,20 @@ class StubWeCom:
                 if reply.errcode:
                     return JSONResponse({"errcode": reply.errcode, "errmsg": reply.errmsg})
                 if reply.body is not None:
+                    self._accept(call)
                     return JSONResponse({"errcode": 0, "errmsg": "ok", **reply.body})
             answer = self._answer(call)
             if answer is None:
                 return Response(status_code=404, content=b"no such stub endpoint")
+            if not answer.get("errcode"):
+                self._accept(call)
             return JSONResponse({"errcode": 0, "errmsg": "ok", **answer})
 
         return app
+
+    def _accept(self, call: Call) -> None:
+        with self._lock:
+            self.accepted.append(call)
 
     async def _wait(self, delay: float) -> None:
         deadline = time.monotonic() + delay
