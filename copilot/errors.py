@@ -91,7 +91,16 @@ class ConfigurationError(CopilotError):
 
 
 class UpstreamError(CopilotError):
-    """A model server or WeCom failed, timed out or answered something unusable."""
+    """A model server or WeCom failed, timed out or answered something unusable.
+
+    `maybe_delivered` says the request had left when the answer failed to come (a read timeout, a connection
+    dropped mid-answer): the other side may have carried it out, so a call that is not idempotent must not be
+    repeated blindly.
+    """
+
+    def __init__(self, message: str, *, maybe_delivered: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_delivered = maybe_delivered
 
 
 class UnavailableError(CopilotError):

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from copilot.clock import utcnow
+from copilot.compliance.frequency import FrequencyLimitError
 from copilot.persistence.tables.approvals import AuditLog
 from copilot.persistence.tables.compliance import CustomerWindow, FrequencySlot
 from copilot.persistence.tables.library import CustomerRow
@@ -43,6 +44,7 @@ GETTOKEN = "/cgi-bin/gettoken"
 KF_SEND = "/cgi-bin/kf/send_msg"
 KF_SYNC = "/cgi-bin/kf/sync_msg"
 POLICY = KNOWLEDGE / "autoreply.yaml"
+TEMPLATE = "/cgi-bin/externalcontact/add_msg_template"
 
 
 @pytest.fixture(scope="module")
@@ -407,6 +409,42 @@ def test_transient_wecom_failure_is_retried_later_without_a_double_send(
     [row] = outbox_rows(hashing_copilot, tenant_id=tenant)
     assert row.status == "task_created"
     assert len(wecom_stub.accepted_to("/cgi-bin/externalcontact/add_msg_template")) == 1  # the retry, not the 502
+
+
+def test_a_group_send_task_whose_answer_timed_out_is_not_repeated_but_a_kf_reply_is(
+    wecom_stub: StubWeCom, hashing_copilot: Any, tenant: str
+) -> None:
+    clock = Clock(dt.datetime(2026, 11, 23, 3, 0))
+    hashing_copilot.frequency.record_customer_message(tenant, "wmSlowKf", "kf", clock.now)
+    with Session(hashing_copilot.engine) as session:
+        session.add(OutboxMessage(tenant_id=tenant, idempotency_key="slow-ext", channel="external", text="您好",
+                                  target={"external_userid": "wmSlow", "sender": "LinXiaoYa"}, staff_id="LinXiaoYa",
+                                  customer_id="wmSlow", available_at=clock.now))
+        session.add(OutboxMessage(tenant_id=tenant, idempotency_key="slow-kf", channel="kf", text="您好",
+                                  target={"open_kfid": "wkKF", "touser": "wmSlowKf"}, available_at=clock.now))
+        session.commit()
+    # WeCom carries both out but answers after the client stopped waiting
+    wecom_stub.script(TEMPLATE, Reply(delay=1.0))
+    wecom_stub.script(KF_SEND, Reply(delay=1.0))
+
+    def slow_worker() -> Worker:
+        config = webhook_config(wecom_stub.base_url, autoreply_path=POLICY, default_tenant="default")
+        return Worker(hashing_copilot, config, clock=clock, tenants=[tenant],
+                      client_options={"backoff_base": 0.01, "backoff_max": 0.02, "timeout": 0.3})
+
+    drain(slow_worker())
+    clock.advance(60)
+    drain(slow_worker())
+    [ext] = outbox_rows(hashing_copilot, tenant_id=tenant, idempotency_key="slow-ext")
+    [kf] = outbox_rows(hashing_copilot, tenant_id=tenant, idempotency_key="slow-kf")
+    assert len(wecom_stub.calls_to(TEMPLATE)) == 1  # a second try could have made a second task
+    assert ext.status == "unconfirmed" and ext.sent_at is None and "not repeated" in (ext.last_error or "")
+    with Session(hashing_copilot.engine) as session:
+        [audit] = session.exec(select(AuditLog).where(AuditLog.outbox_id == ext.id)).all()
+    assert audit.action == "send_unconfirmed"
+    with pytest.raises(FrequencyLimitError):  # the customer may have this one: the day's group slot stays taken
+        hashing_copilot.frequency.record_send(tenant, "LinXiaoYa", "wmSlow", "external", "group", clock.now)
+    assert kf.status == "sent" and len(wecom_stub.calls_to(KF_SEND)) == 2  # WeCom drops a repeated msgid
 
 
 def test_a_kf_reply_that_failed_upstream_gives_its_window_slot_back(

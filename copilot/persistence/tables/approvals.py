@@ -48,7 +48,7 @@ class AuditLog(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     tenant_id: str = Field(index=True)
     at: dt.datetime = Field(default_factory=utcnow)
-    action: str  # held | approved | edited_approved | rejected | expired | sent | send_failed
+    action: str  # held | approved | edited_approved | rejected | expired | sent | task_created | staff_notified | send_failed | send_unconfirmed
     actor: str
     approval_id: str | None = Field(default=None, index=True)
     outbox_id: str | None = None

@@ -8,7 +8,9 @@ member confirms it in the client. Every customer-facing row takes its slot in th
 it goes (a welcome as a proactive 1v1 message, a group-send task as that staff member's one group message
 to the customer today, a 微信客服 reply as one of the window's five), and gives it back if it did not go. A row left in `sending` by a dead sender is re-sent only on channels where WeCom itself
 deduplicates (kf messages carry our msgid; a welcome code works once); anything else is marked failed
-rather than risk a second message.
+rather than risk a second message. For the same reason a request that left but got no answer (a read timeout)
+is retried only on those channels; elsewhere the row becomes `unconfirmed`, its slot stays taken, and the
+audit says `send_unconfirmed`, so a person checks WeCom's records instead of the customer getting it twice.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ _SAFE_TO_RESEND = ("kf", "welcome")
 _DONE = {"external": "task_created"}
 _AUDIT = {"external": "task_created", "app_message": "staff_notified"}
 _APPROVED = ("approved", "edited_approved")
+# Rows that did not (knowingly) go out, and their audit action. `unconfirmed`: the request left but no answer
+# came, so WeCom may or may not have it; it is not repeated on a channel WeCom does not deduplicate.
+_NOT_SENT = {"failed": "send_failed", "unconfirmed": "send_unconfirmed"}
 
 
 # Which count each customer-facing channel takes a slot in: (frequency channel, kind).
@@ -129,6 +134,13 @@ class OutboxSender:
             note = " (the customer already started chatting)" if exc.errcode == WELCOME_USED else ""
             status, error, errcode = "failed", f"{exc}{note}", exc.errcode
         except UpstreamError as exc:
+            if exc.maybe_delivered and row.channel not in _SAFE_TO_RESEND:
+                # WeCom may have created it: repeating could make a second task or message; the frequency
+                # slot stays taken, since the customer may get this one.
+                note = (f"{exc}; WeCom may have received it, so it was not repeated (a second send could follow): "
+                        "check WeCom's records before sending it again")
+                await asyncio.to_thread(lambda: self._finish(row, "unconfirmed", error=note))
+                return
             if row.attempts < self._max_attempts:
                 if reserved:
                     await asyncio.to_thread(self._guard.release, reserved)
@@ -193,11 +205,11 @@ class OutboxSender:
                 update(OutboxMessage).where(col(OutboxMessage.id) == row.id,
                                             col(OutboxMessage.status) == "sending")
                 .values(status=status, last_error=error, errcode=errcode, remote_id=remote_id or None,
-                        sent_at=now if status != "failed" else None, lease_until=None)
+                        sent_at=now if status not in _NOT_SENT else None, lease_until=None)
             ).rowcount == 1  # type: ignore[attr-defined]
             if not changed:
                 return
-            action = _AUDIT.get(row.channel, "sent") if status != "failed" else "send_failed"
+            action = _NOT_SENT.get(status) or _AUDIT.get(row.channel, "sent")
             add_audit(session, tenant=row.tenant_id, action=action,
                       actor="outbox", now=now, approval_id=row.approval_id, outbox_id=row.id,
                       customer_id=row.customer_id, staff_id=row.staff_id,

@@ -3,7 +3,8 @@
 WeCom answers HTTP 200 with `errcode` in the body, so success and failure are decided here:
 - `40014`/`42001` (invalid/expired access token): refresh the token once and repeat the call;
 - `45009` (rate limit) and `-1` (system busy): back off exponentially with full jitter, bounded attempts;
-- timeouts, transport failures and non-JSON answers: `UpstreamError`;
+- timeouts, transport failures and non-JSON answers: `UpstreamError` (`maybe_delivered` when the request had
+  already gone out: a read timeout or a connection lost mid-answer);
 - any other non-zero errcode: `WeComApiError(errcode, errmsg)`.
 
 The access token and the agent JS-SDK ticket are kept in a `TokenCache` (in memory by default) until
@@ -330,14 +331,16 @@ class WeComClient:
         started = time.perf_counter()
         try:
             response = await self._http.request(method, path, params=params, json=json)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # nothing left this process
+            self._log(method, path, type(exc).__name__, started)
+            raise UpstreamError(f"WeCom {method} {path} could not be reached: {type(exc).__name__}") from exc
         except httpx.TimeoutException as exc:
             self._log(method, path, "timeout", started)
-            raise UpstreamError(
-                f"WeCom {method} {path} timed out after {self._timeout}s; it will be retried later"
-            ) from exc
+            raise UpstreamError(f"WeCom {method} {path} did not answer within {self._timeout}s",
+                                maybe_delivered=True) from exc
         except httpx.HTTPError as exc:
             self._log(method, path, type(exc).__name__, started)
-            raise UpstreamError(f"WeCom {method} {path} failed: {type(exc).__name__}") from exc
+            raise UpstreamError(f"WeCom {method} {path} failed: {type(exc).__name__}", maybe_delivered=True) from exc
         if response.status_code != 200:
             self._log(method, path, f"http {response.status_code}", started)
             raise UpstreamError(f"WeCom {method} {path} answered HTTP {response.status_code}")
