@@ -14,7 +14,9 @@ every dev set) in `copilot/conversation/stage_weights.json`.
 Beside that signals-only table, the same fit is run with the embedder's vectors of the customer's latest words
 and of the staff message they answer appended to the signals (times a scale chosen with the penalty by the same
 rule): the wording model. Serving uses it only with the embedder it was fitted with (`stages.stage_model`); the
-library-less sets carry their vectors too, since the wording needs no library. `--no-wording` skips it.
+library-less sets carry their vectors too, since the wording needs no library. `--no-wording` skips it;
+`--wording-only` refits it alone and keeps the stored signals-only table (the one the hashing embedder and the
+CI gate are served by).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import optimize
 
 from copilot.config import get_settings
 from copilot.conversation.stages import FIRST_WORDS, STAGES, WEIGHTS_PATH, StageSignals, stage_features
@@ -143,23 +146,28 @@ def _matrix(rows: Sequence[dict[str, float]], names: Sequence[str]) -> np.ndarra
     return x
 
 
-def fit(x: np.ndarray, y: np.ndarray, penalty: float, steps: int = 3000, lr: float = 0.5) -> np.ndarray:
-    """Multinomial logistic regression by full-batch gradient descent; classes weighted equally."""
+def fit(x: np.ndarray, y: np.ndarray, penalty: float) -> np.ndarray:
+    """Multinomial logistic regression with an L2 penalty (the bias row unpenalised), classes weighted equally;
+    solved to convergence with L-BFGS, so small penalties and wide wording vectors reach the same optimum."""
     n, d = x.shape
     k = len(STAGES)
-    w = np.zeros((d, k))
     onehot = np.eye(k)[y]
-    counts = onehot.sum(axis=0)
-    sample_w = (n / (k * np.maximum(counts, 1)))[y]  # balanced: macro-F1 is what is measured
-    for _ in range(steps):
+    sample_w = (n / (k * np.maximum(onehot.sum(axis=0), 1)))[y]  # balanced: macro-F1 is what is measured
+    penalised = np.ones((d, k))
+    penalised[0] = 0.0
+
+    def loss_and_grad(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        w = flat.reshape(d, k)
         logits = x @ w
         logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        p /= p.sum(axis=1, keepdims=True)
-        grad = x.T @ ((p - onehot) * sample_w[:, None]) / n + penalty * w
-        grad[0] -= penalty * w[0]  # the bias is not penalised
-        w -= lr * grad
-    return w
+        log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        loss = -float(sample_w @ (log_p * onehot).sum(axis=1)) / n + 0.5 * penalty * float(((w * penalised) ** 2).sum())
+        grad = x.T @ ((np.exp(log_p) - onehot) * sample_w[:, None]) / n + penalty * w * penalised
+        return loss, grad.ravel()
+
+    result = optimize.minimize(loss_and_grad, np.zeros(d * k), jac=True, method="L-BFGS-B",
+                               options={"maxiter": 5000, "gtol": 1e-7})
+    return np.asarray(result.x).reshape(d, k)
 
 
 def _macro_f1(w: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
@@ -246,6 +254,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--embedder", default=None, help="'hashing' or a model; default: the configured one")
     parser.add_argument("--write", action="store_true", help=f"write {WEIGHTS_PATH.name}")
     parser.add_argument("--no-wording", action="store_true", help="fit the signals-only table alone")
+    parser.add_argument("--wording-only", action="store_true",
+                        help=f"refit the wording model alone; the signals-only table stays as {WEIGHTS_PATH.name} has it")
     args = parser.parse_args(argv)
     embedder = choose_embedder(args.embedder, get_settings())
     brands: list[tuple[str, list[dict[str, float]], np.ndarray, list[str]]] = []
@@ -270,6 +280,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     xs = [_matrix(rows, names) for _, rows, _, _ in brands]
     ys = [y for _, _, y, _ in brands]
     with_library = [i for i, (_, library) in enumerate(DEV_SETS) if library]
+    if args.wording_only:
+        out = json.loads(WEIGHTS_PATH.read_text(encoding="utf-8"))
+        out["wording"] = _fit_wording(embedder.name, xs, ys, vectors, [g for *_, g in brands], replays, names,
+                                      with_library, checks)
+        if args.write:
+            WEIGHTS_PATH.write_text(dump_weights(out), encoding="utf-8")
+            print(f"wrote the wording model into {WEIGHTS_PATH}")
+        return out
     report: dict[str, Any] = {"held_out": {}, "cross_validated": {}}
     best_penalty, best_score = PENALTIES[0], -1.0
     for penalty in PENALTIES:

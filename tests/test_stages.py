@@ -397,3 +397,32 @@ def test_serving_gathers_the_wording_of_the_latest_words_and_the_staff_message_t
     assert np.allclose(signals.wording.staff, embedder.embed_queries(["宝宝现在多大啦？"])[0])
     alone = hashing_copilot.stage_signals("default", [Turn("customer", "你好")])
     assert alone.wording is not None and alone.wording.staff is None
+
+
+def _penalised_loss(w: np.ndarray, x: np.ndarray, y: np.ndarray, penalty: float) -> float:
+    """The objective `tune_stage.fit` minimises, written out independently: class-balanced cross-entropy plus
+    half the L2 penalty on every row but the bias."""
+    k = w.shape[1]
+    counts = np.bincount(y, minlength=k)
+    weights = (len(y) / (k * np.maximum(counts, 1)))[y]
+    logits = x @ w
+    log_p = logits - np.log(np.exp(logits - logits.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True)) \
+        - logits.max(axis=1, keepdims=True)
+    return float(-(weights * log_p[np.arange(len(y)), y]).mean() + 0.5 * penalty * (w[1:] ** 2).sum())
+
+
+def test_stage_fit_reaches_the_penalised_optimum() -> None:
+    from eval.tune_stage import fit
+
+    rng = np.random.default_rng(7)
+    x = np.hstack([np.ones((120, 1)), rng.normal(size=(120, 12))])
+    y = (x[:, 1:5] @ rng.normal(size=(4, 4))).argmax(axis=1)
+    for penalty in (0.001, 0.1):
+        w = fit(x, y, penalty)
+        best = _penalised_loss(w, x, y, penalty)
+        for _ in range(20):  # no small step in any direction does better
+            step = rng.normal(size=w.shape) * 1e-3
+            assert _penalised_loss(w + step, x, y, penalty) >= best - 1e-9
+    assert np.abs(fit(x, y, 100.0)[1:]).max() < 0.05  # a heavy penalty shrinks the features' weights…
+    rare = (x[:, 1] > 2).astype(int)  # stages 2 and 3 never occur: only the bias can say so under that penalty
+    assert fit(x, rare, 100.0)[0, 2:].max() < -0.5  # …not the bias
