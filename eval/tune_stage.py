@@ -53,7 +53,7 @@ DEV_SETS: tuple[tuple[str, str | None], ...] = (
 )
 # Dev sets scored with the final weights only, to see how they carry to a vertical they were not fitted on.
 CHECK_SETS: tuple[str, ...] = ("eval/datasets/stage_education_dev.jsonl",)
-PENALTIES = (0.003, 0.01, 0.03, 0.1)
+PENALTIES = (0.001, 0.003, 0.01, 0.03, 0.1)
 # Candidate scales of the wording vectors (unit length) against the 0/1 signals.
 WORDING_SCALES = (2.0, 4.0, 8.0)
 FOLDS = 5
