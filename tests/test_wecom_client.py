@@ -165,6 +165,17 @@ def test_slow_wecom_raises_upstream_error_not_a_hang(wecom_stub: StubWeCom) -> N
     with pytest.raises(UpstreamError, match="timed out") as caught:
         asyncio.run(scenario())
     assert not isinstance(caught.value, WeComApiError)
+    assert caught.value.maybe_delivered  # the request had left: WeCom may have carried it out
+
+
+def test_unreachable_wecom_is_an_upstream_error_that_never_left() -> None:
+    async def scenario() -> None:
+        async with WeComClient("http://127.0.0.1:9", "ww-corp", "secret", timeout=0.3) as client:
+            await client.get_external_contact("wm-1")
+
+    with pytest.raises(UpstreamError, match="could not be reached") as caught:
+        asyncio.run(scenario())
+    assert not caught.value.maybe_delivered
 
 
 def test_http_error_status_raises_upstream_error(wecom_stub: StubWeCom) -> None:

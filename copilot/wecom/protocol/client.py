@@ -336,7 +336,7 @@ class WeComClient:
             raise UpstreamError(f"WeCom {method} {path} could not be reached: {type(exc).__name__}") from exc
         except httpx.TimeoutException as exc:
             self._log(method, path, "timeout", started)
-            raise UpstreamError(f"WeCom {method} {path} did not answer within {self._timeout}s",
+            raise UpstreamError(f"WeCom {method} {path} timed out after {self._timeout}s with no answer",
                                 maybe_delivered=True) from exc
         except httpx.HTTPError as exc:
             self._log(method, path, type(exc).__name__, started)
