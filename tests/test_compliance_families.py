@@ -79,6 +79,9 @@ def test_context_exceptions_keep_ordinary_sales_talk_quiet(rules: ComplianceChec
         ("我们客服不会问您要验证码", "请把验证码发给我", "fraud"),
         ("遇到自称领导让转账的，先打电话核实", "我是你领导，先转两万到这个账户", "fraud"),
         ("口红有试色图，我发您", "发你几张色图", "sensitive_porn"),
+        ("要是有人自称店长让您加他私人微信，先来问我", "加我私人微信，下单便宜点", "off_platform"),
+        ("我们不会叫您把钱转到谁的个人账户", "钱直接转到我个人账户就行", "off_platform"),
+        ("门店不会通过个人收款码收定金", "定金扫我个人收款码", "off_platform"),
     ],
 )
 def test_warnings_and_hedges_are_not_the_practice_they_name(
@@ -150,3 +153,25 @@ def test_a_listed_term_inside_ordinary_words_is_not_flagged(ordinary: str, liste
 def test_ranking_a_product_among_others_counts_as_sales_wording(rules: ComplianceChecker) -> None:
     assert "ad_absolute" in rules.check("业内公认的天花板级别，没有之一").categories
     assert "ad_absolute" not in rules.check("珠穆朗玛峰是世界第一高峰").categories
+
+
+@pytest.mark.parametrize(
+    ("denied", "claimed", "category"),
+    [
+        ("我们不敢说这款面霜是最好的，口碑还可以", "这款面霜是最好的", "ad_absolute"),
+        ("它不算全网最便宜的，但是正品", "这款是全网最便宜的", "ad_absolute"),
+        ("这套茶具不是特供产品，就是普通款", "这套茶具是特供产品", "ad_endorsement"),
+        ("店里没有好评返现，您照实评价", "好评返现五元，截图给我", "review_cashback"),
+    ],
+)
+def test_a_claim_the_text_itself_denies_is_not_flagged(
+    rules: ComplianceChecker, denied: str, claimed: str, category: str
+) -> None:
+    assert category in rules.check(claimed).categories
+    assert category not in rules.check(denied).categories
+
+
+def test_a_denial_elsewhere_in_the_text_does_not_excuse_the_claim(rules: ComplianceChecker) -> None:
+    # Only the words just before the claim can deny it: 不是吹 after it, or a denial of something else, cannot.
+    assert "ad_absolute" in rules.check("这款是最好的，不是吹").categories
+    assert "ad_absolute" in rules.check("不是我夸，咱家这款奶粉在同类里是最好的").categories

@@ -57,6 +57,7 @@ _DISCUSSION = re.compile(
     r"(?:从来|一直|也|都)?(?:不做|不搞|不干|没有|没做过|不提供|不参与)"
     r"|(?:不会|从不|绝不会|绝对不会)(?:主动)?(?:问|向|跟|找)(?:您|你|客户|家长|大家)?(?:要|索要|索取)"
     r"|(?:遇到|碰到|接到)(?:.{0,3})(?:自称|冒充)"
+    r"|(?:有人|陌生人|别人|对方)(?:.{0,16})(?:不要理|别理|不要转|别转|一律不|先(?:来)?(?:问|联系)(?:一下)?(?:我|客服|官方))"
 )
 # Sending the health question to a doctor (祛痘的话得找医生开药, 降血脂要遵医嘱吃药) or putting the effect down to
 # something else (长个子主要还是靠营养和睡眠, 这个说法没有依据) says what the product does not do.
@@ -68,9 +69,17 @@ _MEDICAL_REFERRAL = re.compile(
 )
 # Telling the customer not to pay or add anyone privately (请不要转到任何个人账户, 别加私人微信) keeps them on WeCom.
 _OFF_PLATFORM_DENIAL = re.compile(
-    r"(?:不要|别|请勿|切勿|不能|不会|不支持|不接受)(?:.?|(?:让|叫|要|要求)(?:您|你|家长|客户|大家)?)(?:转|私下|加)(?:.{0,6})"
-    r"(?:个人|私人|微信|支付宝|银行卡|账户)"
+    r"(?:不要|别|请勿|切勿|不能|不会|不支持|不接受)(?:.?|(?:让|叫|要|要求)(?:您|你|家长|客户|大家)?)(?:把钱|把款)?(?:转|私下|加)"
+    r"(?:.{0,6})(?:个人|私人|微信|支付宝|银行卡|账户)"
+    r"|(?:不会|从不|不)(?:通过|用)(?:.{0,8})(?:个人|私人)(?:收款|账户|微信|支付宝)"
 )
+# A claim word the text itself denies (不敢说是最好的, 不算全网最便宜, 不是特供产品, 没有好评返现的活动) is not
+# claimed: a finding of these categories gives way when its own clause, just before its span, negates it.
+_NEGATED_CLAIM = re.compile(
+    r"(?:(?:不敢说|不能说|不好说|不算|并不是|不是|并非|谈不上|称不上|算不上)\w{0,6}|没有(?:什么)?\w{0,2})$"
+)
+_NEGATABLE = frozenset({"ad_absolute", "ad_endorsement", "review_cashback"})
+_CLAUSE_END = re.compile(r"[，,。.！!？?；;：:\s]")
 # A promise hedged in the same text (效果因人而异, 我们不保证每个人都有效) is the opposite of one.
 _HEDGE = re.compile(r"(?:不|没法|没办法|无法|不能|不敢|不会)(?:给您|跟您|向您)?(?:保证|承诺|打包票)|因人而异|个体差异")
 # A risk disclosure (这个产品不保本，可能会亏; 存在本金损失的风险) says the opposite of a return promise.
@@ -112,6 +121,12 @@ _PII_RULES = {
     "pii_other": ("pii.other", Severity.warn, "包含邮箱、证件号或车牌等个人信息，注意保护隐私", None),
 }  # fmt: skip
 _PII_BASIS = "《个人信息保护法》第十条、第二十八条"
+
+
+def _negated(text: str, start: int) -> bool:
+    """Whether the finding at `start` is denied by the start of its own clause (不敢说…, 不算…, 不是…, 没有…)."""
+    clause = _CLAUSE_END.split(text[max(0, start - 16) : start])[-1]
+    return bool(_NEGATED_CLAIM.search(clause))
 
 
 def _edge(ch: str) -> int:
@@ -236,6 +251,8 @@ class ComplianceChecker:
             flags = [f for f in flags if f.category != "false_promise"]
         if flags and _RISK_DISCLOSURE.search(nt):
             flags = [f for f in flags if f.category not in ("ad_finance", "false_promise")]
+        if flags:
+            flags = [f for f in flags if f.category not in _NEGATABLE or not _negated(text, f.span[0])]
         if flags and _OFF_PLATFORM_DENIAL.search(nt):
             flags = [f for f in flags if f.category != "off_platform"]
         if not flags:
