@@ -225,6 +225,25 @@ def test_allow_phrases_suppress_flags_inside_them() -> None:
     assert ComplianceChecker(allow_phrases=["0571-87654321"]).check(hotline).flags == ()
 
 
+@pytest.mark.parametrize(
+    ("ordinary", "risky", "category"),
+    [
+        ("益智类的拼图适合三岁以上的孩子", "这款奶粉益智，宝宝越喝越聪明", "ad_medical"),
+        ("周末带孩子玩益智桌游吧", "这款奶粉益智，宝宝越喝越聪明", "ad_medical"),
+        ("这套历史书从鸦片战争讲到新中国成立", "有人私下卖鸦片", "sensitive_violence"),
+        ("玩具手枪是按键发声的，不能发射", "有渠道买手枪吗", "sensitive_violence"),
+        ("外教的资质证书都能在小程序里查到", "办理资质证书，当天出证", "sensitive_violence"),
+        ("情侣装和亲子装都有现货", "约吗，包夜一千", "sensitive_porn"),
+    ],
+)
+def test_everyday_phrases_the_lists_mis_tag_stay_clean(
+    checker: ComplianceChecker, ordinary: str, risky: str, category: str
+) -> None:
+    # Allow phrases cover only their own words: the risky use of the same term is still found.
+    assert category in checker.check(risky).categories
+    assert category not in checker.check(ordinary).categories
+
+
 def _write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
