@@ -221,7 +221,9 @@ class MessageClassifier:
                     bag[index.vocab[token]] += count
             norm = float(np.linalg.norm(bag * index.idf))
             if norm > 0:
-                lexical[row] = index.class_bags @ (bag * index.idf / norm)
+                # einsum, not `@`: OpenBLAS's sgemv can leave the invalid-operation flag set from its unused vector
+                # lanes on finite input, and numpy then warns (an error under the test suite) now and then.
+                lexical[row] = np.einsum("cv,v->c", index.class_bags, bag * index.idf / norm)
         return dense, lexical
 
     def _tune(self, examples: list[tuple[str, str]], vectors: np.ndarray, oos: list[str],
