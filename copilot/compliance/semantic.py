@@ -62,7 +62,10 @@ _log = logging.getLogger(__name__)
 
 _SIZES = (1, 2, 3)
 _MIN_DF = 2  # an n-gram must occur in two training lines to become a feature
-_RIDGE = 1.0
+# The ridge penalty, chosen on held-out dev blocks by the rule for the budget (the most recall with held-out clean
+# sales chat at most 2.0%): micro R / clean chat 0.25 → 0.751 / 2.15%, 0.35 → 0.750 / 2.01%, 0.5 → 0.749 / 1.99%,
+# 1 → 0.741 / 1.97%, 2 → 0.729 / 1.85%.
+_RIDGE = 0.5
 _FOLDS = 5
 _BLOCK = 40  # lines held out together: batches were written and appended together, so neighbours share wording
 _MIN_EXAMPLES = 15
