@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from copilot.compliance import ComplianceChecker, normalize, semantic
-from copilot.compliance.disparage import FEATURE, disparages
+from copilot.compliance.disparage import CONTEXT, FEATURE, after_reference, disparages
 from copilot.config import Settings
 
 # A fortune claim that names no lexicon term and fits no rule (no 招财, 开光, 转运, 运势 …).
@@ -142,6 +142,23 @@ def test_neighbouring_lines_are_held_out_together() -> None:
 )
 def test_the_disparagement_feature_needs_another_seller_and_a_negative_word(text: str, fires: bool) -> None:
     assert disparages(normalize(text).text) is fires
+
+
+def test_pairs_after_another_seller_are_features_of_their_own() -> None:
+    pairs = after_reference(normalize("他们家的奶粉检测超标").text)
+    assert {CONTEXT + "超标", CONTEXT + "奶粉"} <= pairs and CONTEXT + "他们" not in pairs  # what follows, not the name
+    assert after_reference(normalize("这批奶粉检测超标").text) == set()  # no other seller: the pair is only an n-gram
+    far = normalize("那家" + "的" * 16 + "超标").text
+    assert CONTEXT + "超标" not in after_reference(far)  # beyond the window
+
+
+def test_the_layer_weighs_a_pair_after_a_reference_apart_from_the_same_pair(layer: semantic.SemanticLayer) -> None:
+    column = layer.model.vocabulary.get(CONTEXT + "跑路")
+    assert column is not None  # learned from the training lines
+    with_reference, _ = layer._features(normalize("那家机构随时跑路").text)
+    without, _ = layer._features(normalize("这家机构随时跑路").text)
+    assert column in with_reference.tolist() and column not in without.tolist()
+    assert layer.model.weights[column, layer.model.names.index("competitor")] > 0
 
 
 def test_a_disparaging_line_without_any_cue_ngram_is_still_scored(layer: semantic.SemanticLayer) -> None:

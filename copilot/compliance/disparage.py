@@ -7,6 +7,10 @@ Apache-2.0); the lexicon is broad and noisy (蛋白质 is in it), so this is not
 one more feature next to the text's n-grams, learns its weight per category, and its thresholds (chosen on held-out
 blocks under the shared clean budget) decide what the feature may flag. Plain comparisons (也不错, 不好评价) are left
 to the checker's neutral-comparison filter as before.
+
+Beside that one feature, `after_reference` gives the character pairs that follow a reference, each as a feature of
+its own (`CONTEXT` + pair): the classifiers can then learn that 超标, 跑路 or 骗人 right after 那家 or 他们家 is
+disparagement while the same pair elsewhere is not, with no word list deciding which pairs count.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from importlib import resources
 import ahocorasick
 import yaml
 
-__all__ = ["FEATURE", "disparages", "word_list_bytes"]
+__all__ = ["CONTEXT", "FEATURE", "after_reference", "disparages", "word_list_bytes"]
 
 FEATURE = "\x01disparage"  # the pseudo n-gram the semantic layer adds; normalised text never holds \x01
+CONTEXT = "\x01"  # prefix of the after-reference features (`after_reference`)
 _WINDOW = 16  # characters after the reference where the negative word must start
 _REFERENCES = [
     "别家", "别人家", "其他家", "其它家", "他家", "他们家", "她家", "ta家", "他们的", "他们那", "人家的", "人家那", "另一家", "那家", "别的店",
@@ -65,3 +70,12 @@ def disparages(normalised: str) -> bool:
         if window and next(negative.iter(window), None) is not None:
             return True
     return False
+
+
+def after_reference(normalised: str) -> set[str]:
+    """`CONTEXT` + each character pair within `_WINDOW` characters after a reference to another seller."""
+    pairs: set[str] = set()
+    for end, _ in _references().iter(normalised):
+        window = normalised[end + 1 : end + 1 + _WINDOW]
+        pairs.update(CONTEXT + window[i : i + 2] for i in range(len(window) - 1))
+    return pairs

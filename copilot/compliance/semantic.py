@@ -5,9 +5,11 @@ risky category with enough labelled examples gets a linear classifier over the c
 normalised text (TF-IDF, sublinear tf, l2 rows), trained on the development split that ships with the package
 (`training/compliance_dev.jsonl`, the file `eval/datasets/compliance_dev.jsonl` points at).
 
-One more feature stands beside the n-grams: `disparage.FEATURE`, present when another seller is named and a word of
-negative sentiment follows (disparagement rarely repeats a list's words); a text holding it is scored even without a
-cue n-gram, and the thresholds below decide what it may flag.
+More features stand beside the n-grams: `disparage.FEATURE`, present when another seller is named and a word of
+negative sentiment follows (disparagement rarely repeats a list's words), and the character pairs that follow such
+a reference, each a feature of its own (`disparage.after_reference`: 超标 after 那家 weighs apart from 超标
+anywhere). A text holding the first is scored even without a cue n-gram, and the thresholds below decide what it may
+flag.
 
 Training is ridge regression in its dual form: one n×n kernel of the training lines, one linear solve for all
 categories at once, and the same on each of `_FOLDS` folds for out-of-fold scores. That takes a few seconds on
@@ -51,7 +53,7 @@ import numpy as np
 from scipy import linalg, sparse
 
 from copilot.compliance import disparage
-from copilot.compliance.disparage import FEATURE, disparages
+from copilot.compliance.disparage import FEATURE, after_reference, disparages
 from copilot.compliance.normalize import normalize
 from copilot.compliance.result import PII_CATEGORIES, Flag, Severity
 
@@ -103,11 +105,13 @@ def training_digest(examples: Sequence[Example]) -> str:
 
 
 def _grams(normalised: str) -> list[str]:
-    """The text's character n-grams, and the disparagement feature where it fires (`disparage.FEATURE`)."""
+    """The text's character n-grams, the disparagement feature where it fires (`disparage.FEATURE`) and the pairs
+    after a reference to another seller (`disparage.after_reference`)."""
     n = len(normalised)
     grams = [normalised[i : i + size] for size in _SIZES for i in range(n - size + 1)]
     if disparages(normalised):
         grams.append(FEATURE)
+    grams.extend(sorted(after_reference(normalised)))
     return grams
 
 
@@ -334,6 +338,9 @@ class SemanticLayer:
         counts = Counter(map(_VALUE, self._grams.iter(normalised)))
         if self._disparage is not None and disparages(normalised):
             counts[self._disparage] += 1
+        vocabulary = self.model.vocabulary
+        for pair in after_reference(normalised):  # never in the automaton: normalised text holds no CONTEXT mark
+            counts[vocabulary.get(pair)] += 1
         return _weighted(counts, self.model.idf)
 
     def scores(self, normalised: str) -> dict[str, float]:
