@@ -27,6 +27,7 @@ from pathlib import Path
 
 from copilot.compliance import ComplianceChecker, normalize
 from copilot.compliance.pii import find_pii
+from copilot.compliance.review import EmbeddingReview
 from copilot.compliance.tenants import CONFIG_FILENAME, build_checker, load_config
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -96,6 +97,25 @@ def _rate(fn: object, texts: list[str], min_seconds: float, repeats: int) -> tup
     return statistics.median(rates), max(rates), total
 
 
+class _DoubtCounter(EmbeddingReview):
+    """Counts the texts the sentence embedder's second look would embed (`Copilot.check`); embeds none."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.texts = 0
+
+    def flagged(self, *args: object, **kwargs: object) -> dict[int, tuple[float, float]]:
+        self.texts += 1
+        return {}
+
+
+def _doubtful(checker: ComplianceChecker, texts: list[str]) -> int:
+    counter = _DoubtCounter()
+    for text in texts:
+        checker.check(text, review=counter)
+    return counter.texts
+
+
 def _line(label: str, median: float, best: float, done: int) -> str:
     return (f"{label:26s} {median:>9,.0f} msg/s/core  ({1e6 / median:6.1f} µs/msg; best {best:,.0f}; "
             f"{done:,} messages)")
@@ -157,6 +177,11 @@ def main() -> None:
     )
     for label, fn, data in runs:
         print(_line(label, *_rate(fn, data, args.seconds, args.repeats)))
+    if layer is not None:
+        # Not part of the figures above: `Copilot.check` (one draft or customer message at a time) embeds these.
+        mix, chat = _doubtful(checker, texts), _doubtful(checker, unseen)
+        print(f"second look (Copilot.check only): would embed {mix}/{len(texts)} texts of the realistic mix "
+              f"({mix / len(texts):.1%}) and {chat}/{len(unseen)} of unseen chat ({chat / max(1, len(unseen)):.1%})")
 
     if layer is not None:
         # The clean texts here are the layer's own training lines, which hold no cue by construction; new

@@ -69,7 +69,9 @@ def _require_schema(settings: Settings) -> None:
 
 @app.command()
 def prepare() -> None:
-    """Prepare the embedding model (converted once, offline) and tiktoken's files."""
+    """Prepare the embedding model (converted once, offline), tiktoken's files and the compliance models."""
+    from copilot.compliance import semantic
+    from copilot.compliance.review import EmbeddingReview, reads_meaning
     from copilot.llm.tokens import seed_tiktoken_cache
     from copilot.service import build_embedder
 
@@ -79,6 +81,12 @@ def prepare() -> None:
     seed_tiktoken_cache(settings.tiktoken_cache_dir)
     embedder = build_embedder(settings)
     console.print(f"embedding model ready: {embedder.name} (dim {embedder.dim}) in {time.perf_counter() - started:.1f}s")
+    started = time.perf_counter()
+    semantic.use_cache_dir(settings.models_dir / "compliance")
+    layer = semantic.default_layer()
+    if reads_meaning(embedder):
+        EmbeddingReview(embedder).model_for(layer)
+    console.print(f"compliance models ready (version {layer.version}) in {time.perf_counter() - started:.1f}s")
 
 
 @app.command()

@@ -5,7 +5,8 @@ draft N script candidates → compliance on each → intent → persist → stre
 configured, each LLM candidate as soon as the model has written it, checked (compliance, the fact
 check, echoed instructions) and stored → done. `suggest` is that same stream read to the end, so a
 suggestion is stored the same way whichever route asked for it. Models and indexes are built once,
-when the Copilot is built; nothing on the request path loads a model or reads a file.
+when the Copilot is built; nothing on the request path loads a model or reads a file (the compliance
+review's model is trained or loaded in the background from then on; a text that needs it first waits).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from copilot.compliance.frequency import FrequencyGuard, SendKind
 from copilot.compliance.llm_check import LLMComplianceCheck
 from copilot.compliance.pii import mask_pii
 from copilot.compliance.result import Severity, as_customer_message
+from copilot.compliance.review import EmbeddingReview, reads_meaning
 from copilot.compliance.tenants import TenantCompliance
-from copilot.config import DEFAULT_EMBEDDING_MODEL, Settings, apply_offline_defaults
+from copilot.config import Settings, apply_offline_defaults
 from copilot.conversation.catalogue import LibraryCatalogue
 from copilot.conversation.message_intents import MessageClassifier, Prediction
 from copilot.conversation.purchase_intent import IntentResult, score_intent
@@ -44,7 +46,7 @@ from copilot.drafting.llm_drafter import ANSWER_SCHEMA, LLMDrafter
 from copilot.drafting.rerank import Reranker
 from copilot.drafting.script import ScriptDrafter
 from copilot.drafting.types import Citation, DraftCandidate, DraftContext, Drafter, DraftOutcome
-from copilot.embedding.embedders import Embedder
+from copilot.embedding.embedders import Embedder, build_embedder
 from copilot.errors import ConflictError, NotFoundError
 from copilot.knowledge.loader import load_library
 from copilot.knowledge.schema import CustomerProfile, Stage
@@ -80,22 +82,6 @@ from copilot.suggestion import (
 
 __all__ = ["Copilot", "build_embedder"]
 
-def build_embedder(settings: Settings) -> Embedder:
-    """The embedder the settings name: the built-in offline model, `hashing` (tests), or any
-    sentence-transformers folder or hub name."""
-    from copilot.embedding.embedders import HashingEmbedder, SentenceTransformerEmbedder
-
-    apply_offline_defaults(settings)
-    if settings.embedding_model == DEFAULT_EMBEDDING_MODEL:
-        from copilot.embedding.builtin_model import prepare_default_model
-
-        path = prepare_default_model(settings.models_dir / "multilingual-e5-small")
-        return SentenceTransformerEmbedder(path)
-    if settings.embedding_model == "hashing":
-        return HashingEmbedder()
-    return SentenceTransformerEmbedder(settings.embedding_model)
-
-
 @dataclass(frozen=True)
 class _Analysis:
     turns: tuple[Turn, ...]
@@ -127,6 +113,11 @@ class Copilot:
         self.compliance = compliance
         self.tenant_compliance = tenant_compliance or TenantCompliance(compliance)
         self.llm_check: LLMComplianceCheck | None = None
+        # The sentence embedder's second look at texts the n-gram classifiers leave just below a threshold: here,
+        # where one text at a time is judged, not in the bulk checker (quality inspection).
+        self.compliance_review = EmbeddingReview(embedder) if reads_meaning(embedder) else None
+        if self.compliance_review is not None and compliance.semantic is not None:
+            self.compliance_review.warm(compliance.semantic)  # trained once per process, or loaded from the cache
         self.frequency = FrequencyGuard(engine, cap_for=self.tenant_compliance.proactive_daily_cap)
         self.repo = Repository(engine)
         self._classifiers: dict[str, MessageClassifier] = {}
@@ -241,7 +232,7 @@ class Copilot:
 
     def check(self, tenant: str, text: str) -> ComplianceResult:
         """The tenant's rules, then (when the tenant asks for it and an LLM is configured) the LLM review."""
-        result = self.tenant_compliance.for_tenant(tenant).check(text)
+        result = self.tenant_compliance.for_tenant(tenant).check(text, review=self.compliance_review)
         config = self.tenant_compliance.config(tenant)
         if self.llm_check is not None and config is not None and config.llm_check:
             result = self.llm_check.review(text, result)
@@ -512,7 +503,7 @@ class Copilot:
         customer_text = next((t.text for t in reversed(turns) if t.role == "customer"), "")
         checker = self.tenant_compliance.for_tenant(tenant)
         # What the customer wrote is flagged to the staff member as warnings; it never holds their reply.
-        check = as_customer_message(checker.check(customer_text)) if customer_text else ComplianceResult(risk="none", flags=())
+        check = as_customer_message(checker.check(customer_text, review=self.compliance_review)) if customer_text else ComplianceResult(risk="none", flags=())
         scope = self._scope(tenant, turns, signals)
         return _Analysis(turns, profile, stage, intent, check, query, scope)
 

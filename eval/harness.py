@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from copilot.compliance import ComplianceChecker
+from copilot.compliance import ComplianceChecker, semantic
 from copilot.config import Settings
 from copilot.embedding.embedders import Embedder
 from copilot.persistence.engine import make_engine
@@ -53,11 +53,15 @@ def tenant_of(knowledge: Path) -> str:
 
 def choose_embedder(name: str | None, settings: Settings, *, cache: bool = True) -> Embedder:
     """`hashing` for fast deterministic runs; otherwise the embedder the settings configure, whose vectors
-    are kept in `<data dir>/eval-cache/embeddings.sqlite` (`eval.embedding_cache`) unless `cache` is off."""
+    are kept in `<data dir>/eval-cache/embeddings.sqlite` (`eval.embedding_cache`) unless `cache` is off. The
+    compliance models are kept where the app keeps them (`<models dir>/compliance`, keyed by their training data and
+    embedder), so `copilot prepare` or an earlier run spares the next one the minutes the second look trains
+    (the hashing embedder takes no second look)."""
     if name == "hashing":
         from copilot.embedding.embedders import HashingEmbedder
 
         return HashingEmbedder()
+    semantic.use_cache_dir(settings.models_dir / "compliance")
     if name:
         settings = settings.model_copy(update={"embedding_model": name})
     embedder = build_embedder(settings)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ahocorasick
 
@@ -27,6 +28,9 @@ from copilot.compliance.pii import find_pii
 from copilot.compliance.prefilter import required_literals
 from copilot.compliance.result import ComplianceResult, Flag, Severity, overall_risk
 from copilot.compliance.semantic import SemanticLayer, default_layer
+
+if TYPE_CHECKING:
+    from copilot.compliance.review import EmbeddingReview
 
 __all__ = ["ComplianceChecker"]
 
@@ -187,8 +191,9 @@ class ComplianceChecker:
         extra = load_lexicons(self._lexicon_dir) if self._lexicon_dir is not None else None
         return _compiled(sources, self._allow, extra)
 
-    def check(self, text: str) -> ComplianceResult:
-        """All findings for `text`; spans index `text` itself."""
+    def check(self, text: str, review: EmbeddingReview | None = None) -> ComplianceResult:
+        """All findings for `text`; spans index `text` itself. `review` adds the sentence embedder's second look at
+        texts the semantic layer leaves just below a threshold (`review.py`; milliseconds for those texts)."""
         snap = self._snap
         norm = normalize(text)
         nt = norm.text
@@ -230,7 +235,7 @@ class ComplianceChecker:
             # Allow phrases are the tenant's own wording: the model judges what is left around them.
             rest = _without(nt, allowed) if allowed else nt
             if rest:
-                flags.extend(self.semantic.flags(text, rest, skip={f.category for f in flags}))
+                flags.extend(self.semantic.flags(text, rest, skip={f.category for f in flags}, review=review))
         if flags and not _SALES_CUE.search(nt):
             # An advertising claim needs something to advertise: without any sales wording (这款, 我们, 买, 您 …)
             # 第一/最佳/治疗/辟邪 are facts or topics of ordinary prose (长江是中国第一长河).

@@ -29,7 +29,8 @@ and carries its nearest training examples of that category as evidence.
 
 Character n-grams, not the copilot's sentence embedder: the embedder costs milliseconds per text on a CPU,
 which the 20,000 messages/s/core budget cannot pay, and n-grams of the normalised text already see through the
-evasions the normaliser undoes.
+evasions the normaliser undoes. Where one text at a time is judged, the embedder takes a second look at the texts
+this layer scores just below a threshold (`flags(..., review=)`, `review.py`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from dataclasses import dataclass
 from importlib import resources
 from operator import itemgetter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ahocorasick
 import numpy as np
@@ -57,8 +59,11 @@ from copilot.compliance.disparage import FEATURE, after_reference, disparages
 from copilot.compliance.normalize import normalize
 from copilot.compliance.result import PII_CATEGORIES, Flag, Severity
 
-__all__ = ["Example", "SemanticLayer", "default_layer", "fold_of", "load_training", "train", "training_digest",
-           "use_cache_dir"]
+if TYPE_CHECKING:
+    from copilot.compliance.review import EmbeddingReview
+
+__all__ = ["Design", "Example", "SemanticLayer", "cache_dir", "cache_key", "default_layer", "design", "fold_of",
+           "load_training", "out_of_fold", "train", "training_digest", "use_cache_dir"]
 
 _log = logging.getLogger(__name__)
 
@@ -171,8 +176,25 @@ def fold_of(n: int) -> np.ndarray:
     return (np.arange(n) // _BLOCK) % _FOLDS
 
 
-def train(examples: Sequence[Example]) -> Model:
-    """Fit every category's classifier and choose its threshold on out-of-fold scores (a few seconds)."""
+@dataclass(frozen=True)
+class Design:
+    """The training lines as the classifiers see them: features, categories and which lines are clean."""
+
+    grams: list[str]  # the vocabulary in column order
+    vocabulary: dict[str, int]
+    idf: np.ndarray
+    x: sparse.csr_matrix  # lines × n-grams, TF-IDF rows
+    names: list[str]  # categories with enough examples to model
+    labels: np.ndarray  # lines × names, bool
+    clean: np.ndarray  # lines with no category
+
+    @property
+    def targets(self) -> np.ndarray:
+        return np.where(self.labels, 1.0, -1.0)
+
+
+def design(examples: Sequence[Example]) -> Design:
+    """Vocabulary, idf and the feature matrix of the training lines (deterministic: sorted vocabulary)."""
     texts = [normalize(e.text).text for e in examples]
     df: dict[str, int] = {}
     for text in texts:
@@ -189,23 +211,38 @@ def train(examples: Sequence[Example]) -> Model:
             counts[c] = counts.get(c, 0) + 1
     names = sorted(c for c, k in counts.items() if k >= _MIN_EXAMPLES and c not in _NOT_MODELLED)
     labels = np.array([[c in e.categories for c in names] for e in examples], dtype=bool).reshape(n, len(names))
-    targets = np.where(labels, 1.0, -1.0)
-    kernel = (x @ x.T).toarray() + 1.0  # + 1: the bias, as a constant feature
-    # Out-of-fold scores: the file is read in blocks of _BLOCK neighbouring lines (one batch's paraphrases of one
-    # category, or its clean look-alikes) and block b is held out in fold b mod _FOLDS. Holding out single lines
-    # let a line's near-twins from the same batch vouch for it, so thresholds were set on wording the model had
-    # as good as seen, and blind clean chat was flagged three times as often as held-out dev lines.
-    block = np.arange(n) // _BLOCK
-    fold = fold_of(n)
-    scores = np.zeros((n, len(names)))
+    clean = np.asarray(~labels.any(axis=1)) if names else np.ones(n, dtype=bool)
+    return Design(kept, vocabulary, idf, x, names, labels, clean)
+
+
+def out_of_fold(kernel: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Each line's scores from the classifiers trained without its fold (`fold_of`)."""
+    # The file is read in blocks of _BLOCK neighbouring lines (one batch's paraphrases of one category, or its
+    # clean look-alikes) and block b is held out in fold b mod _FOLDS. Holding out single lines let a line's
+    # near-twins from the same batch vouch for it, so thresholds were set on wording the model had as good as seen,
+    # and blind clean chat was flagged three times as often as held-out dev lines.
+    fold = fold_of(len(kernel))
+    scores = np.zeros(targets.shape)
     for k in range(_FOLDS):
         held, kept_rows = fold == k, fold != k
-        coef = _solve(kernel[np.ix_(kept_rows, kept_rows)], targets[kept_rows])
-        scores[held] = kernel[np.ix_(held, kept_rows)] @ coef
+        if held.any() and kept_rows.any():
+            coef = _solve(kernel[np.ix_(kept_rows, kept_rows)], targets[kept_rows])
+            scores[held] = kernel[np.ix_(held, kept_rows)] @ coef
+    return scores
+
+
+def train(examples: Sequence[Example]) -> Model:
+    """Fit every category's classifier and choose its threshold on out-of-fold scores (a few seconds)."""
+    d = design(examples)
+    kept, vocabulary, idf, x, names, labels, clean = d.grams, d.vocabulary, d.idf, d.x, d.names, d.labels, d.clean
+    n = len(examples)
+    targets = d.targets
+    kernel = (x @ x.T).toarray() + 1.0  # + 1: the bias, as a constant feature
+    block = np.arange(n) // _BLOCK
+    scores = out_of_fold(kernel, targets)
     coef = _solve(kernel, targets)
     weights = np.asarray(x.T @ coef)
     biases = coef.sum(axis=0)
-    clean = np.asarray(~labels.any(axis=1)) if names else np.ones(n, dtype=bool)
     presence = (x > 0).astype(np.float64).tocsc()
     in_clean = np.asarray(presence[clean].sum(axis=0)).ravel()
     blocks = sparse.csr_matrix((np.ones(n), (np.arange(n), block)), shape=(n, int(block[-1]) + 1 if n else 0))
@@ -233,7 +270,8 @@ def train(examples: Sequence[Example]) -> Model:
     )
 
 
-def _thresholds(scores: np.ndarray, labels: np.ndarray, clean: np.ndarray) -> list[tuple[float, dict[str, float]] | None]:
+def _thresholds(scores: np.ndarray, labels: np.ndarray, clean: np.ndarray,
+                max_clean_fp: float | None = None) -> list[tuple[float, dict[str, float]] | None]:
     """Each category's out-of-fold threshold, chosen for all categories at once under one clean-line budget.
 
     A candidate threshold is a positive line's score at which the held-out predictions keep a precision of at
@@ -243,7 +281,7 @@ def _thresholds(scores: np.ndarray, labels: np.ndarray, clean: np.ndarray) -> li
     most positive lines per clean line newly spent (a line already spent by another category is free) moves
     down. The budget is shared: per category it summed to one false alarm per category on blind chat."""
     n_clean = max(1, int(clean.sum()))
-    budget = int(_MAX_CLEAN_FP * n_clean)
+    budget = int((_MAX_CLEAN_FP if max_clean_fp is None else max_clean_fp) * n_clean)
     options: list[list[tuple[float, int, np.ndarray, float]]] = []  # per category, descending threshold
     for j in range(labels.shape[1]):
         positive = labels[:, j]
@@ -349,8 +387,11 @@ class SemanticLayer:
         logits = values @ self.model.weights[cols] + self.model.biases if len(cols) else self.model.biases
         return dict(zip(self.model.names, logits.tolist(), strict=True))
 
-    def flags(self, text: str, normalised: str, skip: Iterable[str] = ()) -> list[Flag]:
-        """Semantic flags for categories not in `skip`, each with its nearest training examples as evidence."""
+    def flags(self, text: str, normalised: str, skip: Iterable[str] = (),
+              review: EmbeddingReview | None = None) -> list[Flag]:
+        """Semantic flags for categories not in `skip`, each with its nearest training examples as evidence. With
+        `review`, categories scored within `review.BAND` below their threshold get the sentence embedder's second
+        look (`review.py`)."""
         if not self.model.names or not self.has_cue(normalised):
             return []
         skipped = set(skip)
@@ -358,22 +399,33 @@ class SemanticLayer:
         if not len(cols):
             return []
         logits = values @ self.model.weights[cols] + self.model.biases
+        thresholds = self.model.thresholds
+        names = self.model.names
         found = []
-        for k in np.flatnonzero(logits >= self.model.thresholds):
-            category = self.model.names[k]
-            if category in skipped:
-                continue
-            evidence = self.nearest(category, cols, values)
-            quoted = "」「".join(evidence)
-            found.append(Flag(
-                category=category, rule_id=f"semantic.{category}", severity=_SEVERITY.get(category, Severity.review),
-                span=(0, len(text)),
-                message=f"语义判断疑似{category}（得分 {logits[k]:.2f}，阈值 {self.model.thresholds[k]:.2f}），"
-                        f"相近样例：「{quoted}」（依据：{_BASIS}）",
-                suggestion="请人工确认；如属实，按该类别的规则改写或不予回应", matched=text[:40],
-                evidence=tuple(evidence),
-            ))
+        for k in np.flatnonzero(logits >= thresholds):
+            if names[k] not in skipped:
+                found.append(self._flag(text, names[k], cols, values,
+                                        f"语义判断疑似{names[k]}（得分 {logits[k]:.2f}，阈值 {thresholds[k]:.2f}）"))
+        if review is not None:
+            from copilot.compliance.review import BAND
+
+            doubt = [int(k) for k in np.flatnonzero((logits < thresholds) & (logits >= thresholds - BAND))
+                     if names[k] not in skipped]
+            if doubt:
+                for j, (score, threshold) in review.flagged(self, text, cols, values, doubt).items():
+                    found.append(self._flag(text, names[j], cols, values,
+                                            f"语义复核（句向量）疑似{names[j]}（复核得分 {score:.2f}，阈值 {threshold:.2f}；"
+                                            f"字词得分 {logits[j]:.2f}，略低于阈值 {thresholds[j]:.2f}）"))
         return found
+
+    def _flag(self, text: str, category: str, cols: np.ndarray, values: np.ndarray, verdict: str) -> Flag:
+        evidence = self.nearest(category, cols, values)
+        quoted = "」「".join(evidence)
+        return Flag(
+            category=category, rule_id=f"semantic.{category}", severity=_SEVERITY.get(category, Severity.review),
+            span=(0, len(text)), message=f"{verdict}，相近样例：「{quoted}」（依据：{_BASIS}）",
+            suggestion="请人工确认；如属实，按该类别的规则改写或不予回应", matched=text[:40], evidence=tuple(evidence),
+        )
 
     def nearest(self, category: str, cols: np.ndarray, values: np.ndarray, k: int = 3) -> list[str]:
         """The k training examples of `category` closest (cosine) to the text's features."""
@@ -403,7 +455,7 @@ class _Evidence:
         return cls(positives, local, rows)
 
 
-def _cache_key(examples: Sequence[Example]) -> str:
+def cache_key(examples: Sequence[Example]) -> str:
     """The training data and the code and word list that make the features: a cached model is reused only when all
     are unchanged."""
     code = Path(__file__).read_bytes() + Path(disparage.__file__).read_bytes() + disparage.word_list_bytes()
@@ -444,10 +496,15 @@ def use_cache_dir(path: Path | None) -> None:
     _CACHE_DIR = path
 
 
+def cache_dir() -> Path | None:
+    """Where trained models are kept (`use_cache_dir`), if anywhere."""
+    return _CACHE_DIR
+
+
 def _trained(examples: Sequence[Example]) -> Model:
     if _CACHE_DIR is None:
         return train(examples)
-    path = _CACHE_DIR / f"semantic-{_cache_key(examples)}.npz"
+    path = _CACHE_DIR / f"semantic-{cache_key(examples)}.npz"
     if path.is_file():
         try:
             return load_model(path)

@@ -25,6 +25,7 @@ from chromadb.api.types import Embeddable, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 from numpy.typing import NDArray
 
+from copilot.config import DEFAULT_EMBEDDING_MODEL, Settings, apply_offline_defaults
 from copilot.errors import ConfigurationError
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "Embedder",
     "HashingEmbedder",
     "SentenceTransformerEmbedder",
+    "build_embedder",
     "embedder_from_spec",
 ]
 
@@ -279,3 +281,17 @@ def _texts_only(items: Embeddable) -> list[str]:
     if not all(isinstance(item, str) for item in texts):
         raise TypeError("the copilot's embedders embed text only")
     return [str(item) for item in texts]
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    """The embedder the settings name: the built-in offline model, `hashing` (tests), or any
+    sentence-transformers folder or hub name."""
+    apply_offline_defaults(settings)
+    if settings.embedding_model == DEFAULT_EMBEDDING_MODEL:
+        from copilot.embedding.builtin_model import prepare_default_model
+
+        path = prepare_default_model(settings.models_dir / "multilingual-e5-small")
+        return SentenceTransformerEmbedder(path)
+    if settings.embedding_model == "hashing":
+        return HashingEmbedder()
+    return SentenceTransformerEmbedder(settings.embedding_model)

@@ -1,7 +1,9 @@
 """The `compliance` suite: the tenant's own checker (packs, allow phrases, semantic layer) against labelled texts.
 
 Texts are judged by `Copilot.check(tenant, text)`, the same call that judges drafts in production, so the
-figures are those of the demo tenant's `compliance.yaml`, not of a bare default checker. False alarms are
+figures are those of the demo tenant's `compliance.yaml`, not of a bare default checker, and with the configured
+embedding model they include the sentence embedder's second look at doubtful texts (`compliance/review.py`; the
+notes say whether it ran). False alarms are
 reported on all clean texts and separately on 1v1 chat (`speaker` staff/customer or unset) and on general
 prose (`speaker: prose`). Misses of a frozen `*_test.jsonl` file are counted but never listed: a test split
 that has been read line by line is spent.
@@ -55,6 +57,9 @@ def run_compliance(h: Harness, records: Sequence[ComplianceRecord], opts: RunOpt
     ][:25]
     if frozen:
         notes.append("frozen test split: misses are counted, not listed")
+    second = h.copilot.compliance_review
+    notes.append(f"second look at doubtful texts with {second.name}" if second is not None
+                 else "no second look: the hashing embedder reads no meaning beyond the layer's n-grams")
     clean_chat = sum(1 for t, p in zip(truth, prose, strict=True) if not t and not p)
     clean_prose = sum(1 for t, p in zip(truth, prose, strict=True) if not t and p)
     return SuiteResult(
