@@ -1,6 +1,6 @@
-"""The sentence embedder's second look (`review.py`): only texts the n-gram layer scores just below a threshold are
-embedded, a flag from it says how it was decided and passes the checker's filters, the model is trained out of fold
-and cached, and the Copilot takes it where one text at a time is judged."""
+"""The sentence embedder's second look (`review.py`): only texts the n-gram layer scores just below a threshold, or
+near one without a cue n-gram, are embedded, a flag from it says how it was decided and passes the checker's
+filters, the model is trained out of fold and cached, and the Copilot takes it where one text at a time is judged."""
 
 from __future__ import annotations
 
@@ -63,6 +63,20 @@ def doubtful(layer: semantic.SemanticLayer, checker: ComplianceChecker) -> tuple
     raise AssertionError("no development line lies in the doubt band")
 
 
+@pytest.fixture(scope="module")
+def uncued(layer: semantic.SemanticLayer, checker: ComplianceChecker) -> tuple[str, str]:
+    """A development line without a cue n-gram, which the checker does not flag, that the layer scores at or above
+    the band below a discussable category's threshold, and that category."""
+    for example in layer.examples:
+        norm = normalize(example.text).text
+        if layer.has_cue(norm) or "？" in example.text or "?" in example.text or checker.check(example.text).flags:
+            continue
+        for name, score in layer.scores(norm).items():
+            if name in DISCUSSABLE and score >= layer.thresholds[name] - BAND:
+                return example.text, name
+    raise AssertionError("no development line without a cue comes near a threshold")
+
+
 def _far_below(layer: semantic.SemanticLayer) -> str:
     """A development line with a cue n-gram whose scores are all more than the band below their thresholds."""
     for example in layer.examples:
@@ -109,6 +123,22 @@ def test_the_second_look_does_not_flag_below_its_own_threshold(
     embedder, second = _second_look(layer, category, 1.5)
     assert checker.check(text, review=second).flags == ()
     assert embedder.seen == [text]
+
+
+def test_a_text_without_a_cue_near_a_threshold_is_judged_by_the_second_look_alone(
+    layer: semantic.SemanticLayer, checker: ComplianceChecker, uncued: tuple[str, str]
+) -> None:
+    text, category = uncued
+    assert category not in checker.check(text).categories  # the bulk checker never scores it
+    embedder, second = _second_look(layer, category, 0.5)
+    flag = next(f for f in checker.check(text, review=second).flags if f.category == category)
+    assert embedder.seen == [text]
+    assert flag.rule_id == f"semantic.{category}" and "语义复核" in flag.message and flag.evidence
+    score = layer.scores(normalize(text).text)[category]
+    assert ("不含特征词" in flag.message) == (score >= layer.thresholds[category])
+    refusing, second = _second_look(layer, category, 1.5)
+    assert checker.check(text, review=second).flags == ()  # its own threshold decides, not the layer's score
+    assert refusing.seen == [text]
 
 
 def test_a_text_far_below_every_threshold_is_never_embedded(

@@ -24,6 +24,8 @@ spent where it recalls the most (`_thresholds`); a category that cannot meet bot
 It runs only where it can add something and stays cheap on clean chat: a text is scored only when it contains
 one of the layer's cue n-grams (the strongest positive n-grams of each category that no clean training line
 contains, found with one Aho-Corasick pass), and only categories the rules did not already flag are reported.
+Where one text at a time is judged with the second look (below), a text without a cue is scored too, and the
+categories it comes near go to the second look, which alone may flag them.
 A semantic flag covers the whole text (there is no one phrase to underline), has rule id `semantic.<category>`,
 and carries its nearest training examples of that category as evidence.
 
@@ -391,8 +393,12 @@ class SemanticLayer:
               review: EmbeddingReview | None = None) -> list[Flag]:
         """Semantic flags for categories not in `skip`, each with its nearest training examples as evidence. With
         `review`, categories scored within `review.BAND` below their threshold get the sentence embedder's second
-        look (`review.py`)."""
-        if not self.model.names or not self.has_cue(normalised):
+        look (`review.py`), and so does a text without a cue n-gram for every category it scores at or above that
+        band: the second look alone decides those."""
+        if not self.model.names or not normalised:
+            return []
+        cued = self.has_cue(normalised)
+        if not cued and review is None:
             return []
         skipped = set(skip)
         cols, values = self._features(normalised)
@@ -402,20 +408,23 @@ class SemanticLayer:
         thresholds = self.model.thresholds
         names = self.model.names
         found = []
-        for k in np.flatnonzero(logits >= thresholds):
+        for k in np.flatnonzero(logits >= thresholds) if cued else ():
             if names[k] not in skipped:
                 found.append(self._flag(text, names[k], cols, values,
                                         f"语义判断疑似{names[k]}（得分 {logits[k]:.2f}，阈值 {thresholds[k]:.2f}）"))
         if review is not None:
             from copilot.compliance.review import BAND
 
-            doubt = [int(k) for k in np.flatnonzero((logits < thresholds) & (logits >= thresholds - BAND))
+            near = logits >= thresholds - BAND
+            doubt = [int(k) for k in np.flatnonzero(near & (logits < thresholds) if cued else near)
                      if names[k] not in skipped]
             if doubt:
                 for j, (score, threshold) in review.flagged(self, text, cols, values, doubt).items():
+                    layer = (f"字词得分 {logits[j]:.2f}，略低于阈值 {thresholds[j]:.2f}" if logits[j] < thresholds[j]
+                             else f"字词得分 {logits[j]:.2f}，阈值 {thresholds[j]:.2f}，但不含特征词")
                     found.append(self._flag(text, names[j], cols, values,
                                             f"语义复核（句向量）疑似{names[j]}（复核得分 {score:.2f}，阈值 {threshold:.2f}；"
-                                            f"字词得分 {logits[j]:.2f}，略低于阈值 {thresholds[j]:.2f}）"))
+                                            f"{layer}）"))
         return found
 
     def _flag(self, text: str, category: str, cols: np.ndarray, values: np.ndarray, verdict: str) -> Flag:
