@@ -86,15 +86,21 @@ def _far_below(layer: semantic.SemanticLayer) -> str:
     raise AssertionError("no cue line far below every threshold")
 
 
-def _stub(layer: semantic.SemanticLayer, category: str, threshold: float, name: str) -> ReviewModel:
-    """A review model whose score for `category` is 1 for the stand-in embedder's direction, 0 elsewhere."""
+def _stub(layer: semantic.SemanticLayer, category: str, threshold: float, name: str, *,
+          pairs: bool = False) -> ReviewModel:
+    """A review model whose score for `category` is 1 for the stand-in embedder's direction, 0 elsewhere: through
+    the vector's first dimension, or with `pairs` through that dimension's product with itself."""
     k = len(layer.model.names)
     vector_weights = np.zeros((DIM, k))
-    vector_weights[0, layer.model.names.index(category)] = 1.0
+    pair_weights = np.zeros((k, DIM, DIM))
+    if pairs:
+        pair_weights[layer.model.names.index(category), 0, 0] = 1.0
+    else:
+        vector_weights[0, layer.model.names.index(category)] = 1.0
     return ReviewModel(
         names=layer.model.names, weights=np.zeros((len(layer.model.vocabulary), k)), vector_weights=vector_weights,
-        mean=np.zeros(DIM), biases=np.zeros(k), thresholds=np.full(k, threshold), digest=layer.version,
-        embedder=name, oof={},
+        pair_weights=pair_weights, mean=np.zeros(DIM), biases=np.zeros(k), thresholds=np.full(k, threshold),
+        digest=layer.version, embedder=name, oof={},
     )
 
 
@@ -114,6 +120,16 @@ def test_a_doubtful_text_gets_the_second_look_and_its_flag_says_so(
     flag = next(f for f in result.flags if f.category == category)
     assert flag.rule_id == f"semantic.{category}" and "语义复核" in flag.message and flag.evidence
     assert result.requires_approval
+
+
+def test_products_of_two_vector_dimensions_count_in_the_second_looks_score(
+    layer: semantic.SemanticLayer, checker: ComplianceChecker, doubtful: tuple[str, str]
+) -> None:
+    text, category = doubtful
+    embedder = CountingEmbedder()
+    second = EmbeddingReview(embedder, model=_stub(layer, category, 0.5, embedder.name, pairs=True))
+    assert category in checker.check(text, review=second).categories
+    assert embedder.seen == [text]
 
 
 def test_the_second_look_does_not_flag_below_its_own_threshold(
@@ -177,12 +193,38 @@ def test_the_review_is_trained_out_of_fold_and_its_file_reloads(tmp_path: Path, 
     counting = CountingEmbedder("vectors-a")
     loaded = EmbeddingReview(counting).model_for(small)
     assert counting.seen == [] and loaded.names == trained.names
-    assert np.array_equal(loaded.thresholds, trained.thresholds) and np.array_equal(loaded.vector_weights,
-                                                                                 trained.vector_weights)
+    assert np.array_equal(loaded.thresholds, trained.thresholds)
+    assert np.array_equal(loaded.vector_weights, trained.vector_weights)
+    assert np.array_equal(loaded.pair_weights, trained.pair_weights)
     # Another embedder's vectors make another model: its file is another one.
     monkeypatch.setattr(review, "_REGISTRY", {})
     EmbeddingReview(HashingEmbedder(64, name="vectors-b")).model_for(small)
     assert len(list(tmp_path.glob("review-*.npz"))) == 2 and cached.is_file()
+
+
+def test_the_trained_weights_score_a_line_as_the_kernel_solve_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The classifier is solved in the dual (one coefficient per line, over the kernel of n-grams, vectors and their
+    # squared similarities) and kept as weights: both must give every line the same score.
+    examples = semantic.load_training()[:600]
+    vectors = np.random.default_rng(7).normal(size=(len(examples), DIM))
+    solves: list[tuple[np.ndarray, np.ndarray]] = []
+    solve = semantic._solve
+
+    def recording(kernel: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        coef = solve(kernel, targets)
+        solves.append((np.array(kernel, dtype=np.float64), coef))
+        return coef
+
+    monkeypatch.setattr(semantic, "_solve", recording)
+    model = train_review(examples, vectors, "random-vectors")
+    kernel, coef = solves[-1]  # the last solve is the one on every line; the others are out of fold
+    assert kernel.shape == (len(examples), len(examples)) and model.names
+    d = semantic.design(examples)
+    keep = [d.names.index(name) for name in model.names]
+    for i in (0, 123, 599):
+        row = d.x[i]
+        expected = (kernel[i] @ coef)[keep]
+        assert np.allclose(model.score(row.indices, row.data, vectors[i]), expected, atol=1e-3)
 
 
 def test_train_review_refuses_vectors_that_do_not_match_the_lines() -> None:
