@@ -35,6 +35,16 @@ def rules() -> ComplianceChecker:
         ("harass.sexual_shape", "发几张你穿睡衣的照片给我看看", "这款睡衣面料是纯棉的，孩子穿着舒服"),
         ("political.assembly_shape", "有人在群里转发境外网站的帖子", "周末广场上有亲子集市，可以带孩子去"),
         ("abs.no_peer", "这款面霜在保湿里算天花板了", "家里天花板漏水了，这两天收货不方便"),
+        ("abs.of_all", "旗舰中的旗舰，这台扫地机把能加的功能全加上了", "我们中的我们这个说法是歌词，这台扫地机是旗舰款"),
+        ("abs.of_all", "蛋白粉里的爱马仕，高端到顶了", "这个包是爱马仕的配色，蛋白粉我们另外有"),
+        ("offplat.elsewhere", "加个电报吧，TG上说话没人管，价格我给你放低", "钉钉是我们内部办公用的，您有事还是在这边找我哈"),
+        ("offplat.elsewhere", "我们用WhatsApp联系吧，这边公司会看聊天记录", "这事板上钉钉了，周三准时发货"),
+        ("offplat.elsewhere", "球球 827364519 私聊详谈", "订单号 827364519 已经发货了"),
+        ("offplat.elsewhere", "佳微 nuomi0817 有内部券", "这款是 shop 会员价，V2 会员再减五元"),
+        ("offplat.elsewhere", "跟公司说您取消订单，我这边私下按原价八折卖您", "这单我按会员价给您算，官方小程序下单就行"),
+        ("comp.accuse", "F家的面霜用完满脸闭口，我们群里好几个姐妹都中招了", "您之前用的那个牌子面霜也挺好的，换不换都行"),
+        ("comp.accuse", "他们老板欠了一屁股债，随时卷钱跑路，您那张卡悬了", "他们家的会员卡也能在我们这儿用积分抵扣"),
+        ("med.recovery", "穿我们的护腰，腰痛第二天就好一大半", "腰痛这两天好一大半了吗？护腰还合适吧"),
     ],
 )
 def test_a_family_rule_flags_its_shape_and_not_the_ordinary_wording(
@@ -98,6 +108,9 @@ def test_warnings_and_hedges_are_not_the_practice_they_name(
         ("八卦镜挂在阳台上，煞气都给挡回去", "阳台挂个晾衣架，衣服干得快"),
         ("聚宝盆放在财位上，聚财不漏财", "聚宝盆是个存钱罐，孩子挺喜欢"),
         ("新房住进去前放这个，能把晦气去掉", "今天快递丢了，真是晦气"),
+        ("这串手链戴上，身上的霉运一扫而光", "最近真是霉运连连，买的快递都丢了"),
+        ("孩子夜里哭闹，枕头底下放一包压惊米就安稳了", "快递丢了别着急，先喝杯奶茶压压惊，我给您补发"),
+        ("剖腹产我们帮您算吉时，孩子出生就带福气", "婚礼吉时定在十一点十八分，花车我们九点到"),
     ],
 )
 def test_superstition_claim_words_flag_the_claim_not_the_object(
@@ -148,6 +161,14 @@ def test_a_listed_term_inside_ordinary_words_is_not_flagged(ordinary: str, liste
     checker = ComplianceChecker(packs=("general",), semantic=False)
     assert checker.check(listed).flags
     assert not checker.check(ordinary).flags
+
+
+def test_pointing_at_one_item_or_naming_goods_counts_as_sales_wording(rules: ComplianceChecker) -> None:
+    # No 这款/买/您: 这台 points at the item on sale, and a vacuum cleaner is goods, not a topic of prose.
+    assert "ad_absolute" in rules.check("地表最强的儿童安全座椅，认准这台就对了").categories
+    assert "ad_absolute" in rules.check("史上最牛的吸尘器，吸力大得能把地毯吸起来").categories
+    assert "ad_absolute" not in rules.check("唐朝是中国历史上最强盛的朝代之一").categories
+    assert "ad_absolute" not in rules.check("长江是中国第一长河，全长约六千三百公里").categories
 
 
 def test_ranking_a_product_among_others_counts_as_sales_wording(rules: ComplianceChecker) -> None:

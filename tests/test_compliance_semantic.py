@@ -17,7 +17,7 @@ from copilot.compliance.disparage import CONTEXT, FEATURE, after_reference, disp
 from copilot.config import Settings
 
 # A fortune claim that names no lexicon term and fits no rule (no 招财, 开光, 转运, 运势 …).
-PARAPHRASE = "这款手链戴上以后贵人运旺，做什么都顺"
+PARAPHRASE = "这款手链戴上以后贵人相助，做什么都顺"
 CATEGORY = "ad_superstition"
 KEY = "semantic-key-0123456789"
 
