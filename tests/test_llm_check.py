@@ -16,7 +16,7 @@ from tests.openai_stub import OpenAIStub, StubReply, json_reply, openai_stub
 
 __all__ = ["openai_stub"]
 
-SUBTLE = "王姐放心，这款面霜用完一罐，宝宝的湿疹基本就不会再反复了～"
+SUBTLE = "王姐放心，这款面霜用完一罐，宝宝脸上的小红疙瘩基本就不会再冒出来了～"
 CLEAN = "王姐，宝宝洗完澡后薄涂一层就好，有问题随时问我～"
 PHONE = "13812345678"
 ID_NUMBER = "110101199003071233"
@@ -40,7 +40,7 @@ def make_check(stub: OpenAIStub, *, timeout: float = 10.0) -> LLMComplianceCheck
 def test_subtle_false_promise_is_flagged_for_review_at_the_quoted_phrase(
     openai_stub: OpenAIStub, allow_requests: None
 ) -> None:
-    quote = "湿疹基本就不会再反复了"
+    quote = "小红疙瘩基本就不会再冒出来了"
     openai_stub.script(
         json_reply({"flags": [{"category": "false_promise", "quote": quote, "reason": "暗示根治"}]})
     )
@@ -65,7 +65,7 @@ def test_rules_alone_miss_the_subtle_promise_and_combine_makes_it_need_approval(
     rules = ComplianceChecker(packs=("general", "mother_baby"), semantic=False).check(SUBTLE)
     assert not rules.requires_approval
     openai_stub.script(
-        json_reply({"flags": [{"category": "ad_medical", "quote": "湿疹", "reason": "疗效暗示"}]})
+        json_reply({"flags": [{"category": "ad_medical", "quote": "小红疙瘩", "reason": "疗效暗示"}]})
     )
     result = make_check(openai_stub).review(SUBTLE, rules)
     assert result.requires_approval and "ad_medical" in result.categories
