@@ -25,6 +25,7 @@ from copilot.compliance.lexicons import LexiconRules, builtin_lexicons, load_lex
 from copilot.compliance.normalize import Normalized, fold_char, normalize
 from copilot.compliance.packs import PackSource, Rule, compile_rules, pack_source, read_rule_file
 from copilot.compliance.pii import find_pii
+from copilot.compliance.pinyin import PinyinReader, has_pinyin_run
 from copilot.compliance.prefilter import required_literals
 from copilot.compliance.result import ComplianceResult, Flag, Severity, overall_risk
 from copilot.compliance.semantic import SemanticLayer, default_layer
@@ -155,6 +156,7 @@ class _Snapshot:
     automaton: ahocorasick.Automaton | None
     untriggered: tuple[int, ...]
     version: str
+    words: tuple[str, ...] = ()  # every term, allow phrase and pattern literal: what pinyin may spell
 
 
 class ComplianceChecker:
@@ -199,7 +201,28 @@ class ComplianceChecker:
 
     def check(self, text: str, review: EmbeddingReview | None = None) -> ComplianceResult:
         """All findings for `text`; spans index `text` itself. `review` adds the sentence embedder's second look at
-        texts the semantic layer leaves just below a threshold (`review.py`; milliseconds for those texts)."""
+        texts the semantic layer leaves just below a threshold (`review.py`; milliseconds for those texts).
+
+        Rule words spelled in pinyin (zui hao yong, si xia zhuan zhang) are read back into characters and the
+        rewritten text is checked too; what it adds is flagged at the pinyin (`pinyin.py`)."""
+        result = self._check_text(text, review)
+        if not has_pinyin_run(text):
+            return result
+        rewritten = _reader(self._snap).rewrite(text)
+        if rewritten is None:
+            return result
+        known = result.categories
+        extra = []
+        for flag in self._check_text(rewritten.text, None).flags:  # the second look has read this text once
+            if flag.category not in known:
+                lo, hi = rewritten.original_span(*flag.span)
+                extra.append(replace(flag, span=(lo, hi), matched=text[lo:hi]))
+        if not extra:
+            return result
+        kept = _resolve_overlaps([*result.flags, *extra])
+        return ComplianceResult(overall_risk(kept), tuple(kept), result.rules_version)
+
+    def _check_text(self, text: str, review: EmbeddingReview | None) -> ComplianceResult:
         snap = self._snap
         norm = normalize(text)
         nt = norm.text
@@ -358,7 +381,25 @@ def _compiled(sources: tuple[PackSource, ...], allow_phrases: tuple[str, ...], e
                 term, (len(term), tuple(dict.fromkeys(indexes)), _edge(term[0]), _edge(term[-1]))
             )
         automaton.make_automaton()
-    return _Snapshot(tuple(rules), automaton, tuple(untriggered), digest.hexdigest()[:16])
+    exceptions = {
+        word
+        for rule in rules
+        for word in (*rule.unless_preceded_by, *rule.unless_followed_by, *rule.unless_near, *rule.only_near,
+                     *rule.only_preceded_by, *rule.only_followed_by)
+    }  # a negation spelled in pinyin (bu neng zhi yu) must read as one too
+    words = tuple(dict.fromkeys([*entries, *sorted(exceptions)]))
+    return _Snapshot(tuple(rules), automaton, tuple(untriggered), digest.hexdigest()[:16], words)
+
+
+_READERS: dict[str, PinyinReader] = {}
+
+
+def _reader(snap: _Snapshot) -> PinyinReader:
+    """The pinyin reader of a snapshot's words, built on the first text that needs it."""
+    reader = _READERS.get(snap.version)
+    if reader is None:
+        reader = _READERS[snap.version] = PinyinReader(snap.words)
+    return reader
 
 
 def _only_questions(text: str) -> bool:

@@ -1,0 +1,65 @@
+"""Rule words spelled in pinyin are read back into characters and checked like them (rules only, so a semantic flag
+cannot stand in for the reading)."""
+
+from __future__ import annotations
+
+import pytest
+
+from copilot.compliance import ComplianceChecker
+from copilot.compliance.pinyin import PinyinReader
+
+
+@pytest.fixture(scope="module")
+def rules() -> ComplianceChecker:
+    return ComplianceChecker(packs=("general", "mother_baby"), semantic=False)
+
+
+@pytest.mark.parametrize(
+    ("text", "category", "pinyin"),
+    [
+        ("zui hao yong 的洗衣凝珠就这款，家里常备", "ad_absolute", "zui hao yong"),
+        ("sī xià zhuǎn zhàng gèng kuài", "off_platform", "sī xià zhuǎn zhàng"),
+        ("di yi pin pai，宝妈圈都知道", "ad_absolute", "di yi pin pai"),
+        ("这个霜能 zhi yu 湿疹", "ad_medical", "zhi yu"),
+    ],
+)
+def test_a_rule_word_spelled_in_pinyin_is_flagged_at_the_pinyin(
+    rules: ComplianceChecker, text: str, category: str, pinyin: str
+) -> None:
+    flags = [f for f in rules.check(text).flags if f.category == category]
+    assert flags, f"{category} not flagged in {text!r}"
+    assert text[flags[0].span[0] : flags[0].span[1]] == flags[0].matched == pinyin
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "OK long time no see",  # English words that happen to be syllables
+        "wo men xia zhou fa huo",  # pinyin no rule word spells
+        "这个霜 bu neng zhi yu 湿疹，有问题要看医生",  # the negation in pinyin is read too
+    ],
+)
+def test_english_words_ordinary_pinyin_and_denials_in_pinyin_stay_quiet(rules: ComplianceChecker, text: str) -> None:
+    assert not rules.check(text).flags
+
+
+def test_a_rewritten_span_maps_back_to_the_pinyin_it_replaced() -> None:
+    text = "先说 zui hao yong，再说 si xia zhuan zhang 吧"
+    rewritten = PinyinReader(["最好用", "私下转账"]).rewrite(text)
+    assert rewritten is not None and rewritten.text == "先说 最好用，再说 私下转账 吧"
+    for word, pinyin in (("最好用", "zui hao yong"), ("私下转账", "si xia zhuan zhang")):
+        at = rewritten.text.index(word)
+        lo, hi = rewritten.original_span(at, at + len(word))
+        assert text[lo:hi] == pinyin
+    lo, hi = rewritten.original_span(rewritten.text.index("再说"), rewritten.text.index("再说") + 2)
+    assert text[lo:hi] == "再说"  # unchanged text between pieces keeps its place
+    assert PinyinReader(["最好用"]).rewrite("没有拼音的句子") is None
+
+
+def test_a_span_ending_where_a_piece_starts_stays_before_the_pinyin() -> None:
+    text = "先说 zui hao yong 吧"
+    rewritten = PinyinReader(["最好用"]).rewrite(text)
+    assert rewritten is not None
+    at = rewritten.text.index("最好用")
+    assert rewritten.original_span(0, at) == (0, text.index("zui"))
+    assert rewritten.original_span(at + 1, at + 2) == (text.index("zui"), text.index(" 吧"))
