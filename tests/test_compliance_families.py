@@ -48,6 +48,12 @@ def rules() -> ComplianceChecker:
         ("med.gone", "猫咪尿闭、尿血的，换我们的泌尿处方粮，结石能溶掉", "湿疹要遵医嘱用药，好利索之前先别换沐浴露"),
         ("comp.accuse", "X 宝上那种几十块的护眼灯，频闪严重，孩子用了眼睛更差", "我们的护眼灯在 X 宝上也有官方旗舰店，价格一样"),
         ("lex.off_platform", "猫粮这种小东西就别走系统了，钱直接交给我", "猫粮在官方小程序下单，系统会自动发优惠券"),
+        ("offplat.channel_shape", "pdd 上我们也有店，价格更低", "京东上卖299，我们这边活动价269"),
+        ("offplat.channel_shape", "狗东上那家是我朋友开的，报我名字给您再打九折", "报我名字就行，前台会给您登记"),
+        ("offplat.channel_shape", "您去某音直播间拍，价格比这里低", "某音上的视频是我们拍的使用教程，您可以看看"),
+        ("offplat.elsewhere", "➕V shop8899 有内部价", "V2 会员 shop8899 积分可以抵扣"),
+        ("comp.disparage", "汤臣倍健的钙片都是假货，别给孩子吃", "汤臣倍健的钙片卖199，我们这款159"),
+        ("comp.disparage", "戴森那个吹风机就是智商税", "戴森的吹风机也挺好，看您预算"),
     ],
 )
 def test_a_family_rule_flags_its_shape_and_not_the_ordinary_wording(
@@ -172,6 +178,19 @@ def test_pointing_at_one_item_or_naming_goods_counts_as_sales_wording(rules: Com
     assert "ad_absolute" in rules.check("史上最牛的吸尘器，吸力大得能把地毯吸起来").categories
     assert "ad_absolute" not in rules.check("唐朝是中国历史上最强盛的朝代之一").categories
     assert "ad_absolute" not in rules.check("长江是中国第一长河，全长约六千三百公里").categories
+
+
+def test_a_dose_or_a_remedy_counts_as_sales_wording(rules: ComplianceChecker) -> None:
+    # No 这款/买/您: a dose (每天一勺) or a remedy sold as goods (蜂胶, 减肥茶) is selling; a disease explained is not.
+    assert "ad_medical" in rules.check("每天一勺蜂胶，慢性咽炎慢慢就断根了").categories
+    assert "ad_medical" in rules.check("减肥茶不只是瘦，还能降血脂、治脂肪肝，一举两得").categories
+    assert "ad_medical" not in rules.check("抑郁症是一种常见的心理疾病，通过规范治疗大多可以缓解。").categories
+
+
+def test_a_named_accusation_stands_beside_a_neutral_word(rules: ComplianceChecker) -> None:
+    # 差不多/不了解 only overrule the model's guess: a rule that found the accusation itself keeps its flag.
+    assert "competitor" in rules.check("那家宠物粮的厂子我去过，车间跟猪圈差不多").categories
+    assert "competitor" in rules.check("他们家的益生菌都是假货，我不了解别的，这个我清楚").categories
 
 
 def test_ranking_a_product_among_others_counts_as_sales_wording(rules: ComplianceChecker) -> None:

@@ -168,3 +168,10 @@ def test_a_disparaging_line_without_any_cue_ngram_is_still_scored(layer: semanti
     assert next(layer._cues.iter(normalised), None) is None  # no cue n-gram: only the feature lets it be scored
     assert layer.has_cue(normalised)
     assert "competitor" in {f.category for f in layer.flags(text, normalised)}
+
+
+def test_a_likeness_to_something_worthless_keeps_the_models_disparagement_flag(layer: semantic.SemanticLayer) -> None:
+    # 差不多 is a neutral comparison (吸力差不多) unless it likens the rival's product to something else (跟小风扇差不多).
+    checker = ComplianceChecker(packs=("general", "mother_baby"), semantic=layer)
+    assert "competitor" in checker.check("他们家的吸奶器吸力跟小风扇差不多，用着费劲").categories
+    assert "competitor" not in checker.check("他们家的吸奶器吸力差不多，用着费劲").categories

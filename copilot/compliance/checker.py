@@ -55,6 +55,9 @@ _SALES_CUE = re.compile(
     r"|([一-龥]{1,4})中的\1|[里界]的(?:爱马仕|劳斯莱斯|战斗机|天选之子|天花板|顶尖|王牌)"
     r"|吸尘器|净水器|扫地机|净化器|洗碗机|烘干|座椅|蛋白粉|燕窝|孢子粉|猫条|猫砂|狗粮|猫粮|防晒|保湿|护肤|原料|壁纸|红绳|桃木"
     r"|玛瑙|对联|锅具|健身器材|机构|新生儿"
+    # A dose is how a remedy is sold (每天一勺, 早上一杯, 一天两粒), and so are the goods health claims come with.
+    r"|(?:每天|每日|一天|早上|晚上|睡前|饭后|早晚)(?:早上|晚上)?(?:一|两|二|三)(?:勺|包|粒|杯|片|袋|颗|支|贴)"
+    r"|蜂胶|蜂王浆|胶囊|口服液|冲剂|减肥茶|降压茶|养生茶|足浴包|艾灸贴|奶皂|神器|文案"
 )
 _DISCUSSION = re.compile(
     r"(?<!不)(?:违法|违规)|(?:规定|法律|广告法|条例|广告中|一律|均)(?:.{0,12})不得|严禁|禁止|打击"
@@ -101,8 +104,12 @@ _RISK_DISCLOSURE = re.compile(
 # A plain comparison that leaves the other brand its due (和隔壁那家的差不多, 各有优势, 也不错, 不好评价) is not
 # disparagement.
 _NEUTRAL_COMPARISON = re.compile(
-    r"差不多|各有(?:优势|特点|千秋|所长|各的好)|侧重点?不(?:一样|同)|(?:也|都)(?:挺|很|还)?(?:不错|挺好|能用|能吃|可以)"
+    r"(?<!得)差不多|各有(?:优势|特点|千秋|所长|各的好)|侧重点?不(?:一样|同)|(?:也|都)(?:挺|很|还)?(?:不错|挺好|能用|能吃|可以)"
     r"|不好评价|不(?:太)?了解|没(?:有)?(?:用过|上过|买过|吃过|试过|去过)|(?:看|选)(?:适合|合适)"
+)
+# 差不多 after a likeness to something worthless (吸力跟小风扇差不多, 跟喝糖水差不多) compares a rival to it, not to us.
+_LIKENESS = re.compile(
+    r"(?:跟|像|和)(?!我们|我家|咱|你们|您|他们|她们|它们|别家|隔壁|那家|同行|别的|其他|其它|人家)[一-龥]{1,6}差不多"
 )
 # A commitment about the staff member's own service (我肯定会把课表发您, 绝对不会忘了提醒您, 明天一定寄出) is not
 # an effect promise; only the model's guess gives way to it, a rule's finding stays.
@@ -277,8 +284,8 @@ class ComplianceChecker:
             flags = [f for f in flags if f.rule_id != "semantic.false_promise"]
         if flags and _only_questions(text):
             flags = [f for f in flags if f.category not in _CLAIMS]
-        if flags and _NEUTRAL_COMPARISON.search(nt):
-            flags = [f for f in flags if f.category != "competitor"]
+        if flags and _NEUTRAL_COMPARISON.search(_LIKENESS.sub("", nt)):
+            flags = [f for f in flags if f.category != "competitor" or f.rule_id.startswith("comp.")]
         if flags and _MEDICAL_REFERRAL.search(nt):
             flags = [f for f in flags if f.category != "ad_medical"]
         if flags and _HEDGE.search(nt):

@@ -31,7 +31,7 @@ __all__ = ["Normalized", "chinese_numeral_value", "fold_char", "normalize", "nor
 # other astral character passes through unchanged (a rare dictionary miss, still correct).
 _ASTRAL_RANGES = ((0x1D400, 0x1D800), (0x1F000, 0x1FC00), (0xE0000, 0xE01F0))
 _KEEP_SYMBOLS = frozenset("%")
-_PLUS = frozenset("+＋﹢")
+_PLUS = frozenset("+＋﹢➕✚⁺₊")  # the heavy plus emoji (➕V) is the commonest in chat
 
 
 def _letter_from_name(ch: str) -> str:
