@@ -54,6 +54,14 @@ def rules() -> ComplianceChecker:
         ("offplat.elsewhere", "➕V shop8899 有内部价", "V2 会员 shop8899 积分可以抵扣"),
         ("comp.disparage", "汤臣倍健的钙片都是假货，别给孩子吃", "汤臣倍健的钙片卖199，我们这款159"),
         ("comp.disparage", "戴森那个吹风机就是智商税", "戴森的吹风机也挺好，看您预算"),
+        ("offplat.private_party", "月子餐的尾款给我侄女就行，她就在你们小区", "月子餐的尾款在小程序订单里补，我侄女也在那边订的"),
+        ("offplat.private_party", "好评的话私下给您退点钱哈", "退款请在订单页面申请，别相信任何私下退款"),
+        ("offplat.private_party", "在这下单系统会记录，走我这边就查不到", "这边下单系统会记录，售后也有保障"),
+        ("offplat.private_party", "这个保险的保费您交给我，我帮您代缴", "保费在官方渠道缴纳，我可以提醒您缴费日期"),
+        ("comp.accuse", "yl 家的儿童牙膏含氟量超了，小孩吞下去不好", "yl 家的儿童牙膏我们也有卖，含氟量都标在盒子上"),
+        ("comp.accuse", "那几个直播带货的牌子，质检报告一张都拿不出来", "那几个牌子的质检报告我们也能帮您查，官网都有"),
+        ("med.gone", "失眠的人晚上吃两颗，沾枕头就着", "失眠好几年了，有什么办法吗"),
+        ("med.gone", "宝宝屁股上的疹子抹了这个第二天就没了", "宝宝屁股上的疹子是什么时候出的？"),
     ],
 )
 def test_a_family_rule_flags_its_shape_and_not_the_ordinary_wording(
