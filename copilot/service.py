@@ -230,9 +230,12 @@ class Copilot:
                 self._classifiers.pop(tenant, None)
             self._library_versions[tenant] = version
 
-    def check(self, tenant: str, text: str) -> ComplianceResult:
-        """The tenant's rules, then (when the tenant asks for it and an LLM is configured) the LLM review."""
-        result = self.tenant_compliance.for_tenant(tenant).check(text, review=self.compliance_review)
+    def check(self, tenant: str, text: str, *, sales: bool = True) -> ComplianceResult:
+        """The tenant's rules, then (when the tenant asks for it and an LLM is configured) the LLM review.
+
+        `sales`: the text is one staff send to a customer (a draft, an auto-reply, an edited approval), so it is read
+        as sales talk; pass False for anything else (a customer's words, prose)."""
+        result = self.tenant_compliance.for_tenant(tenant).check(text, review=self.compliance_review, sales=sales)
         config = self.tenant_compliance.config(tenant)
         if self.llm_check is not None and config is not None and config.llm_check:
             result = self.llm_check.review(text, result)

@@ -201,6 +201,29 @@ def test_a_dose_or_a_remedy_counts_as_sales_wording(rules: ComplianceChecker) ->
     assert "ad_medical" not in rules.check("抑郁症是一种常见的心理疾病，通过规范治疗大多可以缓解。").categories
 
 
+def test_a_staff_send_is_sales_talk_without_sales_wording(rules: ComplianceChecker) -> None:
+    # The gate that keeps 第一/治疗 in prose quiet does not apply to what staff send a customer.
+    assert "ad_medical" in rules.check("坚持三个月，湿疹能根治", sales=True).categories
+    assert "ad_medical" not in rules.check("坚持三个月，湿疹能根治").categories
+    assert "ad_absolute" in rules.check("长江是中国第一长河", sales=True).categories
+
+
+@pytest.mark.parametrize(
+    "ordinary",
+    [
+        "增高鞋垫有两厘米和三厘米的，软硅胶不累脚",  # a product's name, not a claim
+        "益智卡片是双面印刷的，边角做了圆角处理",
+        "万能险的结算利率每个月公布",
+        "今天直播间讲的是婴儿抚触，不涉及任何治疗",  # a denial
+        "保健品不能代替治疗",
+        "长个子主要看遗传、睡眠和营养",  # advice
+        "上次演唱会抢票抢疯了哈哈",
+    ],
+)
+def test_staff_small_talk_with_claim_words_is_not_a_claim(rules: ComplianceChecker, ordinary: str) -> None:
+    assert not rules.check(ordinary, sales=True).categories & {"ad_medical", "ad_absolute"}
+
+
 def test_a_named_accusation_stands_beside_a_neutral_word(rules: ComplianceChecker) -> None:
     # 差不多/不了解 only overrule the model's guess: a rule that found the accusation itself keeps its flag.
     assert "competitor" in rules.check("那家宠物粮的厂子我去过，车间跟猪圈差不多").categories

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
-from typing import Annotated
+from functools import partial
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -137,12 +138,16 @@ class CheckIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"text": "这款纸尿裤全网销量第一，加我微信给您优惠"}, {"text": "宝宝最近睡得怎么样？"}]})
     text: str = Field(min_length=1, max_length=20_000)
+    # Who wrote it: a staff member's text is sales talk (第一/治疗 count as advertising claims on their own), a
+    # customer's is judged only against sales wording in it.
+    speaker: Literal["staff", "customer"] = "staff"
 
 
 @router.post("/compliance/check", response_model=ComplianceOut)
 async def check_compliance(body: CheckIn, copilot: CopilotDep, caller: StaffDep) -> ComplianceOut:
     # Off the event loop: a long text costs milliseconds that other requests must not wait for.
-    return ComplianceOut.of(await run_in_threadpool(copilot.check, caller.tenant, body.text))
+    result = await run_in_threadpool(partial(copilot.check, caller.tenant, body.text, sales=body.speaker == "staff"))
+    return ComplianceOut.of(result)
 
 
 class ClassifyIn(BaseModel):

@@ -77,7 +77,7 @@ _DISCUSSION = re.compile(
 # something else (长个子主要还是靠营养和睡眠, 这个说法没有依据) says what the product does not do.
 _MEDICAL_REFERRAL = re.compile(
     r"的话(?:.{0,2})(?:得|要|还是|请|建议|需要)(?:.{0,2})(?:找医生|看医生|遵医嘱|就医|去医院|看病)"
-    r"|(?:主要|还是|得)(?:还是|是)?靠(?:营养|睡眠|运动|饮食|作息|均衡)|说法(?:.{0,2})没有(?:科学)?依据|不这么(?:宣传|说)"
+    r"|(?:主要|还是|得)(?:还是|是)?(?:靠|看)(?:遗传|基因|营养|睡眠|运动|饮食|作息|均衡)|问(?:[一-龥]{1,4}科)医生|说法(?:.{0,2})没有(?:科学)?依据|不这么(?:宣传|说)"
     r"|(?<!不用)(?<!不必)(?<!不需要)(?:问问|问下|问一下|咨询|请教|听)(?:一下)?(?:您的|你的|主治|产检|儿科|专业)?(?:医生|大夫)"
     r"|遵医嘱|(?<!不)(?<!不需)(?:要|得|请|建议|还是|最好)(?:去)?(?:看医生|看看医生|找医生|就医|去医院|看牙医|看.{0,3}科)"
 )
@@ -206,13 +206,17 @@ class ComplianceChecker:
         extra = load_lexicons(self._lexicon_dir) if self._lexicon_dir is not None else None
         return _compiled(sources, self._allow, extra)
 
-    def check(self, text: str, review: EmbeddingReview | None = None) -> ComplianceResult:
+    def check(self, text: str, review: EmbeddingReview | None = None, *, sales: bool = False) -> ComplianceResult:
         """All findings for `text`; spans index `text` itself. `review` adds the sentence embedder's second look at
         texts the semantic layer leaves just below a threshold (`review.py`; milliseconds for those texts).
 
+        `sales` says the text is a staff member's message to a customer (a draft, an auto-reply): that is sales
+        talk whatever its words, so an advertising claim in it needs no other sales wording to count. Without it
+        (customer messages, archived chat, prose) 第一/最佳/治疗 count only next to sales wording.
+
         Rule words spelled in pinyin (zui hao yong, si xia zhuan zhang) are read back into characters and the
         rewritten text is checked too; what it adds is flagged at the pinyin (`pinyin.py`)."""
-        result = self._check_text(text, review)
+        result = self._check_text(text, review, sales)
         if not has_pinyin_run(text):
             return result
         rewritten = _reader(self._snap).rewrite(text)
@@ -220,7 +224,7 @@ class ComplianceChecker:
             return result
         known = result.categories
         extra = []
-        for flag in self._check_text(rewritten.text, None).flags:  # the second look has read this text once
+        for flag in self._check_text(rewritten.text, None, sales).flags:  # the second look has read this text once
             if flag.category not in known:
                 lo, hi = rewritten.original_span(*flag.span)
                 extra.append(replace(flag, span=(lo, hi), matched=text[lo:hi]))
@@ -229,7 +233,7 @@ class ComplianceChecker:
         kept = _resolve_overlaps([*result.flags, *extra])
         return ComplianceResult(overall_risk(kept), tuple(kept), result.rules_version)
 
-    def _check_text(self, text: str, review: EmbeddingReview | None) -> ComplianceResult:
+    def _check_text(self, text: str, review: EmbeddingReview | None, sales: bool) -> ComplianceResult:
         snap = self._snap
         norm = normalize(text)
         nt = norm.text
@@ -272,7 +276,7 @@ class ComplianceChecker:
             rest = _without(nt, allowed) if allowed else nt
             if rest:
                 flags.extend(self.semantic.flags(text, rest, skip={f.category for f in flags}, review=review))
-        if flags and not _SALES_CUE.search(nt):
+        if flags and not sales and not _SALES_CUE.search(nt):
             # An advertising claim needs something to advertise: without any sales wording (这款, 我们, 买, 您 …)
             # 第一/最佳/治疗/辟邪 are facts or topics of ordinary prose (长江是中国第一长河).
             flags = [f for f in flags if f.category not in _AD_CATEGORIES]

@@ -29,7 +29,8 @@ def _frozen(record: ComplianceRecord) -> bool:
 def run_compliance(h: Harness, records: Sequence[ComplianceRecord], opts: RunOptions) -> SuiteResult:
     """Per-category P/R/F1, micro averages, the lowest recall of any category, and false alarms on clean texts."""
     truth = [sorted(set(r.categories)) for r in records]
-    predicted = [sorted(h.copilot.check(h.tenant, r.text).categories) for r in records]
+    # A staff line is judged as the drafts are (sales talk); customer lines, prose and unmarked lines are not.
+    predicted = [sorted(h.copilot.check(h.tenant, r.text, sales=r.speaker == "staff").categories) for r in records]
     seen = sorted({c for t in truth for c in t} | {c for p in predicted for c in p})
     categories = [c for c in CATEGORIES if c in seen] + [c for c in seen if c not in CATEGORIES]
     unknown = sorted({c for t in truth for c in t} - set(CATEGORIES))
