@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
+from retrie.trie import Trie
 
 from copilot.compliance.normalize import normalize_term
 from copilot.compliance.result import CATEGORIES, Severity
@@ -255,7 +256,11 @@ def _normalised(
 
 
 def _alternation(terms: list[str]) -> str:
-    return "(?:" + "|".join(re.escape(t) for t in sorted(set(terms), key=len, reverse=True)) + ")"
+    """One group matching any of `terms`, built as a trie (`(?:湿疹?|感冒)`): Python's `re` tries a plain alternation
+    word by word, which costs tens of microseconds per text for the few-hundred-word lists (illnesses, rivals)."""
+    trie = Trie()
+    trie.add(*set(terms))
+    return "(?:" + trie.pattern() + ")"
 
 
 def compile_rules(sources: list[PackSource], extra_allow: tuple[str, ...] = ()) -> RuleSet:
