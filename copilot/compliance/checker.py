@@ -378,7 +378,7 @@ def _compiled(sources: tuple[PackSource, ...], allow_phrases: tuple[str, ...], e
     for index, rule in enumerate(rules):
         if rule.pattern is None:
             continue
-        literals = required_literals(rule.pattern.pattern)
+        literals = required_literals(rule.literal_source or rule.pattern.pattern)
         if literals is None:
             untriggered.append(index)
             continue
