@@ -71,6 +71,29 @@ def rules() -> ComplianceChecker:
         ("med.function", "红糖姜茶暖宫调经，姐妹们冲起来", "红糖姜茶是冲饮，姜味比较重"),
         ("med.gone", "鼻塞的时候一喷就通", "鼻塞的话先去医院看看"),
         ("med.gone", "宝宝屁股上的疹子抹了这个第二天就没了", "宝宝屁股上的疹子是什么时候出的？"),
+        ("med.gone", "这款铁剂吃两周，宝宝贫血就纠正了", "宝宝贫血的话先查一下血常规"),
+        ("med.gone", "这个颈椎枕用了一个礼拜，颈椎病再没犯过", "颈椎病犯了的话先去医院看看"),
+        ("med.gone", "这款收腹带产后用，腹直肌分离能恢复", "腹直肌分离的话要去医院评估"),
+        ("med.cure", "这款喷雾对过敏性鼻炎有奇效", "这款喷雾是生理海盐水，用来清洁鼻腔"),
+        ("med.cure", "我们的保健品可以代替药物，慢慢就不用吃药了", "保健品不能代替药物，药还是要按时吃"),
+        ("med.skin_condition", "这款眼霜是医学级修复，黑眼圈都能淡", "这款眼霜是普通保湿眼霜，质地比较清爽"),
+        ("med.function", "我们的DHA能开发大脑，学龄前宝宝正合适", "DHA的含量每100克是80毫克"),
+        ("med.function_paraphrase", "这款奶粉喝了，孩子智力明显提高", "孩子最近成绩提高了，您也放心了"),
+        ("med.outcome_shape", "我们的钙片能让孩子长高十公分", "孩子今年长高了十公分，衣服都小了"),
+        ("med.outcome_shape", "这款手环戴久了，血压还能降下来", "这款手环能测血压，数据同步到手机"),
+        ("med.recovery", "这款褪黑素软糖比安眠药还好用", "褪黑素和安眠药不一样，用法请问医生"),
+        ("offplat.channel_shape", "您转账到这个账户，户名是我本人", "付款页面的收款方是我们公司全称，您可以核对一下"),
+        ("offplat.channel_shape", "不方便在这里讲，晚上我用自己手机给你打电话", "有问题就在这里说，我都在"),
+        ("offplat.channel_shape", "不用在这里付款，线下见面给现金也可以", "门店线下也可以付款，支持刷卡"),
+        ("offplat.channel_shape", "这周的课改到腾讯会议上，学费私下收", "谁私下收客户的钱，公司直接开除"),
+        ("offplat.channel_shape", "关注下我的视频号，直播间里下单有隐藏价", "我们品牌的视频号每周三直播，您可以看看"),
+        ("offplat.channel_shape", "在我这拿比在店里便宜，别让别人知道", "在店里买和在小程序买是一个价"),
+        ("offplat.channel_shape", "给你发个拼团链接，不是我们官方的，但是便宜很多", "这个链接是我们官方小程序的拼团"),
+        ("offplat.channel_shape", "想要赠品的话，去我们另外的抖店下单", "赠品在官方小程序下单就会自动送"),
+        ("offplat.channel_shape", "平台退款太慢了，我直接微信退你吧", "退款会原路退回您的微信零钱"),
+        ("offplat.channel_shape", "我在某鱼上挂了个链接，你去那拍", "我们没有在闲鱼上卖货，看到的都不是我们"),
+        ("offplat.transfer", "公司的单子利润太低，我们私下做吧", "私下交易没有保障，我们都在官方下单"),
+        ("offplat.personal_channel", "课程卡别在官网买，我手里有转让的", "课程卡在官网买就行，有发票"),
     ],
 )
 def test_a_family_rule_flags_its_shape_and_not_the_ordinary_wording(
@@ -258,3 +281,17 @@ def test_a_denial_elsewhere_in_the_text_does_not_excuse_the_claim(rules: Complia
     # Only the words just before the claim can deny it: 不是吹 after it, or a denial of something else, cannot.
     assert "ad_absolute" in rules.check("这款是最好的，不是吹").categories
     assert "ad_absolute" in rules.check("不是我夸，咱家这款奶粉在同类里是最好的").categories
+
+
+@pytest.mark.parametrize(
+    ("dismissed", "referral"),
+    [
+        ("维生素D滴剂可以治佝偻病，不用去医院", "维生素D滴剂能不能治佝偻病，还是要去医院问医生"),
+        ("吃这个羊奶粉，湿疹不用看医生也能好", "湿疹用了这个霜没好的话，要看医生"),
+        ("这款益生菌能缓解肠绞痛，省得跑医院", "缓解肠绞痛的办法，儿科医生会教您"),
+    ],
+)
+def test_a_doctor_waved_away_is_no_referral(rules: ComplianceChecker, dismissed: str, referral: str) -> None:
+    # Near a cure claim, 去医院 and 看医生 excuse it as advice; 不用去医院 makes the claim stronger instead.
+    assert "ad_medical" in rules.check(dismissed, sales=True).categories
+    assert "ad_medical" not in rules.check(referral, sales=True).categories

@@ -455,7 +455,7 @@ def _excepted(rule: Rule, norm: Normalized, start: int, stop: int) -> bool:
         return True
     if rule.unless_near or rule.only_near:
         lo, hi = max(0, start - rule.window), stop + rule.window
-        if any(_around(nt, w, lo, hi, start, stop) for w in rule.unless_near):
+        if any(_around(nt, w, lo, hi, start, stop, rule.category) for w in rule.unless_near):
             return True
         if rule.only_near and not any(_around(nt, w, lo, hi, start, stop) for w in rule.only_near):
             return True
@@ -469,14 +469,23 @@ def _excepted(rule: Rule, norm: Normalized, start: int, stop: int) -> bool:
     return False
 
 
-def _around(nt: str, word: str, lo: int, hi: int, start: int, stop: int) -> bool:
-    """Whether `word` occurs in `nt[lo:hi]` other than inside the hit `[start, stop)` itself (没有之一 is its own 之一)."""
+def _around(nt: str, word: str, lo: int, hi: int, start: int, stop: int, category: str | None = None) -> bool:
+    """Whether `word` occurs in `nt[lo:hi]` other than inside the hit `[start, stop)` itself (没有之一 is its own 之一).
+
+    Near a medical claim, a doctor or a hospital waved away (不用去医院, 不必看医生, 省得跑医院) is no referral: it
+    makes the claim stronger, so it does not count as near."""
     i = nt.find(word, lo, hi)
     while i != -1:
-        if not (start <= i and i + len(word) <= stop):
+        if not (start <= i and i + len(word) <= stop) and not (
+            category == "ad_medical" and _DISMISSED.search(nt, max(0, i - 6), i)
+        ):
             return True
         i = nt.find(word, i + 1, hi)
     return False
+
+
+# What waves a doctor, a hospital or medicine away, right before the word (不用去医院, 不需要看医生, 省得跑医院).
+_DISMISSED = re.compile(r"(?:不用|不必|无需|不需要|用不着|省得|免得|省去|告别|再也不用|不再|少跑)(?:再|去|跑|上|看)?(?:去|跑|看)?$")
 
 
 _CLAUSE_MARKS = frozenset("。！？!?；;，,…~～\n")
