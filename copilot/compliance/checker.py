@@ -86,6 +86,7 @@ _OFF_PLATFORM_DENIAL = re.compile(
     r"(?:不要|别|请勿|切勿|不能|不会|不支持|不接受)(?:.?|(?:让|叫|要|要求)(?:您|你|家长|客户|大家)?)(?:把钱|把款)?(?:转|私下|加)"
     r"(?:.{0,6})(?:个人|私人|微信|支付宝|银行卡|账户)"
     r"|(?:不会|从不|不)(?:通过|用)(?:.{0,8})(?:个人|私人)(?:收款|账户|微信|支付宝)"
+    r"|(?:有人|谁|陌生人|对方)(?:让|叫|要|要求)(?:您|你)(?:.{0,4})(?:私下|转账|转钱|加)"
 )
 # A claim word the text itself denies (不敢说是最好的, 不算全网最便宜, 不是特供产品, 没有好评返现的活动) is not
 # claimed: a finding of these categories gives way when its own clause, just before its span, negates it.
