@@ -175,3 +175,37 @@ def test_a_likeness_to_something_worthless_keeps_the_models_disparagement_flag(l
     checker = ComplianceChecker(packs=("general", "mother_baby"), semantic=layer)
     assert "competitor" in checker.check("他们家的吸奶器吸力跟小风扇差不多，用着费劲").categories
     assert "competitor" not in checker.check("他们家的吸奶器吸力差不多，用着费劲").categories
+
+
+@pytest.mark.parametrize(
+    ("message", "smear"),
+    [
+        ("钢琴启蒙不用急着买琴。隔壁琴行卖的好多是二手翻新琴冒充新琴。先来上两节课试试。",
+         "隔壁琴行卖的好多是二手翻新琴冒充新琴"),
+        ("狗狗洗护我们用的是宠物专用浴液。隔壁那家为了省钱用人用洗发水，好几只狗皮肤都出问题了。",
+         "隔壁那家为了省钱用人用洗发水，好几只狗皮肤都出问题了"),
+    ],
+)
+def test_a_smear_in_one_sentence_of_a_long_message_is_read_on_its_own(
+    layer: semantic.SemanticLayer, message: str, smear: str
+) -> None:
+    # Among the whole message's n-grams the smear weighs too little to reach the threshold; read alone it does, and
+    # the flag underlines its sentence.
+    assert "competitor" not in {name for name, score in layer.scores(normalize(message).text).items()
+                                if score >= layer.model.thresholds[layer.model.names.index(name)]}
+    result = ComplianceChecker(packs=("general", "mother_baby")).check(message, sales=True)
+    flag = next(f for f in result.flags if f.category == "competitor")
+    assert flag.rule_id == "semantic.competitor"
+    assert message[flag.span[0]:flag.span[1]] == smear
+
+
+def test_a_message_of_one_sentence_or_a_question_is_not_read_alone() -> None:
+    from copilot.compliance.checker import _sentences
+
+    assert _sentences("隔壁那家的奶粉不行，您别买") == []
+    assert _sentences("好的！谢谢您～") == []  # pieces too short to say anything alone
+    text = "月子餐是一日六餐。 那边那家会所的厨房又脏又乱！"
+    assert [text[s:s + len(p)] for s, p in _sentences(text)] == ["月子餐是一日六餐", "那边那家会所的厨房又脏又乱"]
+    # A question claims nothing, so it is not read alone (the whole message is still read as it is).
+    asked = "有没有那种T0级别的防晒推荐？我下个月去海边玩几天。这个手串戴了真的会有好运吗"
+    assert [p for _, p in _sentences(asked)] == ["我下个月去海边玩几天"]
