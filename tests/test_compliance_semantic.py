@@ -3,6 +3,7 @@ folds, flags with their nearest training examples as evidence, reachable through
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -103,6 +104,16 @@ def test_the_trained_model_is_cached_outside_the_repository_and_reloaded(
     monkeypatch.setattr(semantic, "_CACHE_DIR", tmp_path / "compliance")
     semantic._trained(layer.examples[1::4])
     assert len(list((tmp_path / "compliance").glob("semantic-*.npz"))) == 2 and cached.is_file()
+
+
+def test_the_cache_key_changes_with_the_normaliser(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The n-grams are cut from the normaliser's output, so a model cached before it changed would read other features.
+    examples = semantic.load_training()[:20]
+    before = semantic.cache_key(examples)
+    changed = tmp_path / "normalize.py"
+    changed.write_text("# another normaliser\n", encoding="utf-8")
+    monkeypatch.setattr(sys.modules["copilot.compliance.normalize"], "__file__", str(changed))
+    assert semantic.cache_key(examples) != before
 
 
 def test_the_clean_budget_is_shared_and_spent_where_it_recalls_most(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -101,3 +101,9 @@ def test_terms_and_single_characters_fold_like_texts() -> None:
     assert fold_char("，") == ""
     assert fold_char("Ｖ") == "v"
     assert fold_char("薇") == "薇"
+
+
+def test_variant_forms_read_as_the_standard_one() -> None:
+    # 帐户/帐号/转帐 are variants the standard replaced with 账; OpenCC turns 帳 into 帐, not 账.
+    assert normalize("转帐到我个人帐户").text == "转账到我个人账户"
+    assert normalize("轉帳給我").text == "转账给我"

@@ -6,7 +6,8 @@ Every rule therefore matches a *normalised* copy of the text in which:
 * full-width, circled, mathematical and other compatibility forms become plain letters and digits (NFKC, plus
   the circled digits and enclosed letters NFKC leaves alone);
 * letters are lower-cased and traditional characters become simplified (a per-character table derived from
-  OpenCC `t2s` once per process, so the conversion never changes the length of a character);
+  OpenCC `t2s` once per process, so the conversion never changes the length of a character, and variant forms
+  the standard replaced become the standard one: 帐户 → 账户);
 * spaces, punctuation, symbols, emoji, combining marks and zero-width characters are deleted, so
   characters separated by them become adjacent; `%` is kept and `+` becomes `加` (`+V` means `加V`);
 * Chinese numerals in percent and amount contexts become digits (`壹佰%` → `100%`, `百分之百` → `100%`).
@@ -70,7 +71,13 @@ def _t2s_table() -> dict[str, str]:
     converted = opencc.OpenCC("t2s").convert("\n".join(chars)).split("\n")
     if len(converted) != len(chars):
         return {}
-    return {a: b for a, b in zip(chars, converted, strict=True) if a != b and len(b) == 1}
+    table = {a: b for a, b in zip(chars, converted, strict=True) if a != b and len(b) == 1}
+    return table | _VARIANTS
+
+
+# Variant forms the standard replaced (第一批异形词整理表: 帐户 → 账户, 帐号 → 账号, 转帐 → 转账), which OpenCC keeps
+# (帳 → 帐): the rules are written in the standard form. 帐篷 and 蚊帐 read as 账篷 and 蚊账 here, which no rule names.
+_VARIANTS = {"帐": "账", "帳": "账"}
 
 
 @cache

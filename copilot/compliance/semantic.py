@@ -42,6 +42,7 @@ import json
 import logging
 import math
 import os
+import sys
 import threading
 import time
 from collections import Counter
@@ -465,9 +466,11 @@ class _Evidence:
 
 
 def cache_key(examples: Sequence[Example]) -> str:
-    """The training data and the code and word list that make the features: a cached model is reused only when all
-    are unchanged."""
-    code = Path(__file__).read_bytes() + Path(disparage.__file__).read_bytes() + disparage.word_list_bytes()
+    """The training data and the code and word list that make the features (the normaliser's too: its output is what
+    the n-grams are cut from): a cached model is reused only when all are unchanged."""
+    normaliser = Path(str(sys.modules[normalize.__module__].__file__))
+    code = (Path(__file__).read_bytes() + normaliser.read_bytes()
+            + Path(disparage.__file__).read_bytes() + disparage.word_list_bytes())
     return hashlib.sha256(training_digest(examples).encode() + code).hexdigest()[:20]
 
 
