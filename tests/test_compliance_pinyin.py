@@ -63,3 +63,33 @@ def test_a_span_ending_where_a_piece_starts_stays_before_the_pinyin() -> None:
     at = rewritten.text.index("最好用")
     assert rewritten.original_span(0, at) == (0, text.index("zui"))
     assert rewritten.original_span(at + 1, at + 2) == (text.index("zui"), text.index(" 吧"))
+
+
+@pytest.mark.parametrize(
+    ("text", "category", "pinyin"),
+    [
+        ("这个霜zhi湿疹真的绝了", "ad_medical", "zhi湿疹"),  # the syllable before the word's characters
+        ("这个床垫能zhi腰间盘突出", "ad_medical", "能zhi"),  # after them
+        ("zhi 疗 湿 zhen 的宝宝霜", "ad_medical", "zhi 疗"),  # spaced out
+        ("有事加我wei信，聊得方便", "off_platform", "wei信"),
+    ],
+)
+def test_a_rule_word_spelled_partly_in_pinyin_is_flagged_at_its_spelling(
+    rules: ComplianceChecker, text: str, category: str, pinyin: str
+) -> None:
+    flags = [f for f in rules.check(text).flags if f.category == category]
+    assert flags, f"{category} not flagged in {text!r}"
+    assert text[flags[0].span[0] : flags[0].span[1]] == flags[0].matched == pinyin
+
+
+def test_mixed_spelling_needs_the_words_own_characters_and_a_syllable_in_latin() -> None:
+    reader = PinyinReader(["治疗", "能治", "治愈", "微信"])
+    assert reader.rewrite("zhi疗").text == "治疗"  # type: ignore[union-attr]
+    assert reader.rewrite("zhi聊") is None  # 聊 is not the word's own character, whatever it sounds like
+    assert reader.rewrite("VC泡腾片，app里下单") is None  # Latin that is no syllable is left alone
+    assert reader.rewrite("能 zhi yu").text == "能 治愈"  # type: ignore[union-attr]  # more syllables in Latin win
+
+
+@pytest.mark.parametrize("text", ["VC泡腾片今天有货", "这个app里下单就行", "A品牌的奶粉也不错", "ok的亲，明天发货"])
+def test_latin_beside_characters_that_spells_no_rule_word_stays_quiet(rules: ComplianceChecker, text: str) -> None:
+    assert not rules.check(text, sales=True).flags

@@ -7,6 +7,10 @@ lists they name), and each match is written back in characters. The rewritten te
 checker, so negations, context and the other filters apply as they do to characters. Only whole syllables match, so
 an English word (ok, long, fan) never stands for a character on its own, and nothing is guessed for pinyin that no
 rule word spells.
+
+Pinyin mixed with characters (zhi疗, 能zhi, 湿zhen, si下转账) is read the same way: a rule word may be spelled partly
+in characters, as long as each character is the word's own and at least one syllable is in Latin letters. A lone
+syllable is read only inside such a word, so 能zhi腰疼 reads 能治 (a rule word) and nothing else.
 """
 
 from __future__ import annotations
@@ -27,12 +31,17 @@ _LATIN = "a-zA-Zāáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜüê"
 _RUN = re.compile(rf"[{_LATIN}]+(?:[ \t'’·]+[{_LATIN}]+)+")
 _TOKEN = re.compile(rf"[{_LATIN}]+")
 _CJK = re.compile(r"^[\u4e00-\u9fff]{2,}$")
+# A Latin token against a character (zhi疗, 能 zhi): the shape of pinyin mixed into a word.
+_MIXED = re.compile(rf"[{_LATIN}][ \t]?[\u4e00-\u9fff]|[\u4e00-\u9fff][ \t]?[{_LATIN}]")
+# What `rewrite` reads: Latin tokens and single characters; a space or apostrophe may separate them.
+_PIECE = re.compile(rf"[{_LATIN}]+|[\u4e00-\u9fff]|[ \t'’·]+|.", re.S)
+_WINDOW = 64  # characters read on each side of a syllable: the longest rule word spelled out in Latin is shorter
 _MAX_WORD = 8  # syllables; the longest rule words are about this long
 
 
 def has_pinyin_run(text: str) -> bool:
-    """Cheap test for a run of Latin tokens (most messages have none)."""
-    return _RUN.search(text) is not None
+    """Cheap test for a run of Latin tokens or Latin against a character (most messages have neither)."""
+    return _RUN.search(text) is not None or _MIXED.search(text) is not None
 
 
 @cache
@@ -71,45 +80,99 @@ class Rewritten:
 
 
 class PinyinReader:
-    """Reads pinyin runs back into the rule words they spell."""
+    """Reads pinyin, alone or mixed with characters, back into the rule words it spells."""
 
     def __init__(self, words: Iterable[str]) -> None:
-        self._words: dict[tuple[str, ...], str] = {}
+        self._words: dict[tuple[str, ...], list[str]] = {}
+        self._prefixes: set[tuple[str, ...]] = set()  # the start of some word's syllables: reading on may find it
         for word in sorted(set(words)):
             if _CJK.match(word):
-                self._words.setdefault(tuple(lazy_pinyin(word)), word)
+                key = tuple(lazy_pinyin(word))
+                self._words.setdefault(key, []).append(word)
+                self._prefixes.update(key[:n] for n in range(1, len(key)))
 
     def rewrite(self, text: str) -> Rewritten | None:
-        """`text` with every rule word spelled in pinyin written in characters, or None when there is none."""
+        """`text` with every rule word spelled (partly) in pinyin written in characters, or None when there is none."""
         syllables = _syllables()
+        windows: list[list[int]] = []  # only the text around a syllable in Latin letters is read
+        for m in _TOKEN.finditer(text):
+            if _toneless(m.group()) in syllables:
+                lo, hi = max(0, m.start() - _WINDOW), min(len(text), m.end() + _WINDOW)
+                if windows and lo <= windows[-1][1]:
+                    windows[-1][1] = hi
+                else:
+                    windows.append([lo, hi])
+        groups: list[list[tuple[int, int, str, bool]]] = []
+        for lo, hi in windows:
+            while lo > 0 and _TOKEN.match(text, lo - 1):  # never start or end inside a Latin word
+                lo -= 1
+            while hi < len(text) and _TOKEN.match(text, hi):
+                hi += 1
+            tokens: list[tuple[int, int, str, bool]] = []  # start, end, syllable, written in Latin
+            groups.append(tokens)
+            for m in _PIECE.finditer(text, lo, hi):
+                piece = m.group()
+                if piece[0] in " \t'’·":
+                    continue
+                if "\u4e00" <= piece[0] <= "\u9fff":
+                    tokens.append((m.start(), m.end(), piece, False))
+                    continue
+                toneless = _toneless(piece) if piece[0].isalpha() else ""
+                if toneless in syllables:
+                    tokens.append((m.start(), m.end(), toneless, True))
+                else:
+                    tokens = []
+                    groups.append(tokens)
         out: list[str] = []
         pieces: list[tuple[int, int, int, int]] = []
         done = 0  # original text copied up to here
         length = 0  # length of the rewritten text so far
-        for run in _RUN.finditer(text):
-            tokens = [(m.start(), m.end(), _toneless(m.group())) for m in _TOKEN.finditer(text, run.start(), run.end())]
-            i = 0
-            while i < len(tokens):
-                found = None
-                if tokens[i][2] in syllables:
-                    for j in range(min(len(tokens), i + _MAX_WORD), i + 1, -1):
-                        key = tuple(t[2] for t in tokens[i:j])
-                        if all(s in syllables for s in key) and key in self._words:
-                            found = (j, self._words[key])
-                            break
-                if found is None:
-                    i += 1
-                    continue
-                j, word = found
-                start, end = tokens[i][0], tokens[j - 1][1]
-                out.append(text[done:start])
-                length += start - done
-                pieces.append((length, length + len(word), start, end))
-                out.append(word)
-                length += len(word)
-                done = end
-                i = j
+        chosen: list[tuple[int, int, str]] = []  # (start, end, word) in the original text
+        for group in groups:
+            chosen += [(group[i][0], group[j - 1][1], word) for i, j, word in self._words_in(group)]
+        for start, end, word in sorted(chosen):
+            out.append(text[done:start])
+            length += start - done
+            pieces.append((length, length + len(word), start, end))
+            out.append(word)
+            length += len(word)
+            done = end
         if not pieces:
             return None
         out.append(text[done:])
         return Rewritten("".join(out), tuple(pieces))
+
+    def _words_in(self, group: list[tuple[int, int, str, bool]]) -> list[tuple[int, int, str]]:
+        """Rule words spelled in a group of tokens with at least one syllable in Latin, as (first, past-last, word).
+
+        Where spellings overlap, the one with more syllables in Latin wins, then the longer, then the earlier: in
+        能 zhi yu 湿疹 that is 治愈 (two in Latin), not 能治 (one)."""
+        latin = [k for k, t in enumerate(group) if t[3]]
+        if not latin:
+            return []
+        found: list[tuple[int, int, int, str]] = []  # -syllables in Latin, first, past-last, word
+        for i in range(max(0, latin[0] - _MAX_WORD + 1), min(len(group), latin[-1] + 1)):
+            key: tuple[str, ...] = ()
+            in_latin = 0
+            for j in range(i, min(len(group), i + _MAX_WORD)):
+                _, _, token, is_latin = group[j]
+                key += (token if is_latin else _pinyin_of(token),)
+                in_latin += is_latin
+                if in_latin and len(key) > 1:
+                    span = group[i : j + 1]
+                    for word in self._words.get(key, ()):
+                        if all(is_in or word[k] == t for k, (_, _, t, is_in) in enumerate(span)):
+                            found.append((-in_latin, i, j + 1, word))
+                            break
+                if key not in self._prefixes:
+                    break
+        taken: list[tuple[int, int, str]] = []
+        for _, i, j, word in sorted(found, key=lambda f: (f[0], f[1] - f[2], f[1])):
+            if all(j <= a or i >= b for a, b, _ in taken):
+                taken.append((i, j, word))
+        return taken
+
+
+@cache
+def _pinyin_of(character: str) -> str:
+    return lazy_pinyin(character)[0]
