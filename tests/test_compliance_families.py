@@ -108,6 +108,20 @@ def rules() -> ComplianceChecker:
         ("med.cure", "这款营养包能帮腺样体缩小，不用做手术", "腺样体要不要做手术，请听医生的"),
         ("med.outcome_shape", "这是客户的化验单，转氨酶从120降到40", "化验单上转氨酶是120，建议您复查"),
         ("med.function_paraphrase", "孩子吃了两个月益生菌，再也没去过医院", "孩子吃益生菌期间发烧了，及时去医院"),
+        ("offplat.bypass_shape", "保洁阿姨我私下帮你介绍，不经过公司能省中介费", "保洁阿姨由公司统一派单，有保险"),
+        ("offplat.bypass_shape", "这个拼团是我自己张罗的，跟公司没关系", "这个拼团是公司官方组织的，小程序里能看到"),
+        ("offplat.bypass_shape", "开票的话走我自己那条渠道，便宜一点", "开票走公司财务，三个工作日内开好"),
+        ("offplat.bypass_shape", "尾款我给您手写张收据就行", "尾款付完系统会自动发电子发票"),
+        ("offplat.bypass_shape", "先别在小程序拍，找我这边拿更便宜", "先别急着拍，等周五小程序有满减"),
+        ("offplat.bypass_shape", "这个工作号要注销了，您存一下我私人的", "这个工作号一直用，您有事随时找我"),
+        ("offplat.bypass_shape", "门店那批货我自己的淘宝店也有卖，去那拍", "门店那批货官方旗舰店也有卖，同价"),
+        ("competitor.smear_shape", "那家的爬爬垫被检出含塑化剂，别给宝宝用", "我们家的爬爬垫从未检出过塑化剂，报告可以发您"),
+        ("competitor.smear_shape", "隔壁超市的牛肉是注水肉，一煮就缩", "隔壁超市的牛肉也是冷鲜的，各有各的渠道"),
+        ("competitor.smear_shape", "那家早教中心的老师大多没有教师资格证", "我们的老师都有教师资格证，可以给您看"),
+        ("med.testimony_shape", "我一个客户喝了半年，降糖药都停掉了", "降糖药要不要停请一定听医生的"),
+        ("med.testimony_shape", "用了这款洗液，妇科都不用去了", "有炎症的话还是要去妇科看看"),
+        ("med.testimony_shape", "老客户的血脂喝了三个月降到4点几", "血脂偏高的话建议先去医院查一下"),
+        ("med.testimony_shape", "这个艾灸仪比去医院做理疗还管用", "这个艾灸仪是日常保暖用的，不是医疗器械"),
     ],
 )
 def test_a_family_rule_flags_its_shape_and_not_the_ordinary_wording(
@@ -124,6 +138,9 @@ def test_a_family_rule_flags_its_shape_and_not_the_ordinary_wording(
         ("亲，我们不承诺疗效哈，这款就是日常保湿", "med.cure"),
         ("这个价已经快贴着保本线了，真的再低不了", "fin.guarantee"),
         ("这个题型去年考过，我们课上讲思路，不是押题哈", "edu.leaked_questions"),
+        ("这条围巾是100%山羊绒的，比上一季厚一点", "abs.percent"),
+        ("暖宝贴就是贴着暖和，没有什么治疗作用哈", "med.treat"),
+        ("钙片是膳食补充剂，不能代替药物治疗骨质疏松", "med.treat"),
     ],
 )
 def test_context_exceptions_keep_ordinary_sales_talk_quiet(rules: ComplianceChecker, text: str, quiet_rule: str) -> None:
@@ -303,9 +320,28 @@ def test_a_denial_elsewhere_in_the_text_does_not_excuse_the_claim(rules: Complia
         ("维生素D滴剂可以治佝偻病，不用去医院", "维生素D滴剂能不能治佝偻病，还是要去医院问医生"),
         ("吃这个羊奶粉，湿疹不用看医生也能好", "湿疹用了这个霜没好的话，要看医生"),
         ("这款益生菌能缓解肠绞痛，省得跑医院", "缓解肠绞痛的办法，儿科医生会教您"),
+        ("这个狗粮能治泪痕，不用再去宠物医院开药", "狗狗泪痕严重的话，要去宠物医院看看"),
     ],
 )
 def test_a_doctor_waved_away_is_no_referral(rules: ComplianceChecker, dismissed: str, referral: str) -> None:
     # Near a cure claim, 去医院 and 看医生 excuse it as advice; 不用去医院 makes the claim stronger instead.
     assert "ad_medical" in rules.check(dismissed, sales=True).categories
     assert "ad_medical" not in rules.check(referral, sales=True).categories
+
+
+@pytest.mark.parametrize(
+    "warning",
+    [
+        "提醒您：请勿向任何员工个人账户转账，付款认准官方收银台",
+        "请不要添加自称是我们员工的个人微信，官方只通过企业微信联系",
+        "我们的老师不可以私下收费，课时费请在前台交",
+    ],
+)
+def test_a_warning_against_paying_or_adding_staff_privately_is_no_off_platform_move(
+    rules: ComplianceChecker, warning: str
+) -> None:
+    assert "off_platform" not in rules.check(warning).categories
+
+
+def test_a_question_asking_to_deal_privately_is_not_read_as_a_warning(rules: ComplianceChecker) -> None:
+    assert "off_platform" in rules.check("教练不可以私下收费吗？钱转我支付宝就行", sales=True).categories

@@ -87,6 +87,9 @@ _OFF_PLATFORM_DENIAL = re.compile(
     r"(?:.{0,6})(?:个人|私人|微信|支付宝|银行卡|账户)"
     r"|(?:不会|从不|不)(?:通过|用)(?:.{0,8})(?:个人|私人)(?:收款|账户|微信|支付宝)"
     r"|(?:有人|谁|陌生人|对方)(?:让|叫|要|要求)(?:您|你)(?:.{0,4})(?:私下|转账|转钱|加)"
+    r"|(?:不要|请勿|切勿|不得|禁止|严禁)(?:向|给|往)(?:.{0,8}?)(?:个人|私人)(?:账户|账号|微信|支付宝|银行卡)(?:.{0,2})(?:转|付|汇|打)"
+    r"|(?:不要|别|请勿|切勿)(?:添加|加)(?:.{0,12}?)(?:个人|私人)(?:微信|账号|号)"
+    r"|(?:不可以|不能|不会|不得|禁止|严禁)私下(?:收费|收款|收钱|交易|转账)(?![^，,。！!？?]*[吗吧呢？?])"
 )
 # A claim word the text itself denies (不敢说是最好的, 不算全网最便宜, 不是特供产品, 没有好评返现的活动) is not
 # claimed: a finding of these categories gives way when its own clause, just before its span, negates it.
@@ -516,7 +519,7 @@ def _around(nt: str, word: str, lo: int, hi: int, start: int, stop: int, categor
     i = nt.find(word, lo, hi)
     while i != -1:
         if not (start <= i and i + len(word) <= stop) and not (
-            category == "ad_medical" and _DISMISSED.search(nt, max(0, i - 6), i)
+            category == "ad_medical" and _DISMISSED.search(nt, max(0, i - 8), i)
         ):
             return True
         i = nt.find(word, i + 1, hi)
@@ -524,7 +527,9 @@ def _around(nt: str, word: str, lo: int, hi: int, start: int, stop: int, categor
 
 
 # What waves a doctor, a hospital or medicine away, right before the word (不用去医院, 不需要看医生, 省得跑医院).
-_DISMISSED = re.compile(r"(?:不用|不必|无需|不需要|用不着|省得|免得|省去|告别|再也不用|不再|少跑)(?:再|去|跑|上|看)?(?:去|跑|看)?$")
+_DISMISSED = re.compile(
+    r"(?:不用|不必|无需|不需要|用不着|省得|免得|省去|告别|再也不用|不再|少跑)(?:再|去|跑|上|看)?(?:去|跑|看)?(?:宠物|儿童|大)?$"
+)
 
 
 _CLAUSE_MARKS = frozenset("。！？!?；;，,…~～\n")
