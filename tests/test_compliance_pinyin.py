@@ -3,10 +3,14 @@ cannot stand in for the reading)."""
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 import pytest
 
 from copilot.compliance import ComplianceChecker
-from copilot.compliance.pinyin import PinyinReader
+from copilot.compliance import checker as checker_module
+from copilot.compliance.pinyin import PinyinReader, spelled
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +97,40 @@ def test_mixed_spelling_needs_the_words_own_characters_and_a_syllable_in_latin()
 @pytest.mark.parametrize("text", ["VC泡腾片今天有货", "这个app里下单就行", "A品牌的奶粉也不错", "ok的亲，明天发货"])
 def test_latin_beside_characters_that_spells_no_rule_word_stays_quiet(rules: ComplianceChecker, text: str) -> None:
     assert not rules.check(text, sales=True).flags
+
+
+def test_warm_builds_the_reader_so_the_first_pinyin_text_does_not_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    checker = ComplianceChecker(packs=("general",), allow_phrases=("预热用的放行词",), semantic=False)
+    checker.warm()
+
+    def no_build(*_: object) -> None:
+        raise AssertionError("the reader was built on the first text with pinyin, not by warm()")
+
+    monkeypatch.setattr(checker_module, "PinyinReader", no_build)
+    assert "ad_absolute" in checker.check("zui hao yong 的就这款").categories
+
+
+def test_the_copilot_warms_its_checker_at_startup(tmp_path: Path) -> None:
+    from copilot.embedding.embedders import HashingEmbedder
+    from copilot.service import Copilot
+    from tests.conftest import storage
+
+    checker = ComplianceChecker(packs=("general",), allow_phrases=("开机预热的放行词",), semantic=False)
+    embedder = HashingEmbedder()
+    engine, store = storage(tmp_path, embedder)
+    Copilot(engine=engine, embedder=embedder, store=store, compliance=checker)
+    for thread in threading.enumerate():
+        if thread.name == "compliance-pinyin":
+            thread.join(timeout=60)
+    assert checker.version in checker_module._READERS
+
+
+def test_readers_of_old_rules_are_let_go() -> None:
+    for n in range(checker_module._MAX_READERS + 2):
+        ComplianceChecker(packs=("general",), allow_phrases=(f"放行词{n}号",), semantic=False).warm()
+    assert len(checker_module._READERS) <= checker_module._MAX_READERS
+
+
+def test_a_word_is_spelled_as_a_phrase() -> None:
+    assert spelled("重要") == ("zhong", "yao")
+    assert spelled("重复") == ("chong", "fu")

@@ -24,7 +24,7 @@ from functools import cache
 
 from pypinyin import lazy_pinyin
 
-__all__ = ["PinyinReader", "Rewritten", "has_pinyin_run"]
+__all__ = ["PinyinReader", "Rewritten", "has_pinyin_run", "spelled"]
 
 _LATIN = "a-zA-Zāáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜüê"
 # Two or more Latin tokens separated by spaces (or the apostrophe of xi'an): the shape of written-out pinyin.
@@ -85,15 +85,16 @@ class PinyinReader:
     def __init__(self, words: Iterable[str]) -> None:
         self._words: dict[tuple[str, ...], list[str]] = {}
         self._prefixes: set[tuple[str, ...]] = set()  # the start of some word's syllables: reading on may find it
+        self._syllables = _syllables()
         for word in sorted(set(words)):
             if _CJK.match(word):
-                key = tuple(lazy_pinyin(word))
+                key = spelled(word)
                 self._words.setdefault(key, []).append(word)
                 self._prefixes.update(key[:n] for n in range(1, len(key)))
 
     def rewrite(self, text: str) -> Rewritten | None:
         """`text` with every rule word spelled (partly) in pinyin written in characters, or None when there is none."""
-        syllables = _syllables()
+        syllables = self._syllables
         windows: list[list[int]] = []  # only the text around a syllable in Latin letters is read
         for m in _TOKEN.finditer(text):
             if _toneless(m.group()) in syllables:
@@ -171,6 +172,14 @@ class PinyinReader:
             if all(j <= a or i >= b for a, b, _ in taken):
                 taken.append((i, j, word))
         return taken
+
+
+@cache
+def spelled(word: str) -> tuple[str, ...]:
+    """The word's toneless syllables, read as a phrase (重 in 重要 and in 重复). Kept for the life of the process:
+    every tenant's rules and every reload spell mostly the same words, and pypinyin takes about a second for the
+    packs' 27,000."""
+    return tuple(lazy_pinyin(word))
 
 
 @cache
