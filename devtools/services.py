@@ -14,6 +14,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -178,7 +179,25 @@ def main(argv: list[str]) -> int:
             env = {**os.environ, "COPILOT_TEST_DATABASE_URL": pg.admin_url, "COPILOT_TEST_CHROMA_URL": chroma.url}
             print(f"== PostgreSQL on 127.0.0.1:{pg.port}, Chroma server on {chroma.url} "
                   f"(up in {time.perf_counter() - started:.1f}s)", flush=True)
-            return subprocess.call(command, env=env)
+            return _run_forwarding_sigterm(command, env)
+
+
+def _run_forwarding_sigterm(command: list[str], env: dict[str, str]) -> int:
+    """Run `command` to its end. A SIGTERM (a cancelled CI job, `timeout`) is passed on to it, and once it has ended
+    the servers are stopped as after any other end; by default SIGTERM would kill this process at once and leave
+    PostgreSQL and Chroma running. The exit status of a command ended by a signal is 128 + the signal."""
+    child = subprocess.Popen(command, env=env)
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        code = child.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 128 - code if code < 0 else code
 
 
 if __name__ == "__main__":
