@@ -18,7 +18,7 @@ from copilot.compliance import (
     available_packs,
 )
 from copilot.compliance.checker import _resolve_overlaps
-from copilot.compliance.prefilter import required_literals
+from copilot.compliance.prefilter import required_literals, top_level_branches
 from copilot.compliance.result import overall_risk
 from copilot.errors import ConfigurationError, LibraryError
 
@@ -365,6 +365,32 @@ def test_pattern_rules_run_through_their_trigger_literals_or_always(tmp_path: Pa
         == "t.code"
     )
 
+
+
+def test_top_level_branches_split_only_the_outer_alternation() -> None:
+    assert top_level_branches(r"a(?:b|c)|[|x]d|\|e|(?<!f)g") == ["a(?:b|c)", "[|x]d", r"\|e", "(?<!f)g"]
+    assert top_level_branches("(?:好评|晒单)返现") == ["(?:好评|晒单)返现"]
+    assert top_level_branches("[^]|]x|y") == ["[^]|]x", "y"]
+    assert top_level_branches("a|(b") == ["a|(b"]  # unbalanced: left whole (and refused by the pack loader)
+
+
+def test_each_branch_of_a_rule_runs_only_on_its_own_trigger_literals(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "t.yaml",
+        "rules:\n  - {id: t.mixed, category: pii_other, severity: warn, basis: 测试依据, message: 出现了内部代码,"
+        " pattern: '(?:内部|员工)(?:.{0,6}?)价格表|[a-z]{3}\\d{4}|暗号(?:是|为)'}\n",
+    )
+    checker = ComplianceChecker(extra_rule_files=[path], semantic=False)
+    snap = checker._snap
+    index = next(i for i, r in enumerate(snap.rules) if r.id == "t.mixed")
+    branches = [pattern.pattern for i, pattern in snap.probes if i == index]
+    assert branches == ["(?:内部|员工)(?:.{0,6}?)价格表", r"[a-z]{3}\d{4}", "暗号(?:是|为)"]
+    # the branch without literals runs on every text, the others only after their own literal
+    untriggered = [snap.probes[p][1].pattern for p in snap.untriggered if snap.probes[p][0] == index]
+    assert untriggered == [r"[a-z]{3}\d{4}"]
+    for text in ("这是员工专用的价格表", "代码abc1234", "今天的暗号是芝麻开门"):
+        assert _flag(checker.check(text), "pii_other").rule_id == "t.mixed"
+    assert not any(f.rule_id == "t.mixed" for f in checker.check("价格表在这里，暗号不用记").flags)
 
 _LEXICON = """枪支弹药出售 4
 北京 0

@@ -26,7 +26,7 @@ from copilot.compliance.normalize import Normalized, fold_char, normalize
 from copilot.compliance.packs import PackSource, Rule, compile_rules, pack_source, read_rule_file
 from copilot.compliance.pii import find_pii
 from copilot.compliance.pinyin import PinyinReader, has_pinyin_run
-from copilot.compliance.prefilter import required_literals
+from copilot.compliance.prefilter import required_literals, top_level_branches
 from copilot.compliance.result import ComplianceResult, Flag, Severity, overall_risk
 from copilot.compliance.semantic import SemanticLayer, default_layer
 
@@ -165,7 +165,8 @@ def _edge(ch: str) -> int:
 class _Snapshot:
     rules: tuple[Rule, ...]
     automaton: ahocorasick.Automaton | None
-    untriggered: tuple[int, ...]
+    probes: tuple[tuple[int, re.Pattern[str]], ...]  # (rule index, pattern or one branch of it), searched when triggered
+    untriggered: tuple[int, ...]  # probes without trigger literals: searched on every text
     version: str
     words: tuple[str, ...] = ()  # every term, allow phrase and pattern literal: what pinyin may spell
 
@@ -286,10 +287,10 @@ class ComplianceChecker:
                         hits.append((start, stop, index))
         if snap.untriggered:
             triggered.update(snap.untriggered)
-        for index in triggered:
+        for probe in sorted(triggered):  # in rule order: of two overlapping flags of a category the first rule wins
+            index, pattern = snap.probes[probe]
             rule = rules[index]
-            assert rule.pattern is not None
-            for m in rule.pattern.finditer(nt):
+            for m in pattern.finditer(nt):
                 if m.end() > m.start() and not (rule.has_exceptions and _excepted(rule, norm, *m.span())):
                     hits.append((m.start(), m.end(), index))
         flags = self._lexical_flags(snap, norm, hits, allowed)
@@ -401,16 +402,18 @@ def _compiled(sources: tuple[PackSource, ...], allow_phrases: tuple[str, ...], e
             entries.setdefault(term, []).append(index)
     for phrase in allow:
         entries.setdefault(phrase, []).append(_ALLOW)
+    probes: list[tuple[int, re.Pattern[str]]] = []
     untriggered = []
     for index, rule in enumerate(rules):
-        if rule.pattern is None:
-            continue
-        literals = required_literals(rule.literal_source or rule.pattern.pattern)
-        if literals is None:
-            untriggered.append(index)
-            continue
-        for literal in literals:
-            entries.setdefault(literal, []).append(-(index + 2))
+        for pattern, literal_source in _branches(rule):
+            literals = required_literals(literal_source)
+            probe = len(probes)
+            probes.append((index, pattern))
+            if literals is None:
+                untriggered.append(probe)
+                continue
+            for literal in literals:
+                entries.setdefault(literal, []).append(-(probe + 2))
     automaton = None
     if entries:
         automaton = ahocorasick.Automaton()
@@ -426,7 +429,20 @@ def _compiled(sources: tuple[PackSource, ...], allow_phrases: tuple[str, ...], e
                      *rule.only_preceded_by, *rule.only_followed_by)
     }  # a negation spelled in pinyin (bu neng zhi yu) must read as one too
     words = tuple(dict.fromkeys([*entries, *sorted(exceptions)]))
-    return _Snapshot(tuple(rules), automaton, tuple(untriggered), digest.hexdigest()[:16], words)
+    return _Snapshot(tuple(rules), automaton, tuple(probes), tuple(untriggered), digest.hexdigest()[:16], words)
+
+
+def _branches(rule: Rule) -> list[tuple[re.Pattern[str], str]]:
+    """A rule's pattern as (compiled pattern, source its trigger literals are read from) pairs: one per branch of a
+    top-level alternation whose compiled and literal forms split alike (`prefilter.top_level_branches`), else one."""
+    if rule.pattern is None:
+        return []
+    literal_source = rule.literal_source or rule.pattern.pattern
+    compiled = top_level_branches(rule.pattern.pattern)
+    plain = top_level_branches(literal_source)
+    if len(compiled) < 2 or len(compiled) != len(plain):
+        return [(rule.pattern, literal_source)]
+    return [(re.compile(part, rule.pattern.flags), source) for part, source in zip(compiled, plain, strict=True)]
 
 
 _READERS: dict[str, PinyinReader] = {}
