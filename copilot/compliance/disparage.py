@@ -21,7 +21,7 @@ from importlib import resources
 import ahocorasick
 import yaml
 
-__all__ = ["CONTEXT", "FEATURE", "after_reference", "disparages", "word_list_bytes"]
+__all__ = ["CONTEXT", "FEATURE", "after_reference", "disparages", "negative_after", "reference_words", "word_list_bytes"]
 
 FEATURE = "\x01disparage"  # the pseudo n-gram the semantic layer adds; normalised text never holds \x01
 CONTEXT = "\x01"  # prefix of the after-reference features (`after_reference`)
@@ -41,11 +41,16 @@ def word_list_bytes() -> bytes:
 
 
 @cache
-def _references() -> ahocorasick.Automaton:
-    """The references above plus the rivals the general pack names (飞鹤, 惠氏, 学而思 …), in one automaton."""
+def reference_words() -> tuple[str, ...]:
+    """The references above plus the rivals the general pack names (飞鹤, 惠氏, 学而思 …)."""
     pack = resources.files("copilot.compliance").joinpath("packs", "general.yaml").read_text("utf-8")
+    return tuple(dict.fromkeys([*_REFERENCES, *(r.lower() for r in yaml.safe_load(pack)["lists"]["competitors"])]))
+
+
+@cache
+def _references() -> ahocorasick.Automaton:
     automaton = ahocorasick.Automaton()
-    for word in [*_REFERENCES, *(r.lower() for r in yaml.safe_load(pack)["lists"]["competitors"])]:
+    for word in reference_words():
         automaton.add_word(word, len(word))
     automaton.make_automaton()
     return automaton
@@ -64,12 +69,13 @@ def _negative() -> ahocorasick.Automaton:
 
 def disparages(normalised: str) -> bool:
     """Whether a reference to another seller is followed within a few characters by a negative word."""
-    negative = _negative()
-    for end, _ in _references().iter(normalised):
-        window = normalised[end + 1 : end + 1 + _WINDOW]
-        if window and next(negative.iter(window), None) is not None:
-            return True
-    return False
+    return any(negative_after(normalised, end) for end, _ in _references().iter(normalised))
+
+
+def negative_after(normalised: str, end: int) -> bool:
+    """Whether a negative word starts within a few characters after a reference ending at index `end`."""
+    window = normalised[end + 1 : end + 1 + _WINDOW]
+    return bool(window) and next(_negative().iter(window), None) is not None
 
 
 def after_reference(normalised: str) -> set[str]:

@@ -58,7 +58,7 @@ import numpy as np
 from scipy import linalg, sparse
 
 from copilot.compliance import disparage
-from copilot.compliance.disparage import FEATURE, after_reference, disparages
+from copilot.compliance.disparage import FEATURE, after_reference, disparages, negative_after, reference_words
 from copilot.compliance.normalize import normalize
 from copilot.compliance.result import PII_CATEGORIES, Flag, Severity
 
@@ -338,13 +338,17 @@ class SemanticLayer:
         self.model = model
         self.version = model.digest
         self.thresholds = dict(zip(model.names, model.thresholds.tolist(), strict=True))
-        self._cues = ahocorasick.Automaton()
-        for cue in model.cues:
-            self._cues.add_word(cue, cue)
-        if model.cues:
-            self._cues.make_automaton()
-        self._has_cues = bool(model.cues)
         self._disparage = model.vocabulary.get(FEATURE)
+        # Cue n-grams (True) and, where the disparagement feature is learnt, references to another seller (False) in
+        # one automaton: a clean text is read once to learn it holds neither (`has_cue`).
+        self._cues = ahocorasick.Automaton()
+        for reference in reference_words() if self._disparage is not None else ():
+            self._cues.add_word(reference, False)
+        for cue in model.cues:
+            self._cues.add_word(cue, True)
+        self._scan = len(self._cues) > 0
+        if self._scan:
+            self._cues.make_automaton()
         # Every vocabulary n-gram of a text in one automaton pass: about half the cost of slicing each 1–3-gram and
         # looking it up, and this is what a text with a cue pays on every check.
         self._grams = ahocorasick.Automaton()
@@ -365,12 +369,11 @@ class SemanticLayer:
         return list(self.model.names)
 
     def has_cue(self, normalised: str) -> bool:
-        """Whether the text holds any n-gram the classifiers lean on (one automaton pass)."""
-        if not normalised:
+        """Whether the text holds an n-gram the classifiers lean on, or a reference to another seller followed by a
+        negative word when the disparagement feature is learnt (one automaton pass)."""
+        if not normalised or not self._scan:
             return False
-        if self._has_cues and next(self._cues.iter(normalised), None) is not None:
-            return True
-        return self._disparage is not None and disparages(normalised)
+        return any(is_cue or negative_after(normalised, end) for end, is_cue in self._cues.iter(normalised))
 
     def _features(self, normalised: str) -> tuple[np.ndarray, np.ndarray]:
         """What `_row` gives for the model's vocabulary, found with the n-gram automaton."""
