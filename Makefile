@@ -34,7 +34,8 @@ install-dev: $(DEVSTAMP) $(ECHARTS)
 run: $(STAMP) $(ECHARTS)
 	$(VENV)/bin/copilot run
 
-## make test: ruff, mypy, the import rules, the whole pytest suite, API fuzzing, the gate with the real embedding
+## make test: ruff, mypy, the import rules, `copilot prepare` (the real-model tests load the compliance models it
+## trains instead of training their own), the whole pytest suite, API fuzzing, the gate with the real embedding
 ## model, then the suite again on shifted clocks.
 ## The first pytest run starts a throwaway PostgreSQL 15 and a Chroma server on loopback (devtools/services.py):
 ## every test that touches storage runs on SQLite with embedded Chroma and again on those servers.
@@ -42,6 +43,7 @@ test: $(DEVSTAMP) $(ECHARTS)
 	$(VENV)/bin/ruff check copilot api eval cli tests bench devtools
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/copilot prepare
 	$(PY) -m devtools.services -- $(VENV)/bin/pytest
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory eval-gate-real

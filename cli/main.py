@@ -85,7 +85,9 @@ def prepare() -> None:
     semantic.use_cache_dir(settings.models_dir / "compliance")
     layer = semantic.default_layer()
     if reads_meaning(embedder):
-        EmbeddingReview(embedder).model_for(layer)
+        review = EmbeddingReview(embedder, tuned=settings.compliance_tuned)
+        review.model_for(layer)
+        review.tuned_for(layer)  # only with COPILOT_COMPLIANCE_TUNED
     console.print(f"compliance models ready (version {layer.version}) in {time.perf_counter() - started:.1f}s")
 
 

@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     candidates: int = Field(default=3, ge=1, le=10)
     compliance_packs: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["general"])
     lexicon_dir: Path | None = None
+    compliance_tuned: bool = Field(
+        default=False,
+        description="also read every single checked text with the embedder's top layers fine-tuned on the compliance "
+        "development split (compliance/tuned.py): more risky wording found, a few more clean lines flagged; "
+        "`copilot prepare` trains it (minutes) when set",
+    )
 
     # Staff sign-in (WeCom OAuth) and the session cookie that follows it.
     session_secret: SecretStr | None = Field(default=None, description="signs session cookies; dev: generated")

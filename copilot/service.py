@@ -106,6 +106,7 @@ class Copilot:
         clock: Clock = utcnow,
         default_candidates: int = 3,
         max_messages: int = 50,
+        compliance_tuned: bool = False,
     ) -> None:
         self.engine = engine
         self.embedder = embedder
@@ -115,7 +116,9 @@ class Copilot:
         self.llm_check: LLMComplianceCheck | None = None
         # The sentence embedder's second look at texts the n-gram classifiers leave just below a threshold: here,
         # where one text at a time is judged, not in the bulk checker (quality inspection).
-        self.compliance_review = EmbeddingReview(embedder) if reads_meaning(embedder) else None
+        # With `compliance_tuned`, also the third look: the embedder's top layers fine-tuned (`tuned.py`).
+        self.compliance_review = (EmbeddingReview(embedder, tuned=compliance_tuned) if reads_meaning(embedder)
+                                  else None)
         if self.compliance_review is not None and compliance.semantic is not None:
             self.compliance_review.warm(compliance.semantic)  # trained once per process, or loaded from the cache
         # The pinyin reader of the rules' words, which the first text with pinyin would otherwise wait a second for.
@@ -165,6 +168,7 @@ class Copilot:
             tenant_compliance=TenantCompliance(compliance, lexicon_dir=settings.lexicon_dir),
             default_candidates=settings.candidates,
             max_messages=settings.max_messages,
+            compliance_tuned=settings.compliance_tuned,
         )
         copilot.attach_llm(settings)
         return copilot

@@ -61,6 +61,11 @@ class CachedEmbedder:
         spec = getattr(self.embedder, "spec", None)
         return spec() if spec else None
 
+    def transformer_parts(self) -> Any:
+        """The wrapped model's transformer, for the compliance checker's fine-tuned layers (None without one)."""
+        parts = getattr(self.embedder, "transformer_parts", None)
+        return parts() if parts else None
+
     def embed_queries(self, texts: Sequence[str]) -> Vectors:
         return self._embed("query", texts)
 

@@ -53,6 +53,7 @@ import numpy as np
 
 from copilot.compliance import semantic
 from copilot.compliance.semantic import Example, SemanticLayer, design, out_of_fold
+from copilot.compliance.tuned import TunedReader, cached_tuned, transformer_of
 
 __all__ = ["BAND", "EmbeddingReview", "ReviewModel", "reads_meaning", "train_review"]
 
@@ -72,6 +73,7 @@ _MAX_CLEAN_FP = 0.003
 _EMBED_BATCH = 256
 _REGISTRY: dict[tuple[str, str], ReviewModel] = {}  # (embedder, training digest) → model, per process
 _BUILDING: dict[tuple[str, str], threading.Lock] = {}
+_TUNED: dict[tuple[str, str], TunedReader] = {}
 _REGISTRY_LOCK = threading.Lock()
 
 
@@ -147,10 +149,47 @@ class EmbeddingReview:
     """The second look for one embedder. Its model is trained (or loaded from the cache directory) once per process
     and embedder: `warm` starts that in the background, and a text that needs it before then waits for it."""
 
-    def __init__(self, embedder: object, *, model: ReviewModel | None = None) -> None:
+    def __init__(self, embedder: object, *, model: ReviewModel | None = None, tuned: bool = False) -> None:
         self.embedder = embedder
         self.name = str(getattr(embedder, "name", "embedder"))
         self._model = model
+        # With `tuned`, the third look (`tuned.py`): the embedder's top layers fine-tuned on the same lines, where
+        # the embedder has a transformer to fine-tune.
+        self._tuned_wanted = tuned and transformer_of(embedder) is not None
+        self._tuned: TunedReader | None = None
+
+    def tuned_for(self, layer: SemanticLayer) -> TunedReader | None:
+        """The fine-tuned reader for the layer's training lines (trained or loaded once per process and embedder),
+        or None when it was not asked for or the embedder has no transformer to fine-tune."""
+        if not self._tuned_wanted:
+            return None
+        reader = self._tuned
+        if reader is not None and reader.model.digest == layer.version:
+            return reader
+        key = (f"tuned:{self.name}", layer.version)
+        with _REGISTRY_LOCK:
+            lock = _BUILDING.setdefault(key, threading.Lock())
+        with lock:
+            reader = _TUNED.get(key)
+            if reader is None:
+                reader = _TUNED[key] = TunedReader(self.embedder, cached_tuned(layer.examples, self.embedder))
+        self._tuned = reader
+        return reader
+
+    def tuned_flagged(self, layer: SemanticLayer, text: str, skip: set[str]) -> dict[int, tuple[float, float]]:
+        """The layer's categories (indexes into `layer.model.names`) outside `skip` that the fine-tuned reader
+        flags, each with its score and threshold."""
+        reader = self.tuned_for(layer)
+        if reader is None:
+            return {}
+        [scores] = reader.scores([text])
+        index = {name: j for j, name in enumerate(layer.model.names)}
+        found = {}
+        for k, name in enumerate(reader.model.names):
+            j = index.get(name)
+            if j is not None and name not in skip and scores[k] >= reader.model.thresholds[k]:
+                found[j] = (float(scores[k]), float(reader.model.thresholds[k]))
+        return found
 
     def model_for(self, layer: SemanticLayer) -> ReviewModel:
         model = self._model
@@ -169,7 +208,11 @@ class EmbeddingReview:
     def warm(self, layer: SemanticLayer) -> threading.Thread:
         """Train or load the model in a background thread (the first doubtful text would otherwise wait for it).
         Not a daemon: a process that exits while it trains waits for it, as torch cannot be torn down mid-call."""
-        thread = threading.Thread(target=self.model_for, args=(layer,), name="compliance-review", daemon=False)
+        def build() -> None:
+            self.model_for(layer)
+            self.tuned_for(layer)
+
+        thread = threading.Thread(target=build, name="compliance-review", daemon=False)
         thread.start()
         return thread
 

@@ -429,6 +429,10 @@ class SemanticLayer:
                     found.append(self._flag(text, names[j], cols, values,
                                             f"语义复核（句向量）疑似{names[j]}（复核得分 {score:.2f}，阈值 {threshold:.2f}；"
                                             f"{layer}）"))
+            taken = skipped | {f.category for f in found}
+            for j, (score, threshold) in review.tuned_flagged(self, text, taken).items():
+                found.append(self._flag(text, names[j], cols, values,
+                                        f"语义复核（微调模型）疑似{names[j]}（得分 {score:.2f}，阈值 {threshold:.2f}）"))
         return found
 
     def _flag(self, text: str, category: str, cols: np.ndarray, values: np.ndarray, verdict: str) -> Flag:

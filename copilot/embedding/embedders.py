@@ -104,6 +104,17 @@ class SentenceTransformerEmbedder:
         """What `embedder_from_spec` needs to build an equivalent embedder."""
         return {"kind": "sentence-transformers", "model": self.model_ref, "batch_size": self.batch_size}
 
+    def transformer_parts(self) -> tuple[Any, Any, str, threading.Lock] | None:
+        """The tokenizer, the underlying transformer, the query prompt and the lock the tokenizer is used under, for
+        a classifier that fine-tunes the transformer's top layers (`compliance/tuned.py`); None when the first module
+        is not a transformer."""
+        first = self._model[0]
+        tokenizer, model = getattr(first, "tokenizer", None), getattr(first, "auto_model", None)
+        if tokenizer is None or model is None:
+            return None
+        prompt = (self._model.prompts or {}).get(self.query_prompt_name or "", "")
+        return tokenizer, model, str(prompt or ""), self._lock
+
     def embed_queries(self, texts: Sequence[str]) -> Vectors:
         return self._encode(texts, self.query_prompt_name)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from copilot.compliance.result import CATEGORIES
+from copilot.compliance.tuned import TOP_LAYERS
 from eval import metrics as m
 from eval.harness import Harness
 from eval.records import ComplianceRecord
@@ -61,6 +62,11 @@ def run_compliance(h: Harness, records: Sequence[ComplianceRecord], opts: RunOpt
     second = h.copilot.compliance_review
     notes.append(f"second look at doubtful texts with {second.name}" if second is not None
                  else "no second look: the hashing embedder reads no meaning beyond the layer's n-grams")
+    if second is not None and h.copilot.compliance.semantic is not None:
+        reader = second.tuned_for(h.copilot.compliance.semantic)
+        notes.append(f"third look at every text with {second.name}'s top {TOP_LAYERS} layers fine-tuned"
+                     if reader is not None else "no third look (COPILOT_COMPLIANCE_TUNED is off, or the embedder has no "
+                     "transformer to fine-tune)")
     clean_chat = sum(1 for t, p in zip(truth, prose, strict=True) if not t and not p)
     clean_prose = sum(1 for t, p in zip(truth, prose, strict=True) if not t and p)
     return SuiteResult(
