@@ -164,6 +164,7 @@ def full_command(
             harness = build_copilot(
                 choose_embedder(embedder, settings), settings.knowledge_dir, Path(scratch),
                 compliance=ComplianceChecker(packs=settings.compliance_packs, lexicon_dir=settings.lexicon_dir),
+                compliance_tuned=settings.compliance_tuned,
             )
             run_full(harness, out, source_dir or DEFAULT_SOURCE_DIR, set(only) if only else None, log=console.print)
     except CopilotError as exc:

@@ -135,9 +135,11 @@ def run_gate(thresholds: Path = DEFAULT_THRESHOLDS, *, harness: Harness | None =
     from eval.harness import build_copilot, choose_embedder
 
     # `embedder: hashing` (the default) needs no model; any other name is loaded like `--embedder`.
-    embedder = choose_embedder(str(config.get("embedder", "hashing")), get_settings())
+    settings = get_settings()
+    embedder = choose_embedder(str(config.get("embedder", "hashing")), settings)
     with tempfile.TemporaryDirectory(prefix="copilot-gate-") as scratch:
-        built = build_copilot(embedder, root / config.get("knowledge", "knowledge"), Path(scratch))
+        built = build_copilot(embedder, root / config.get("knowledge", "knowledge"), Path(scratch),
+                              compliance_tuned=settings.compliance_tuned)
         return check(measure(built, config, root), config)
 
 

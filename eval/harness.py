@@ -79,6 +79,7 @@ def build_copilot(
     *,
     now: dt.datetime = EVAL_NOW,
     compliance: ComplianceChecker | None = None,
+    compliance_tuned: bool = False,
 ) -> Harness:
     workdir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(f"sqlite:///{workdir / 'eval.db'}")
@@ -89,6 +90,7 @@ def build_copilot(
         store=ChromaStore(embedder, workdir / "chroma"),
         compliance=compliance or ComplianceChecker(),
         clock=lambda: now,
+        compliance_tuned=compliance_tuned,
     )
     copilot.ingest(knowledge, tenant=TENANT)
     return Harness(copilot=copilot, tenant=TENANT, embedder_name=embedder.name, knowledge=knowledge)

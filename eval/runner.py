@@ -77,7 +77,8 @@ def run(config: RunConfig, *, embedder_name: str | None, knowledge: Path | None 
     with tempfile.TemporaryDirectory(prefix="copilot-eval-") as scratch:
         embedder = choose_embedder(embedder_name, settings)
         compliance = ComplianceChecker(packs=settings.compliance_packs, lexicon_dir=settings.lexicon_dir)
-        harness = build_copilot(embedder, knowledge or settings.knowledge_dir, Path(scratch), compliance=compliance)
+        harness = build_copilot(embedder, knowledge or settings.knowledge_dir, Path(scratch), compliance=compliance,
+                                compliance_tuned=settings.compliance_tuned)
         harness.copilot.attach_llm(settings)  # drafts and redteam then score the configured model too
         result = run_suite(harness, config)
     out = config.out or Path("eval") / "out" / config.suite

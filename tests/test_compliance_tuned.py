@@ -194,3 +194,40 @@ def test_the_setting_gives_the_copilot_the_third_look(tiny: TinyEmbedder, tmp_pa
     assert not checks[False].flags
     [flag] = checks[True].flags
     assert flag.category == "competitor" and "微调模型" in flag.message
+
+
+def test_copilot_eval_compliance_takes_the_third_look_from_the_setting(tiny: TinyEmbedder, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`COPILOT_COMPLIANCE_TUNED=true copilot eval compliance` scores the checker with the third look, as the app
+    runs it; the scratch Copilot the command builds is not left without it."""
+    import json
+
+    import eval.harness
+    from copilot.config import get_settings
+    from eval.runner import RunConfig, run
+
+    marked = CLEAN[0]
+    lines = [Example(e.text, frozenset({"competitor"}) if e.text.startswith(marked) else frozenset())
+             for e in _lines() if not e.categories]
+    taught = tuned.train_tuned(lines, tiny, epochs=8, rates=(3e-3, 3e-2))
+    layer = semantic.default_layer()
+    embedder = TinyHashing(tiny)
+    monkeypatch.setitem(review._REGISTRY, (embedder.name, layer.version), _stub(layer, "competitor", 1e9, embedder.name))
+    monkeypatch.setitem(review._TUNED, (f"tuned:{embedder.name}", layer.version), tuned.TunedReader(tiny, taught))
+    monkeypatch.setattr(eval.harness, "choose_embedder", lambda name, settings: embedder)
+    data = tmp_path / "lines.jsonl"
+    data.write_text(json.dumps({"text": marked + "呢", "categories": []}, ensure_ascii=False) + "\n", "utf-8")
+    knowledge = Path(__file__).resolve().parent.parent / "knowledge"
+    flagged = {}
+    for flag in (False, True):
+        monkeypatch.setenv("COPILOT_DATA_DIR", str(tmp_path / str(flag)))
+        monkeypatch.setenv("COPILOT_COMPLIANCE_TUNED", str(flag).lower())
+        get_settings.cache_clear()
+        try:
+            result, _ = run(RunConfig(suite="compliance", data=data, out=tmp_path / f"out-{flag}", langchain=False),
+                            embedder_name=None, knowledge=knowledge)
+        finally:
+            get_settings.cache_clear()
+        assert any(("third look at every text" in n) == flag for n in result.notes)
+        flagged[flag] = result.metrics["fp_rate"]
+    assert flagged == {False: 0.0, True: 1.0}
