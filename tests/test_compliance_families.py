@@ -345,3 +345,20 @@ def test_a_warning_against_paying_or_adding_staff_privately_is_no_off_platform_m
 
 def test_a_question_asking_to_deal_privately_is_not_read_as_a_warning(rules: ComplianceChecker) -> None:
     assert "off_platform" in rules.check("教练不可以私下收费吗？钱转我支付宝就行", sales=True).categories
+
+
+@pytest.mark.parametrize(
+    ("appointment", "proposition"),
+    [
+        ("你们那边做水光要提前约吗", "约吗？房已经开好了"),
+        ("明天临时有事，能改约吗", "美女约吗，今晚有空"),
+        ("洗澡要预约吗，泰迪", "帅哥约不约"),
+        ("周六上午的私教课还能约吗", "小姐姐约吗😏"),
+    ],
+)
+def test_booking_an_appointment_is_not_a_proposition(
+    rules: ComplianceChecker, appointment: str, proposition: str
+) -> None:
+    """约吗 after a verb or a time books a slot; standing alone or after an address it is a proposition."""
+    assert "porn.solicit_shape" not in {f.rule_id for f in rules.check(appointment).flags}
+    assert "porn.solicit_shape" in {f.rule_id for f in rules.check(proposition).flags}
