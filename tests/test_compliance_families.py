@@ -73,6 +73,18 @@ def rules() -> ComplianceChecker:
         ("med.gone", "宝宝屁股上的疹子抹了这个第二天就没了", "宝宝屁股上的疹子是什么时候出的？"),
         ("med.gone", "这款铁剂吃两周，宝宝贫血就纠正了", "宝宝贫血的话先查一下血常规"),
         ("med.gone", "这个颈椎枕用了一个礼拜，颈椎病再没犯过", "颈椎病犯了的话先去医院看看"),
+        ("med.gone", "胃溃疡的客户坚持下来都养好了", "胃溃疡要按时吃药，医生交代的饮食也要注意"),
+        ("med.gone", "老寒腿的顾客泡完三回就缓过来了", "老寒腿的话冬天还是要注意保暖"),
+        ("med.cure", "这款桑葚茶饭后喝一杯，稳血糖", "这款桑葚茶饭后喝一杯，酸甜口的"),
+        ("offplat.side_deal", "我抖音上也开了个小店，同款便宜二十", "抖音上的直播回放我们官方号都有，您可以去看"),
+        ("offplat.side_deal", "想拿员工价的私信我，名额不多", "员工价只有内部员工能用，我们这边是会员价"),
+        ("offplat.side_deal", "定金别交给前台了，先放我这儿", "定金在前台交，收据请您收好"),
+        ("offplat.side_deal", "公司流程太慢，咱俩直接交易吧", "公司流程我帮您催一下，今天能审完"),
+        ("offplat.side_deal", "这个价只能私底下给您，别声张", "私底下问了几个老客户，都说这款好用"),
+        ("offplat.side_deal", "不开票的话能便宜一百，您考虑下", "发票在订单完成后自动开，电子版在订单页下载"),
+        ("comp.smear_other", "外面好多店的蜜蜡都是压制料冒充的", "外面好多店也卖蜜蜡，您可以多比比"),
+        ("comp.smear_other", "楼下那家健身房被罚过好几回，卫生一塌糊涂", "楼下那家健身房周末人挺多的"),
+        ("comp.smear_other", "直播间那些低价燕窝基本都是糖水兑的", "直播间那些款我们店里也有，价格一样"),
         ("med.gone", "这款收腹带产后用，腹直肌分离能恢复", "腹直肌分离的话要去医院评估"),
         ("med.cure", "这款喷雾对过敏性鼻炎有奇效", "这款喷雾是生理海盐水，用来清洁鼻腔"),
         ("med.cure", "我们的保健品可以代替药物，慢慢就不用吃药了", "保健品不能代替药物，药还是要按时吃"),
@@ -258,10 +270,18 @@ def test_a_dose_or_a_remedy_counts_as_sales_wording(rules: ComplianceChecker) ->
     assert "ad_medical" not in rules.check("抑郁症是一种常见的心理疾病，通过规范治疗大多可以缓解。").categories
 
 
+def test_using_a_remedy_or_telling_of_customers_counts_as_sales_wording(rules: ComplianceChecker) -> None:
+    # No 这款/买/您: lying on a mattress for a month or the students who practised is how a remedy is sold; a therapy
+    # named in prose is not.
+    assert "ad_medical" in rules.check("学员跟着练两周，失眠都能改善").categories
+    assert "ad_medical" in rules.check("磁疗床垫躺一个月，腰腿疼都能缓解").categories
+    assert "ad_medical" not in rules.check("针灸在一些国家被用来缓解偏头痛").categories
+
+
 def test_a_staff_send_is_sales_talk_without_sales_wording(rules: ComplianceChecker) -> None:
     # The gate that keeps 第一/治疗 in prose quiet does not apply to what staff send a customer.
-    assert "ad_medical" in rules.check("坚持三个月，湿疹能根治", sales=True).categories
-    assert "ad_medical" not in rules.check("坚持三个月，湿疹能根治").categories
+    assert "ad_medical" in rules.check("部分湿疹可以根治", sales=True).categories
+    assert "ad_medical" not in rules.check("部分湿疹可以根治").categories
     assert "ad_absolute" in rules.check("长江是中国第一长河", sales=True).categories
 
 
@@ -345,6 +365,12 @@ def test_a_warning_against_paying_or_adding_staff_privately_is_no_off_platform_m
 
 def test_a_question_asking_to_deal_privately_is_not_read_as_a_warning(rules: ComplianceChecker) -> None:
     assert "off_platform" in rules.check("教练不可以私下收费吗？钱转我支付宝就行", sales=True).categories
+
+
+def test_an_a_not_a_question_is_no_denial(rules: ComplianceChecker) -> None:
+    # 能不能加您私人微信 asks for the move; 不能加私人微信 refuses it.
+    assert "off_platform" in rules.check("老师能不能加您私人微信？想单独约课").categories
+    assert "off_platform" not in rules.check("老师不能加私人微信哦，有事在这边说就行").categories
 
 
 @pytest.mark.parametrize(

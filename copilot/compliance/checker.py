@@ -59,6 +59,14 @@ _SALES_CUE = re.compile(
     r"|(?:每天|每日|一天|早上|晚上|睡前|饭后|早晚)(?:早上|晚上)?(?:一|两|二|三)(?:勺|包|粒|杯|片|袋|颗|支|贴)"
     r"|蜂胶|蜂王浆|胶囊|口服液|冲剂|减肥茶|降压茶|养生茶|足浴包|艾灸贴|奶皂|神器|文案"
 )
+# A remedy is sold by how it is used on the body (垫着走路, 枕着睡, 穿上, 做满十次, 每天十分钟) or by the customers who
+# used it (好多客户, 学员, 亲测): a health claim with either is advertising even without other sales wording. Prose
+# about an illness has neither; the other advertising categories still need the sales wording above.
+_REMEDY_CUE = re.compile(
+    r"每天|每晚|每次|坚持|客户|顾客|学员|会员|姐妹|亲测|自用|垫着|枕着|穿着|穿上|绑着|戴着|坐着|躺着|泡着|贴着|含着"
+    r"|泡(?:一|个|完|三|脚)|(?:做|用|泡|贴|喝|吃|戴|穿)(?:完|满|了一|一次|一周|一个月|三天|七天)|当场|第二(?:天|晚)"
+    r"|(?:按摩|理疗|美容|护眼|治疗|眼部|颈椎|脉冲|低频|射频|热敷|艾灸|红光|蓝光|盆底修复)仪|鞋垫|床垫|枕头|精油|足贴|理疗|疗养|口服"
+)
 _DISCUSSION = re.compile(
     r"(?<!不)(?:违法|违规)|(?:规定|法律|广告法|条例|广告中|一律|均)(?:.{0,12})不得|严禁|禁止|打击"
     r"|(?:反诈|防骗|警方|公安机关|监管部门|消费者协会|消协)(?:.{0,6})(?:提醒|提示|表示|通报)"
@@ -81,6 +89,8 @@ _MEDICAL_REFERRAL = re.compile(
     r"|(?<!不用)(?<!不必)(?<!不需要)(?:问问|问下|问一下|咨询|请教|听)(?:一下)?(?:您的|你的|主治|产检|儿科|专业)?(?:医生|大夫)"
     r"|遵医嘱|(?<!不)(?<!不需)(?:要|得|请|建议|还是|最好)(?:去)?(?:看医生|看看医生|找医生|就医|去医院|看牙医|看.{0,3}科)"
 )
+# A yes-no question of the A-not-A kind (能不能, 要不要): its 不能 or 不要 asks, it does not deny (能不能加您个人微信).
+_A_NOT_A = re.compile(r"能不能|可不可以|可以不可以|会不会|要不要|行不行|肯不肯|愿不愿意?")
 # Telling the customer not to pay or add anyone privately (请不要转到任何个人账户, 别加私人微信) keeps them on WeCom.
 _OFF_PLATFORM_DENIAL = re.compile(
     r"(?:不要|别|请勿|切勿|不能|不会|不支持|不接受)(?:.?|(?:让|叫|要|要求)(?:您|你|家长|客户|大家)?)(?:把钱|把款)?(?:转|私下|加)"
@@ -307,7 +317,8 @@ class ComplianceChecker:
         if flags and not sales and not _SALES_CUE.search(nt):
             # An advertising claim needs something to advertise: without any sales wording (这款, 我们, 买, 您 …)
             # 第一/最佳/治疗/辟邪 are facts or topics of ordinary prose (长江是中国第一长河).
-            flags = [f for f in flags if f.category not in _AD_CATEGORIES]
+            remedy = _REMEDY_CUE.search(nt) is not None
+            flags = [f for f in flags if f.category not in _AD_CATEGORIES or (remedy and f.category == "ad_medical")]
         if flags and _DISCUSSION.search(nt):
             # Text that warns about, forbids or reports a practice (反诈提醒, 广告法规定不得…, 平台打击刷单) is not
             # doing it.
@@ -326,7 +337,7 @@ class ComplianceChecker:
             flags = [f for f in flags if f.category not in ("ad_finance", "false_promise")]
         if flags:
             flags = [f for f in flags if f.category not in _NEGATABLE or not _negated(text, f.span[0])]
-        if flags and _OFF_PLATFORM_DENIAL.search(nt):
+        if flags and _OFF_PLATFORM_DENIAL.search(_A_NOT_A.sub("能否", nt)):
             flags = [f for f in flags if f.category != "off_platform"]
         if not flags:
             return ComplianceResult("none", (), snap.version)
