@@ -82,6 +82,8 @@ def rules() -> ComplianceChecker:
         ("offplat.side_deal", "公司流程太慢，咱俩直接交易吧", "公司流程我帮您催一下，今天能审完"),
         ("offplat.side_deal", "这个价只能私底下给您，别声张", "私底下问了几个老客户，都说这款好用"),
         ("offplat.side_deal", "不开票的话能便宜一百，您考虑下", "发票在订单完成后自动开，电子版在订单页下载"),
+        ("comp.accuse", "某些进口大牌奶粉，懂的都懂，我就不多说了", "某些进口奶粉我们也有代理，您可以比比配方"),
+        ("comp.accuse", "他们那套装修报价里藏了一堆隐形消费", "他们那套装修报价我看过，和我们差不多"),
         ("comp.smear_other", "外面好多店的蜜蜡都是压制料冒充的", "外面好多店也卖蜜蜡，您可以多比比"),
         ("comp.smear_other", "楼下那家健身房被罚过好几回，卫生一塌糊涂", "楼下那家健身房周末人挺多的"),
         ("comp.smear_other", "直播间那些低价燕窝基本都是糖水兑的", "直播间那些款我们店里也有，价格一样"),
@@ -388,3 +390,17 @@ def test_booking_an_appointment_is_not_a_proposition(
     """约吗 after a verb or a time books a slot; standing alone or after an address it is a proposition."""
     assert "porn.solicit_shape" not in {f.rule_id for f in rules.check(appointment).flags}
     assert "porn.solicit_shape" in {f.rule_id for f in rules.check(proposition).flags}
+
+
+@pytest.mark.parametrize(
+    ("across_words", "term", "category"),
+    [
+        ("宝宝今天医生说没事了", "这串手链带天医磁场，旺事业", "ad_superstition"),  # 今天|医生, not 天医
+        ("出差带单片装的面膜方便", "老师带单，稳赚不赔", "fraud"),  # 带|单片, not 带单
+    ],
+)
+def test_a_list_term_spelled_across_two_words_is_no_hit(
+    rules: ComplianceChecker, across_words: str, term: str, category: str
+) -> None:
+    assert category not in rules.check(across_words, sales=True).categories
+    assert category in rules.check(term, sales=True).categories
