@@ -255,15 +255,19 @@ class ComplianceChecker:
         kept = _resolve_overlaps([*result.flags, *extra])
         return ComplianceResult(overall_risk(kept), tuple(kept), result.rules_version)
 
-    def _sentence_flags(self, text: str, skip: set[str]) -> list[Flag]:
+    def _sentence_flags(self, text: str, normalised: str, skip: set[str]) -> list[Flag]:
         """The semantic layer's reading of each sentence of a message of several: a smear or a claim in one sentence
         of a long, friendly message weighs little among all the message's n-grams, but as much as in a line of its
         own when its sentence is read alone. A flag covers its sentence. Only the n-gram layer reads the sentences:
         with the second look, sentences read alone (a customer's question, a fragment) came near too many categories
         (held-out dev: six more clean lines flagged for one more risky line found)."""
         assert self.semantic is not None
+        parts = _sentences(text)
+        # A sentence's n-grams are some of its message's: a message without a cue has no sentence with one.
+        if not parts or not self.semantic.has_cue(normalised):
+            return []
         found: list[Flag] = []
-        for start, part in _sentences(text):
+        for start, part in parts:
             for flag in self.semantic.flags(part, normalize(part).text, skip=skip):
                 skip.add(flag.category)
                 found.append(replace(flag, span=(start, start + len(part))))
@@ -315,7 +319,7 @@ class ComplianceChecker:
                 found = self.semantic.flags(text, rest, skip=skip, review=review)
                 flags.extend(found)
                 if not allowed:
-                    flags.extend(self._sentence_flags(text, skip | {f.category for f in found}))
+                    flags.extend(self._sentence_flags(text, nt, skip | {f.category for f in found}))
         if flags and not sales and not _SALES_CUE.search(nt):
             # An advertising claim needs something to advertise: without any sales wording (这款, 我们, 买, 您 …)
             # 第一/最佳/治疗/辟邪 are facts or topics of ordinary prose (长江是中国第一长河).
