@@ -121,9 +121,10 @@ class Copilot:
                                   else None)
         if self.compliance_review is not None and compliance.semantic is not None:
             self.compliance_review.warm(compliance.semantic)  # trained once per process, or loaded from the cache
-        # The pinyin reader of the rules' words, which the first text with pinyin would otherwise wait a second for.
+        # The pinyin reader of the rules' words and the word dictionary short list terms are read against, which the
+        # first text with pinyin or with such a term would otherwise wait a second for.
         # A daemon: it only reads the rules, and a process may exit before it is done.
-        threading.Thread(target=compliance.warm, name="compliance-pinyin", daemon=True).start()
+        threading.Thread(target=compliance.warm, name="compliance-warm", daemon=True).start()
         self.frequency = FrequencyGuard(engine, cap_for=self.tenant_compliance.proactive_daily_cap)
         self.repo = Repository(engine)
         self._classifiers: dict[str, MessageClassifier] = {}

@@ -124,7 +124,7 @@ def test_compliance_check_flags_risky_promises(client: TestClient, text: str) ->
 
 def test_compliance_check_reads_a_staff_text_as_sales_talk_and_a_customers_not(client: TestClient) -> None:
     # No 这款/您/买 in it: from staff it is a cure claim sent to a customer, from a customer it is hearsay.
-    text = "坚持三个月，湿疹能根治"
+    text = "部分湿疹可以根治"
     staff = client.post("/v1/compliance/check", json={"text": text}, headers=HEADERS).json()
     customer = client.post("/v1/compliance/check", json={"text": text, "speaker": "customer"}, headers=HEADERS).json()
     assert "ad_medical" in {f["category"] for f in staff["flags"]}
