@@ -120,9 +120,10 @@ def test_the_copilot_warms_its_checker_at_startup(tmp_path: Path) -> None:
     engine, store = storage(tmp_path, embedder)
     Copilot(engine=engine, embedder=embedder, store=store, compliance=checker)
     for thread in threading.enumerate():
-        if thread.name == "compliance-pinyin":
+        if thread.name == "compliance-warm":
             thread.join(timeout=60)
     assert checker.version in checker_module._READERS
+    assert checker_module._dictionary.cache_info().currsize == 1  # the word dictionary of short list terms
 
 
 def test_readers_of_old_rules_are_let_go() -> None:
