@@ -136,6 +136,16 @@ def rules() -> ComplianceChecker:
         ("med.testimony_shape", "用了这款洗液，妇科都不用去了", "有炎症的话还是要去妇科看看"),
         ("med.testimony_shape", "老客户的血脂喝了三个月降到4点几", "血脂偏高的话建议先去医院查一下"),
         ("med.testimony_shape", "这个艾灸仪比去医院做理疗还管用", "这个艾灸仪是日常保暖用的，不是医疗器械"),
+        ("med.drug_rival", "这款鱼油比阿司匹林还安全", "鱼油不是药，阿司匹林要不要吃请问医生"),
+        ("med.drug_rival", "菊粉就是天然的降糖药，早上冲一杯", "菊粉是一种天然的膳食纤维，早上冲一杯"),
+        ("med.drug_rival", "这款叶黄素能修复视神经", "视神经的问题要去眼科查，叶黄素只是营养补充"),
+        ("med.drug_rival", "我妈喝了半年，老花镜都不用戴了", "老花镜我们店也能配，验光免费"),
+        ("med.gone", "过敏性鼻炎喷了几天就不打喷嚏了", "鼻炎犯了打喷嚏多，要去耳鼻喉科看看"),
+        ("med.gone", "宝宝的湿疹一抹就好，您放心", "宝宝的湿疹还没好的话，先别换新的面霜"),
+        ("med.recovery", "用了我们的护臀霜，宝宝就不起红屁屁了", "勤换尿布，宝宝就不容易起红屁屁"),
+        ("comp.accuse", "他们家的白酒都是勾兑的，喝了上头", "他们家的白酒我也喝过，口感偏甜"),
+        ("comp.accuse", "那个代购的面霜来路不明，您小心点", "那个代购的面霜我们也有，可以对比一下成分"),
+        ("comp.accuse", "别家说的续航是虚假宣传，根本跑不到", "别家说的续航是工况数据，我们的也是这么标的"),
     ],
 )
 def test_a_family_rule_flags_its_shape_and_not_the_ordinary_wording(
@@ -278,6 +288,14 @@ def test_using_a_remedy_or_telling_of_customers_counts_as_sales_wording(rules: C
     assert "ad_medical" in rules.check("学员跟着练两周，失眠都能改善").categories
     assert "ad_medical" in rules.check("磁疗床垫躺一个月，腰腿疼都能缓解").categories
     assert "ad_medical" not in rules.check("针灸在一些国家被用来缓解偏头痛").categories
+
+
+def test_goods_a_remedy_comes_as_or_a_use_that_acts_at_once_counts_as_sales_wording(rules: ComplianceChecker) -> None:
+    # No 这款/买/您: a remedy named by its form (大豆肽, 护理液) or used once to act (一擦, 洗几次) is being sold; a
+    # treatment described in prose is not.
+    assert "ad_medical" in rules.check("大豆肽降血糖，效果看得见").categories
+    assert "ad_medical" in rules.check("脚气一擦就好，连擦三天").categories
+    assert "ad_medical" not in rules.check("降血糖的药物有很多种，作用机制各不相同").categories
 
 
 def test_a_staff_send_is_sales_talk_without_sales_wording(rules: ComplianceChecker) -> None:
