@@ -146,6 +146,9 @@ def rules() -> ComplianceChecker:
         ("comp.accuse", "他们家的白酒都是勾兑的，喝了上头", "他们家的白酒我也喝过，口感偏甜"),
         ("comp.accuse", "那个代购的面霜来路不明，您小心点", "那个代购的面霜我们也有，可以对比一下成分"),
         ("comp.accuse", "别家说的续航是虚假宣传，根本跑不到", "别家说的续航是工况数据，我们的也是这么标的"),
+        ("comp.accuse", "那个蓝色包装的奶粉，喝了就是交智商税", "那个蓝色包装的奶粉是我们的新品，喝着偏淡"),
+        ("comp.accuse", "他们家的扫地机就是辣鸡，三天两头卡住", "他们家的辣鸡腿挺好吃的，我们这边没有卖"),
+        ("comp.accuse", "隔壁那家健身房老板卷款跑了", "隔壁那家健身房老板人挺好的"),
     ],
 )
 def test_a_family_rule_flags_its_shape_and_not_the_ordinary_wording(
@@ -288,6 +291,13 @@ def test_using_a_remedy_or_telling_of_customers_counts_as_sales_wording(rules: C
     assert "ad_medical" in rules.check("学员跟着练两周，失眠都能改善").categories
     assert "ad_medical" in rules.check("磁疗床垫躺一个月，腰腿疼都能缓解").categories
     assert "ad_medical" not in rules.check("针灸在一些国家被用来缓解偏头痛").categories
+
+
+@pytest.mark.parametrize("question", ["阿姨的腿疼治好了吗？天冷注意保暖", "宝宝的湿疹好转了没，上次说要去复查"])
+def test_asking_whether_an_illness_got_better_is_no_claim(rules: ComplianceChecker, question: str) -> None:
+    # A caring question followed by other words is not only questions, so the rules themselves leave 了吗 and 了没
+    # alone.
+    assert "ad_medical" not in rules.check(question, sales=True).categories
 
 
 def test_goods_a_remedy_comes_as_or_a_use_that_acts_at_once_counts_as_sales_wording(rules: ComplianceChecker) -> None:

@@ -76,6 +76,7 @@ def test_a_span_ending_where_a_piece_starts_stays_before_the_pinyin() -> None:
         ("这个床垫能zhi腰间盘突出", "ad_medical", "能zhi"),  # after them
         ("zhi 疗 湿 zhen 的宝宝霜", "ad_medical", "zhi 疗"),  # spaced out
         ("有事加我wei信，聊得方便", "off_platform", "wei信"),
+        ("这款按摩仪ｇｅｎ治富贵包", "ad_medical", "ｇｅｎ治"),  # full-width letters, flagged as written
     ],
 )
 def test_a_rule_word_spelled_partly_in_pinyin_is_flagged_at_its_spelling(

@@ -53,6 +53,20 @@ def test_chinese_numerals_in_percent_and_amount_contexts_become_digits(text: str
     assert normalize(text).text == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("tnb的老人", "糖尿病的老人"), ("他家的货lj", "他家的货垃圾"), ("DDDD，不多说", "懂的都懂不多说")],
+)
+def test_chat_initials_read_as_their_word(text: str, expected: str) -> None:
+    assert normalize(text).text == expected
+    assert normalize(text).span(len(expected) - 2, len(expected)) == (len(text) - 2, len(text))
+
+
+@pytest.mark.parametrize("text", ["html里的ljust", "tnbc型号", "Ldddd码"])
+def test_initials_inside_a_latin_word_are_left_alone(text: str) -> None:
+    assert normalize(text).text == text.lower()
+
+
 def test_numerals_outside_amount_contexts_are_left_alone() -> None:
     assert normalize("第一次见面，一起吃饭").text == "第一次见面一起吃饭"
     assert normalize("第一元素").text == "第一元素"

@@ -73,6 +73,10 @@ _REMEDY_CUE = re.compile(
     r"|天天|(?:做|打|用|喝|吃|贴|泡)(?:几|[一两三四五六七八九十])(?:次|回|针|疗程)|打完|泡水|配(?:一)?副"
     r"|眼罩|牙贴|肚脐贴|退热贴|四件套|按摩椅|甩脂机|料包|酵素|水光针|溶脂针|嫩肤|氨糖|乳清蛋白|胶原蛋白|[一-龥]丸"
 )
+# Full-width Latin letters and the ideographic space (ｇｅｎ治, ｚｈｉ　疗) as their ASCII forms, one for one, for the
+# pinyin reader.
+_FULL_WIDTH = re.compile("[\uff21-\uff3a\uff41-\uff5a\u3000]")
+_HALF_WIDTH = {cp: cp - 0xFEE0 for cp in (*range(0xFF21, 0xFF3B), *range(0xFF41, 0xFF5B))} | {0x3000: 0x20}
 _DISCUSSION = re.compile(
     r"(?<!不)(?:违法|违规)|(?:规定|法律|广告法|条例|广告中|一律|均)(?:.{0,12})不得|严禁|禁止|打击"
     r"|(?:反诈|防骗|警方|公安机关|监管部门|消费者协会|消协)(?:.{0,6})(?:提醒|提示|表示|通报)"
@@ -245,9 +249,10 @@ class ComplianceChecker:
         Rule words spelled in pinyin (zui hao yong, si xia zhuan zhang) are read back into characters and the
         rewritten text is checked too; what it adds is flagged at the pinyin (`pinyin.py`)."""
         result = self._check_text(text, review, sales)
-        if not has_pinyin_run(text):
+        latin = text.translate(_HALF_WIDTH) if _FULL_WIDTH.search(text) else text  # ｇｅｎ治 is gen治, same length
+        if not has_pinyin_run(latin):
             return result
-        rewritten = _reader(self._snap).rewrite(text)
+        rewritten = _reader(self._snap).rewrite(latin)
         if rewritten is None:
             return result
         known = result.categories

@@ -10,7 +10,8 @@ Every rule therefore matches a *normalised* copy of the text in which:
   the standard replaced become the standard one: 帐户 → 账户);
 * spaces, punctuation, symbols, emoji, combining marks and zero-width characters are deleted, so
   characters separated by them become adjacent; `%` is kept and `+` becomes `加` (`+V` means `加V`);
-* Chinese numerals in percent and amount contexts become digits (`壹佰%` → `100%`, `百分之百` → `100%`).
+* Chinese numerals in percent and amount contexts become digits (`壹佰%` → `100%`, `百分之百` → `100%`), and a
+  few chat initials become the word they stand for (`tnb` → `糖尿病`, `dddd` → `懂的都懂`).
 
 Rule patterns are written against this form. `Normalized.span` maps a normalised slice back to the exact
 original slice, so a flag on `最😊好的奶粉` covers `最😊好` and nothing else. The map is built lazily: most
@@ -103,7 +104,14 @@ _DIGITS = {
 }  # fmt: skip
 _UNITS = {"十": 10, "拾": 10, "百": 100, "佰": 100, "千": 1000, "仟": 1000}
 _NUMERAL_CLASS = "".join(_DIGITS) + "".join(_UNITS) + "万"
-_NUMERAL_RE = re.compile(rf"百分之?百|百分之([{_NUMERAL_CLASS}0-9]+)|(?<!第)([{_NUMERAL_CLASS}]+)(?=[%倍元])")
+# Initials that stand for a word in chat (tnb 糖尿病, gxy 高血压, dddd 懂的都懂, zqs 智商税, lj 垃圾), read as the word
+# when no other letter touches them.
+_INITIALS = {"tnb": "糖尿病", "gxy": "高血压", "dddd": "懂的都懂", "zqs": "智商税", "lj": "垃圾"}
+_INITIALS_RE = re.compile(rf"(?<![a-z])(?:{'|'.join(_INITIALS)})(?![a-z])")
+_REWRITE_RE = re.compile(
+    rf"百分之?百|百分之([{_NUMERAL_CLASS}0-9]+)|(?<!第)([{_NUMERAL_CLASS}]+)(?=[%倍元])"
+    rf"|(?<![a-z])({'|'.join(_INITIALS)})(?![a-z])"
+)
 
 
 def chinese_numeral_value(numeral: str) -> int | None:
@@ -129,7 +137,9 @@ def chinese_numeral_value(numeral: str) -> int | None:
     return total + section + num
 
 
-def _numeral_replacement(match: re.Match[str]) -> str | None:
+def _replacement(match: re.Match[str]) -> str | None:
+    if match.group(3) is not None:
+        return _INITIALS[match.group(3)]
     if match.group(1) is None and match.group(2) is None:
         return "100%"
     if match.group(1) is not None:
@@ -197,11 +207,11 @@ def normalize(text: str) -> Normalized:
     folded = text.translate(_table())
     folded_len = len(folded)
     rewrites: list[tuple[int, int, str]] = []
-    if "%" in folded or "百" in folded or "倍" in folded or "元" in folded:
+    if "%" in folded or "百" in folded or "倍" in folded or "元" in folded or _INITIALS_RE.search(folded):
         pieces: list[str] = []
         pos = 0
-        for match in _NUMERAL_RE.finditer(folded):
-            repl = _numeral_replacement(match)
+        for match in _REWRITE_RE.finditer(folded):
+            repl = _replacement(match)
             if repl is None:
                 continue
             lo, hi = match.span()
