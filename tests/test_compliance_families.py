@@ -91,6 +91,9 @@ def rules() -> ComplianceChecker:
         ("med.medicine_given_up", "静脉曲张穿我们的压力袜三个月，手术可以不做", "静脉曲张做不做手术，要看血管外科的评估"),
         ("med.gone", "扁平足穿半年我们的鞋就正过来了", "扁平足的孩子穿鞋要选鞋底稍硬一点的"),
         ("med.testimony_shape", "有个孩子用了半年护眼灯，散光从150度降到50度", "孩子散光150度的话，要定期去医院复查"),
+        ("med.health_necessity", "孕妇必须吃我们的DHA，不然孩子智力发育跟不上", "孕妇要不要补DHA，可以问问产检医生"),
+        ("med.health_necessity", "我们的产品对失眠有很好的效果", "早睡早起对失眠有很大的帮助哦"),
+        ("med.efficacy_rate", "这款贴有效率高达98%，好多宝妈反馈", "这款贴的好评率是98%，您可以看看评价"),
         ("comp.smear_other", "直播间那些低价燕窝基本都是糖水兑的", "直播间那些款我们店里也有，价格一样"),
         ("med.gone", "这款收腹带产后用，腹直肌分离能恢复", "腹直肌分离的话要去医院评估"),
         ("med.cure", "这款喷雾对过敏性鼻炎有奇效", "这款喷雾是生理海盐水，用来清洁鼻腔"),
@@ -178,6 +181,8 @@ def test_a_family_rule_flags_its_shape_and_not_the_ordinary_wording(
         ("这条围巾是100%山羊绒的，比上一季厚一点", "abs.percent"),
         ("暖宝贴就是贴着暖和，没有什么治疗作用哈", "med.treat"),
         ("钙片是膳食补充剂，不能代替药物治疗骨质疏松", "med.treat"),
+        ("该研究显示，这种新药的总有效率达到85%", "med.efficacy_rate"),
+        ("这款面霜不含药效成分，放心用", "lex.ad_medical"),
     ],
 )
 def test_context_exceptions_keep_ordinary_sales_talk_quiet(rules: ComplianceChecker, text: str, quiet_rule: str) -> None:

@@ -8,7 +8,8 @@ The semantic layer is retrained without each fold and the checker (rules, filter
 lines. Folds are the layer's own blocks of neighbouring lines (`semantic.fold_of`): a batch's lines share wording,
 so holding out single lines let their near-twins vouch for them and promised a third of the false alarms that blind
 text then met. Clean lines are reported apart for sales chat and for dialogue and prose (the CrossWOZ turns and lines
-marked `speaker: prose`), as the evaluation reports them on the test split. Prints figures only; a few minutes.
+marked `speaker: prose`), as the evaluation reports them on the test split; a line marked `speaker: staff` is judged
+as sales talk, as the evaluation judges it. Prints figures only; a few minutes.
 
 With `--review FILE` the checker also takes the second look of `review.py`, its classifier retrained without each
 fold like the layer. The development lines' sentence vectors (the settings' embedder, multilingual-e5-small by
@@ -53,10 +54,18 @@ class HeldOut:
                 f"dialogue and prose {self.clean_prose_flagged}/{self.clean_prose}")
 
 
-def _prose_marks() -> list[bool]:
+def _rows() -> list[dict[str, object]]:
     raw = resources.files("copilot.compliance").joinpath("training", "compliance_dev.jsonl").read_text("utf-8")
-    rows = [json.loads(line) for line in raw.splitlines() if line.strip()]
-    return [r.get("speaker") == "prose" or r.get("source") in _PROSE_SOURCES for r in rows]
+    return [json.loads(line) for line in raw.splitlines() if line.strip()]
+
+
+def _prose_marks() -> list[bool]:
+    return [r.get("speaker") == "prose" or r.get("source") in _PROSE_SOURCES for r in _rows()]
+
+
+def _staff_marks() -> list[bool]:
+    """Lines a staff member sends: judged as sales talk (`check(..., sales=True)`), as the evaluation judges them."""
+    return [r.get("speaker") == "staff" for r in _rows()]
 
 
 class _Vectors:
@@ -76,6 +85,7 @@ def held_out(checker: ComplianceChecker, vectors: np.ndarray | None = None) -> H
     `vectors` (one sentence vector per line), with the second look of `review.py` trained the same way."""
     examples = load_training()
     prose = _prose_marks()
+    staff = _staff_marks()
     folds = fold_of(len(examples))
     lookup = _Vectors([e.text for e in examples], vectors) if vectors is not None else None
     report = HeldOut()
@@ -85,10 +95,10 @@ def held_out(checker: ComplianceChecker, vectors: np.ndarray | None = None) -> H
         review = None
         if vectors is not None and lookup is not None:
             review = EmbeddingReview(lookup, model=train_review(kept, vectors[folds != k], lookup.name))
-        for e, f, is_prose in zip(examples, folds, prose, strict=True):
+        for e, f, is_prose, is_staff in zip(examples, folds, prose, staff, strict=True):
             if f != k:
                 continue
-            got = checker.check(e.text, review=review).categories
+            got = checker.check(e.text, review=review, sales=is_staff).categories
             for c in e.categories:
                 (report.found if c in got else report.missed)[c] += 1
             for c in got - e.categories:
