@@ -14,6 +14,28 @@ import uvicorn
 
 __all__ = ["running", "serve_in_thread"]
 
+# Every server of a test run gets an address no earlier one had: the copilot keys cached WeCom tokens by the
+# API's address, and a token cached from an earlier stub on a reused port would be refused by the new one.
+_ports_served: set[int] = set()
+
+
+def _fresh_socket() -> socket.socket:
+    """A socket bound to 127.0.0.1 on a port no server of this process was given before."""
+    passed_over: list[socket.socket] = []
+    try:
+        while True:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+            if port not in _ports_served:
+                _ports_served.add(port)
+                return sock
+            passed_over.append(sock)  # held open while searching, so the system offers another port
+    finally:
+        for sock in passed_over:
+            sock.close()
+
 
 @contextmanager
 def serve_in_thread(app: Any, *, name: str, lifespan: Literal["auto", "on", "off"] = "off", start_s: float = 20.0,
@@ -25,9 +47,7 @@ def serve_in_thread(app: Any, *, name: str, lifespan: Literal["auto", "on", "off
     if access_log:  # a server started before without an access log switched the shared logger off
         logging.getLogger("uvicorn.access").propagate = True
     server = uvicorn.Server(config)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = _fresh_socket()
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=name, daemon=True)
     thread.start()
     deadline = time.monotonic() + start_s

@@ -107,8 +107,8 @@ class StubWeCom:
             return [c for c in self.calls if c.path == path]
 
     def accepted_to(self, path: str) -> list[Call]:
-        """The calls to `path` WeCom carried out: not those it refused, e.g. with a token the database
-        cached from an earlier stub that served the same port (40014, then the client refreshes)."""
+        """The calls to `path` WeCom carried out: not those it refused (an expired or unknown token, a
+        scripted error)."""
         with self._lock:
             return [c for c in self.accepted if c.path == path]
 
