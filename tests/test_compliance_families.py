@@ -162,6 +162,8 @@ def rules() -> ComplianceChecker:
         ("med.drug_rival", "官方不让写功效，不过好多糖尿病的客户都在喝", "官方不让写功效，我们就只介绍配料"),
         ("med.drug_rival", "这款眼霜去眼袋，效果跟做了手术差不多", "眼袋要做手术的话，请去正规医院咨询"),
         ("med.gone", "我们的学员练了三个月，高血压都降了", "高血压的学员，运动前先问问医生"),
+        ("harass.insult_pattern", "妈的，跟你说了几遍了还问", "我妈的体检报告出来了，结节不大"),
+        ("harass.insult_pattern", "一天到晚问问问，烦死了妈的", "她妈的生日快到了，想挑个礼物"),
     ],
 )
 def test_a_family_rule_flags_its_shape_and_not_the_ordinary_wording(
@@ -183,6 +185,7 @@ def test_a_family_rule_flags_its_shape_and_not_the_ordinary_wording(
         ("钙片是膳食补充剂，不能代替药物治疗骨质疏松", "med.treat"),
         ("该研究显示，这种新药的总有效率达到85%", "med.efficacy_rate"),
         ("这款面霜不含药效成分，放心用", "lex.ad_medical"),
+        ("我妈的体检报告出来了，结节不大", "harass.insult"),
     ],
 )
 def test_context_exceptions_keep_ordinary_sales_talk_quiet(rules: ComplianceChecker, text: str, quiet_rule: str) -> None:

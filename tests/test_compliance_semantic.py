@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from api.app import create_app
 from copilot.compliance import ComplianceChecker, normalize, semantic
 from copilot.compliance.disparage import CONTEXT, FEATURE, after_reference, disparages
+from copilot.compliance.disparage import reference_words as disparage_references
 from copilot.config import Settings
 
 # A fortune claim that names no lexicon term and fits no rule (no 招财, 开光, 转运, 运势 …).
@@ -113,6 +114,14 @@ def test_the_cache_key_changes_with_the_normaliser(tmp_path: Any, monkeypatch: p
     changed = tmp_path / "normalize.py"
     changed.write_text("# another normaliser\n", encoding="utf-8")
     monkeypatch.setattr(sys.modules["copilot.compliance.normalize"], "__file__", str(changed))
+    assert semantic.cache_key(examples) != before
+
+
+def test_the_cache_key_changes_with_the_rivals_the_pack_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A named rival is a reference to another seller, so the pairs after it are features of a cached model.
+    examples = semantic.load_training()[:20]
+    before = semantic.cache_key(examples)
+    monkeypatch.setattr(semantic, "reference_words", lambda: (*disparage_references(), "新来的对手"))
     assert semantic.cache_key(examples) != before
 
 

@@ -480,11 +480,12 @@ class _Evidence:
 
 
 def cache_key(examples: Sequence[Example]) -> str:
-    """The training data and the code and word list that make the features (the normaliser's too: its output is what
-    the n-grams are cut from): a cached model is reused only when all are unchanged."""
+    """The training data and the code and word lists that make the features (the normaliser's too: its output is what
+    the n-grams are cut from; the references, which take in the general pack's rivals): a cached model is reused only
+    when all are unchanged."""
     normaliser = Path(str(sys.modules[normalize.__module__].__file__))
     code = (Path(__file__).read_bytes() + normaliser.read_bytes()
-            + Path(disparage.__file__).read_bytes() + disparage.word_list_bytes())
+            + Path(disparage.__file__).read_bytes() + disparage.word_list_bytes() + "\n".join(reference_words()).encode())
     return hashlib.sha256(training_digest(examples).encode() + code).hexdigest()[:20]
 
 
