@@ -16,6 +16,8 @@ from api.app import create_app
 from copilot.compliance import ComplianceChecker, normalize, semantic
 from copilot.compliance.disparage import CONTEXT, FEATURE, after_reference, disparages
 from copilot.compliance.disparage import reference_words as disparage_references
+from copilot.compliance.health import CONTEXT as ILLNESS
+from copilot.compliance.health import after_illness
 from copilot.config import Settings
 
 # A fortune claim that names no lexicon term and fits no rule (no 招财, 开光, 转运, 运势 …).
@@ -230,3 +232,59 @@ def test_a_message_of_one_sentence_or_a_question_is_not_read_alone() -> None:
     # A question claims nothing, so it is not read alone (the whole message is still read as it is).
     asked = "有没有那种T0级别的防晒推荐？我下个月去海边玩几天。这个手串戴了真的会有好运吗"
     assert [p for _, p in _sentences(asked)] == ["我下个月去海边玩几天"]
+
+
+def test_pairs_after_a_named_illness_are_features_of_their_own() -> None:
+    pairs = after_illness(normalize("您的甲状腺结节喝三个月就变小了").text)
+    assert {ILLNESS + "变小", ILLNESS + "喝三"} <= pairs and ILLNESS + "甲状" not in pairs  # what follows the illness
+    assert after_illness(normalize("这盆绿萝浇三个月水就变大了").text) == set()  # no illness: no such feature
+    far = normalize("结节" + "的" * 16 + "变小").text
+    assert ILLNESS + "变小" not in after_illness(far)  # beyond the window
+
+
+def test_the_health_claim_classifier_has_thresholds_from_held_out_folds_and_a_budget_of_its_own(
+    layer: semantic.SemanticLayer,
+) -> None:
+    assert layer.health is not None and layer.health.model.illness_pairs and not layer.model.illness_pairs
+    assert layer.health.categories == ["ad_medical"]
+    stats = layer.health.model.oof["ad_medical"]
+    assert stats["precision"] >= semantic._MIN_PRECISION and stats["clean_fp"] <= semantic._HEALTH_CLEAN_FP
+    column = layer.health.model.vocabulary.get(ILLNESS + "就停")
+    assert column is not None and layer.health.model.weights[column, 0] > 0  # learned from the training lines
+    assert not any(g.startswith(ILLNESS) for g in layer.model.vocabulary)  # the main classifiers read no such pair
+
+
+def test_a_health_claim_the_main_classifiers_do_not_read_is_flagged_for_the_pair_after_its_illness(
+    layer: semantic.SemanticLayer,
+) -> None:
+    text = "痛风的客户喝了我们的芹菜汁，指标一直很平稳"
+    normalised = normalize(text).text
+    assert not layer._cued(normalised)  # no cue n-gram of the main classifiers
+    assert layer.has_cue(normalised)  # a cue pair after 痛风
+    rules_only = ComplianceChecker(packs=("general", "mother_baby"), semantic=False)
+    assert "ad_medical" not in rules_only.check(text).categories
+    checker = ComplianceChecker(packs=("general", "mother_baby"), semantic=layer)
+    flag = next(f for f in checker.check(text).flags if f.category == "ad_medical")
+    assert flag.rule_id == "semantic.ad_medical" and flag.evidence
+    assert set(flag.evidence) <= {e.text for e in layer.examples if "ad_medical" in e.categories}
+    assert "ad_medical" not in checker.check("痛风的客户要按时吃药，芹菜汁只是饮品").categories
+
+
+def test_the_health_claim_classifier_reads_only_texts_that_name_an_illness(layer: semantic.SemanticLayer) -> None:
+    assert layer.health is not None
+    claim = "喝了我们的芹菜汁，指标一直很平稳，比吃药还管用"
+    assert not after_illness(normalize(claim).text)
+    assert not layer.health._cued(normalize(claim).text)
+    assert not layer.health._flags(claim, normalize(claim).text, (), None)
+
+
+def test_the_health_claim_model_is_cached_apart_and_reloaded(
+    layer: semantic.SemanticLayer, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    part = layer.examples[::4]
+    monkeypatch.setattr(semantic, "_CACHE_DIR", tmp_path / "compliance")
+    first = semantic._trained(part, health_claims=True)
+    assert [p.name.startswith("semantic-health-") for p in (tmp_path / "compliance").glob("*.npz")] == [True]
+    monkeypatch.setattr(semantic, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained again")))
+    again = semantic._trained(part, health_claims=True)
+    assert again.illness_pairs and again.names == first.names and np.array_equal(again.weights, first.weights)

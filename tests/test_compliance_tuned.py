@@ -145,7 +145,7 @@ def test_checker_flags_what_only_the_tuned_layers_read(tiny: TinyEmbedder, train
     monkeypatch.setattr(with_tuned, "tuned_for", lambda _layer: reader)
     for looks in (with_tuned, without):  # the second look is not what is tested here: it flags nothing
         monkeypatch.setattr(looks, "flagged", lambda *args: {})
-    monkeypatch.setattr(layer, "has_cue", lambda _normalised: False)  # so the n-gram layer alone flags nothing
+    monkeypatch.setattr(layer, "_cued", lambda _normalised: False)  # so the n-gram layer alone flags nothing
     checker = ComplianceChecker(packs=(), semantic=False)  # and no rule
     checker.semantic = layer
     text = SMEARS[2] + "呢"

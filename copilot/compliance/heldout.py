@@ -30,7 +30,7 @@ import numpy as np
 
 from copilot.compliance.checker import ComplianceChecker
 from copilot.compliance.review import EmbeddingReview, train_review
-from copilot.compliance.semantic import SemanticLayer, fold_of, load_training, train
+from copilot.compliance.semantic import SemanticLayer, fold_of, load_training, train, train_health
 
 __all__ = ["HeldOut", "held_out"]
 
@@ -91,7 +91,7 @@ def held_out(checker: ComplianceChecker, vectors: np.ndarray | None = None) -> H
     report = HeldOut()
     for k in sorted(set(folds.tolist())):
         kept = [e for e, f in zip(examples, folds, strict=True) if f != k]
-        checker.semantic = SemanticLayer(kept, train(kept))
+        checker.semantic = SemanticLayer(kept, train(kept), train_health(kept))
         review = None
         if vectors is not None and lookup is not None:
             review = EmbeddingReview(lookup, model=train_review(kept, vectors[folds != k], lookup.name))
