@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     chroma_path: Path | None = Field(default=None, description="Chroma directory; default data_dir/chroma")
     chroma_url: str | None = Field(default=None, description="a Chroma server (`chroma run`) every process shares; "
                                    "unset: the embedded folder")
+    models_path: Path | None = Field(default=None, description="the models `copilot prepare` makes (embedder, "
+                                     "compliance classifiers), shared by every process that names it; "
+                                     "default data_dir/models")
     knowledge_dir: Path = Field(default=_PROJECT_ROOT / "knowledge", description="library to ingest")
     demo_libraries: Annotated[dict[str, Path], NoDecode] = Field(
         default_factory=lambda: {"skincare": _PROJECT_ROOT / "libraries" / "skincare"},
@@ -164,7 +167,7 @@ class Settings(BaseSettings):
 
     @property
     def models_dir(self) -> Path:
-        return self.data_dir / "models"
+        return self.models_path or self.data_dir / "models"
 
     @property
     def llm_configured(self) -> bool:

@@ -41,10 +41,11 @@ approval_ttl_s: 86400
 
 
 def cluster_env(root: Path, database_url: str, stub_url: str, **extra: str) -> dict[str, str]:
-    """The environment every process of one cluster shares (nothing inherited from the caller's COPILOT_*)."""
+    """The environment every process of one cluster shares (nothing inherited from the caller's COPILOT_*
+    but the prepared models every process loads)."""
     policy = root / "autoreply.yaml"
     policy.write_text(POLICY, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COPILOT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COPILOT_") or k == "COPILOT_MODELS_PATH"}
     env.update({
         "COPILOT_DATA_DIR": str(root), "COPILOT_DATABASE_URL": database_url, "COPILOT_EMBEDDING_MODEL": "hashing",
         "COPILOT_API_KEYS": API_KEY, "COPILOT_WEBHOOK_SECRET": SECRET, "COPILOT_KNOWLEDGE_DIR": str(KNOWLEDGE),

@@ -21,6 +21,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
+
+def _share_prepared_models() -> None:
+    """Every test process, and every process a test starts, loads the models `copilot prepare` made (`make test`
+    runs it first) rather than training its own compliance classifiers, about a minute and a half each. Tests of
+    the model cache itself point the layer at a folder of their own."""
+    from copilot.config import Settings
+
+    os.environ.setdefault("COPILOT_MODELS_PATH", str(Settings().models_dir))
+
+
+_share_prepared_models()
+
 REPO = Path(__file__).resolve().parent.parent
 KNOWLEDGE = REPO / "knowledge"
 TODAY = dt.datetime(2026, 11, 22, 2, 0, 0, tzinfo=dt.UTC)  # 10:00 in Shanghai; the demo library's "today"

@@ -40,6 +40,7 @@ def settings_for(data_dir: Path, wecom_base_url: str) -> object:
 
     return Settings(
         env="test", data_dir=data_dir, embedding_model="hashing", knowledge_dir=KNOWLEDGE,
+        models_path=Settings().models_dir,  # the compliance models `copilot prepare` trained, as a deployment loads them
         api_keys=[SecretStr(API_KEY)], wecom_corp_id=CORP_ID, wecom_secret=SecretStr(CORP_SECRET),
         wecom_agent_id="1000002", wecom_token=SecretStr(CALLBACK_TOKEN),
         wecom_aes_key=SecretStr(CALLBACK_AES_KEY), wecom_receive_id=CALLBACK_RECEIVE_ID,

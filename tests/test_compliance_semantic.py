@@ -3,8 +3,10 @@ folds, flags with their nearest training examples as evidence, reachable through
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,9 @@ from copilot.compliance.disparage import reference_words as disparage_references
 from copilot.compliance.health import CONTEXT as ILLNESS
 from copilot.compliance.health import after_illness
 from copilot.config import Settings
+from copilot.persistence.engine import make_engine
+from copilot.persistence.schema import upgrade
+from copilot.service import Copilot
 
 # A fortune claim that names no lexicon term and fits no rule (no 招财, 开光, 转运, 运势 …).
 PARAPHRASE = "这款手链戴上以后贵人相助，做什么都顺"
@@ -107,6 +112,25 @@ def test_the_trained_model_is_cached_outside_the_repository_and_reloaded(
     monkeypatch.setattr(semantic, "_CACHE_DIR", tmp_path / "compliance")
     semantic._trained(layer.examples[1::4])
     assert len(list((tmp_path / "compliance").glob("semantic-*.npz"))) == 2 and cached.is_file()
+
+
+def test_a_shared_models_path_holds_the_compliance_models_of_every_process_naming_it(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = Path(os.environ["COPILOT_MODELS_PATH"])  # the suite's prepared folder (see conftest)
+    monkeypatch.setattr(semantic, "_CACHE_DIR", None)
+    for data_dir in ("a", "b"):
+        settings = Settings(_env_file=None, data_dir=tmp_path / data_dir, embedding_model="hashing")  # type: ignore[call-arg]
+        assert settings.models_dir == shared
+        upgrade(make_engine(settings.sqlalchemy_url))
+        Copilot.from_settings(settings)
+        assert semantic.cache_dir() == shared / "compliance"
+        assert list(semantic.cache_dir().glob("semantic-*.npz"))  # type: ignore[union-attr]
+    monkeypatch.delenv("COPILOT_MODELS_PATH")
+    own = Settings(_env_file=None, data_dir=tmp_path / "c", embedding_model="hashing")  # type: ignore[call-arg]
+    upgrade(make_engine(own.sqlalchemy_url))
+    Copilot.from_settings(own)
+    assert semantic.cache_dir() == tmp_path / "c" / "models" / "compliance"
 
 
 def test_the_cache_key_changes_with_the_normaliser(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,10 +26,6 @@ def client(e5_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("e2e"), embedding_model=str(e5_model_dir), api_keys=[SecretStr(KEY)]
     )
-    prepared = Settings().models_dir / "compliance"  # what `copilot prepare` trained (`make test` runs it first)
-    if prepared.is_dir():  # the same models a deployment loads; without them the Copilot trains its own (minutes)
-        settings.models_dir.mkdir(parents=True, exist_ok=True)
-        (settings.models_dir / "compliance").symlink_to(prepared, target_is_directory=True)
     upgrade(make_engine(settings.sqlalchemy_url))
     copilot = Copilot.from_settings(settings)
     copilot.ingest(KNOWLEDGE, tenant=settings.default_tenant)

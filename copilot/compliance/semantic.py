@@ -19,11 +19,12 @@ by every classifier instead, the changed weights and the shared budget lost as m
 the blind batches, and competitor recall with them.
 
 Training is ridge regression in its dual form: one n×n kernel of the training lines, one linear solve for all
-categories at once, and the same on each of `_FOLDS` folds for out-of-fold scores. That takes a few seconds on
-one core, is deterministic (fixed folds, sorted vocabulary, no random initialisation), and happens once per
-process, when the first checker asks for the layer (`default_layer`); nothing trained is stored in the
-repository. With a cache directory (`use_cache_dir`; the app uses `<data_dir>/models/compliance`) the model is
-written there as .npz, keyed by the training data and this module's code, and a restart loads it. Out-of-fold scores come from folds of neighbouring lines (one batch's
+categories at once, and the same on each of `_FOLDS` folds for out-of-fold scores. With the health-claim model
+that takes about a minute and a half on one core, is deterministic (fixed folds, sorted vocabulary, no random
+initialisation), and happens when the first checker asks for the layer (`default_layer`); nothing trained is
+stored in the repository. With a cache directory (`use_cache_dir`; the app uses `<models_dir>/compliance`, which
+`copilot prepare` fills and every process naming the same COPILOT_MODELS_PATH shares) the model is written there
+as .npz, keyed by the training data and this module's code, and a restart loads it in about a second. Out-of-fold scores come from folds of neighbouring lines (one batch's
 wording is held out together). Each category's threshold keeps the held-out precision at least
 `_MIN_PRECISION`, and all categories together may flag at most `_MAX_CLEAN_FP` of the clean lines out of fold,
 spent where it recalls the most (`_thresholds`); a category that cannot meet both gets no classifier.
@@ -260,8 +261,8 @@ def out_of_fold(kernel: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 def train(examples: Sequence[Example], *, illness_pairs: bool = False, only: Sequence[str] | None = None,
           max_clean_fp: float | None = None) -> Model:
-    """Fit every category's classifier (or those in `only`) and choose its threshold on out-of-fold scores (a few
-    seconds)."""
+    """Fit every category's classifier (or those in `only`) and choose its threshold on out-of-fold scores (about
+    45 seconds on one core for the shipped split)."""
     d = design(examples, illness_pairs=illness_pairs, only=only)
     kept, vocabulary, idf, x, names, labels, clean = d.grams, d.vocabulary, d.idf, d.x, d.names, d.labels, d.clean
     n = len(examples)
@@ -613,7 +614,7 @@ def _trained(examples: Sequence[Example], health_claims: bool = False) -> Model:
 
 
 def default_layer() -> SemanticLayer:
-    """The layer trained on the shipped development split, once per process (a few seconds, deterministic)."""
+    """The layer trained on the shipped development split (or loaded from the cache directory), once per process."""
     global _DEFAULT
     with _LOCK:
         if _DEFAULT is None:
