@@ -26,9 +26,11 @@ def _share_prepared_models() -> None:
     """Every test process, and every process a test starts, loads the models `copilot prepare` made (`make test`
     runs it first) rather than training its own compliance classifiers, about a minute and a half each. Tests of
     the model cache itself point the layer at a folder of their own."""
+    from copilot.compliance import semantic
     from copilot.config import Settings
 
     os.environ.setdefault("COPILOT_MODELS_PATH", str(Settings().models_dir))
+    semantic.use_cache_dir(Settings().models_dir / "compliance")  # for checkers built without settings, too
 
 
 _share_prepared_models()

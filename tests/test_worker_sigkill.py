@@ -41,7 +41,8 @@ CHILD = """
 import asyncio, sys
 from pathlib import Path
 from copilot.clock import utcnow
-from copilot.compliance import ComplianceChecker
+from copilot.compliance import ComplianceChecker, semantic
+from copilot.config import get_settings
 from copilot.persistence.engine import make_engine
 from copilot.embedding.embedders import HashingEmbedder
 from copilot.service import Copilot
@@ -50,6 +51,7 @@ from copilot.wecom.automation.apps import WebhookConfig
 from copilot.wecom.automation.worker import Worker
 
 url, base_url, tenant, root = sys.argv[1:]
+semantic.use_cache_dir(get_settings().models_dir / "compliance")  # the suite's prepared models, as a deployment's
 embedder = HashingEmbedder()
 copilot = Copilot(engine=make_engine(url), embedder=embedder, store=ChromaStore(embedder, Path(root) / "chroma"),
                   compliance=ComplianceChecker(), clock=utcnow)
