@@ -211,6 +211,18 @@ def test_overlaps_keep_the_most_severe_then_longest_per_category() -> None:
     ]
 
 
+def test_a_broad_list_hit_gives_way_to_a_longer_curated_or_semantic_hit_of_another_category() -> None:
+    def flag(rule_id: str, category: str, span: tuple[int, int]) -> Flag:
+        return Flag(category=category, rule_id=rule_id, severity=Severity.review, span=span, message="m")
+
+    broad = flag("lex.houbb.politics", "sensitive_political", (2, 7))
+    assert [f.rule_id for f in _resolve_overlaps([broad, flag("endorse.leader", "ad_endorsement", (2, 9))])] == [
+        "endorse.leader"]
+    assert [f.rule_id for f in _resolve_overlaps([broad, flag("semantic.spam_ad", "spam_ad", (0, 20))])] == [
+        "semantic.spam_ad"]
+    assert len(_resolve_overlaps([broad, flag("promise.outcome", "false_promise", (3, 5))])) == 2  # shorter: both stay
+
+
 def test_result_reports_categories_and_rules_version(checker: ComplianceChecker) -> None:
     result = checker.check("这款奶粉100%有效，宝宝喝了不生病，加我微信")
     assert result.categories == {"false_promise", "ad_medical", "off_platform"}
