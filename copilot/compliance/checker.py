@@ -19,8 +19,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import ahocorasick
-
 from copilot.compliance.lexicons import LexiconRules, builtin_lexicons, load_lexicons
 from copilot.compliance.normalize import Normalized, fold_char, normalize
 from copilot.compliance.packs import PackSource, Rule, compile_rules, pack_source, read_rule_file
@@ -29,6 +27,7 @@ from copilot.compliance.pinyin import PinyinReader, has_pinyin_run
 from copilot.compliance.prefilter import required_literals, top_level_branches
 from copilot.compliance.result import ComplianceResult, Flag, Severity, overall_risk
 from copilot.compliance.semantic import SemanticLayer, default_layer
+from copilot.wordsearch import WordSearch
 
 if TYPE_CHECKING:
     from copilot.compliance.review import EmbeddingReview
@@ -184,7 +183,7 @@ def _edge(ch: str) -> int:
 @dataclass(frozen=True)
 class _Snapshot:
     rules: tuple[Rule, ...]
-    automaton: ahocorasick.Automaton | None
+    automaton: WordSearch[tuple[tuple[int, ...], int, int]] | None  # term → (rule indexes, left edge, right edge)
     probes: tuple[tuple[int, re.Pattern[str]], ...]  # (rule index, pattern or one branch of it), searched when triggered
     untriggered: tuple[int, ...]  # probes without trigger literals: searched on every text
     version: str
@@ -293,9 +292,7 @@ class ComplianceChecker:
         triggered: set[int] = set()
         rules = snap.rules
         if snap.automaton is not None and nt:
-            for end, (length, indexes, left, right) in snap.automaton.iter(nt):
-                stop = end + 1
-                start = stop - length
+            for start, stop, (indexes, left, right) in snap.automaton.find(nt):
                 if indexes[0] < _ALLOW:  # only trigger literals (they are added last)
                     triggered.update(-i - 2 for i in indexes)
                     continue
@@ -450,12 +447,9 @@ def _compiled(sources: tuple[PackSource, ...], allow_phrases: tuple[str, ...], e
                 entries.setdefault(literal, []).append(-(probe + 2))
     automaton = None
     if entries:
-        automaton = ahocorasick.Automaton()
-        for term, indexes in entries.items():
-            automaton.add_word(
-                term, (len(term), tuple(dict.fromkeys(indexes)), _edge(term[0]), _edge(term[-1]))
-            )
-        automaton.make_automaton()
+        automaton = WordSearch(
+            (term, (tuple(dict.fromkeys(indexes)), _edge(term[0]), _edge(term[-1]))) for term, indexes in entries.items()
+        )
     exceptions = {
         word
         for rule in rules

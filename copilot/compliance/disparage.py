@@ -18,8 +18,9 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
-import ahocorasick
 import yaml
+
+from copilot.wordsearch import WordSearch
 
 __all__ = ["CONTEXT", "FEATURE", "after_reference", "disparages", "negative_after", "reference_words", "word_list_bytes"]
 
@@ -48,40 +49,31 @@ def reference_words() -> tuple[str, ...]:
 
 
 @cache
-def _references() -> ahocorasick.Automaton:
-    automaton = ahocorasick.Automaton()
-    for word in reference_words():
-        automaton.add_word(word, len(word))
-    automaton.make_automaton()
-    return automaton
+def _references() -> WordSearch[None]:
+    return WordSearch((word, None) for word in reference_words())
 
 
 @cache
-def _negative() -> ahocorasick.Automaton:
+def _negative() -> WordSearch[None]:
     raw = word_list_bytes().decode("utf-8")
-    automaton = ahocorasick.Automaton()
-    for word in raw.splitlines():
-        if word and not word.startswith("#"):
-            automaton.add_word(word, word)
-    automaton.make_automaton()
-    return automaton
+    return WordSearch((word, None) for word in raw.splitlines() if word and not word.startswith("#"))
 
 
 def disparages(normalised: str) -> bool:
     """Whether a reference to another seller is followed within a few characters by a negative word."""
-    return any(negative_after(normalised, end) for end, _ in _references().iter(normalised))
+    return any(negative_after(normalised, stop) for _, _, stop in _references().matches(normalised))
 
 
-def negative_after(normalised: str, end: int) -> bool:
-    """Whether a negative word starts within a few characters after a reference ending at index `end`."""
-    window = normalised[end + 1 : end + 1 + _WINDOW]
-    return bool(window) and next(_negative().iter(window), None) is not None
+def negative_after(normalised: str, stop: int) -> bool:
+    """Whether a negative word lies within a few characters after a reference that stops at `stop` (exclusive)."""
+    window = normalised[stop : stop + _WINDOW]
+    return bool(window) and _negative().found_in(window)
 
 
 def after_reference(normalised: str) -> set[str]:
     """`CONTEXT` + each character pair within `_WINDOW` characters after a reference to another seller."""
     pairs: set[str] = set()
-    for end, _ in _references().iter(normalised):
-        window = normalised[end + 1 : end + 1 + _WINDOW]
+    for _, _, stop in _references().matches(normalised):
+        window = normalised[stop : stop + _WINDOW]
         pairs.update(CONTEXT + window[i : i + 2] for i in range(len(window) - 1))
     return pairs

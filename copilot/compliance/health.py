@@ -14,8 +14,9 @@ from __future__ import annotations
 from functools import cache, lru_cache
 from importlib import resources
 
-import ahocorasick
 import yaml
+
+from copilot.wordsearch import WordSearch
 
 __all__ = ["CONTEXT", "after_illness", "illness_words"]
 
@@ -30,12 +31,8 @@ def illness_words() -> tuple[str, ...]:
 
 
 @cache
-def _illnesses() -> ahocorasick.Automaton:
-    automaton = ahocorasick.Automaton()
-    for word in illness_words():
-        automaton.add_word(word, len(word))
-    automaton.make_automaton()
-    return automaton
+def _illnesses() -> WordSearch[None]:
+    return WordSearch((word, None) for word in illness_words())
 
 
 @lru_cache(maxsize=8)
@@ -43,7 +40,7 @@ def after_illness(normalised: str) -> frozenset[str]:
     """`CONTEXT` + each character pair within `_WINDOW` characters after an illness is named. One check asks this of
     the same text several times (whether to score it, then its features), so the last few answers are kept."""
     pairs: set[str] = set()
-    for end, _ in _illnesses().iter(normalised):
-        window = normalised[end + 1 : end + 1 + _WINDOW]
+    for _, _, stop in _illnesses().matches(normalised):
+        window = normalised[stop : stop + _WINDOW]
         pairs.update(CONTEXT + window[i : i + 2] for i in range(len(window) - 1))
     return frozenset(pairs)

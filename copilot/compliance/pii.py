@@ -18,10 +18,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-import ahocorasick
 import phonenumbers
 from stdnum import luhn
 from stdnum.cn import ric
+
+from copilot.wordsearch import WordSearch
 
 __all__ = ["MaskedText", "PiiMatch", "find_pii", "mask_pii"]
 
@@ -154,24 +155,23 @@ _ANY_CUE = re.compile(
 )
 _PLATE_CUE = re.compile(r"[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼][A-Za-z]")
 # The word cues, matched in the lower-cased text by one automaton pass (an alternation of them under IGNORECASE
-# costs several times more).
 # costs several times more); each names the detectors it wakes.
-_WORD_CUES = ahocorasick.Automaton()
-for _kind, _cues in (
+_WORD_CUES: WordSearch[str] = WordSearch(
+    (_cue, _kind)
+    for _kind, _cues in (
     ("document", (*_DOCUMENT_CUE.split("|"), "台胞")),
     ("mail", ("(at)", "[at]", "（at）", "{at}", " at ", "艾特", "圈a")),
     ("wechat", ("微信", "薇信", "威信", "微 信", "薇 信", "威 信", "徽信", "维信", "v信", "vx", "wx", "wechat", "weixin",
                 "xin", "wei信", "绿泡泡", "v", "薇", "威")),
     ("qq", ("qq", "扣扣", "企鹅", "球球", "加扣", "q")),
-):
-    for _cue in _cues:
-        _WORD_CUES.add_word(_cue, _kind)
-_WORD_CUES.make_automaton()
+    )
+    for _cue in _cues
+)
 
 
 def _word_cues(text: str) -> set[str]:
     """The kinds of word cue in `text` (document, mail, wechat, qq)."""
-    return {kind for _end, kind in _WORD_CUES.iter(text.lower())}
+    return {kind for _start, _stop, kind in _WORD_CUES.find(text.lower())}
 
 
 def _has_cue(text: str) -> bool:

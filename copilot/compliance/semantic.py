@@ -61,7 +61,6 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import ahocorasick
 import numpy as np
 from scipy import linalg, sparse
 
@@ -70,6 +69,7 @@ from copilot.compliance.disparage import FEATURE, after_reference, disparages, n
 from copilot.compliance.health import after_illness, illness_words
 from copilot.compliance.normalize import normalize
 from copilot.compliance.result import PII_CATEGORIES, Flag, Severity
+from copilot.wordsearch import WordSearch
 
 if TYPE_CHECKING:
     from copilot.compliance.review import EmbeddingReview
@@ -102,7 +102,7 @@ _HEALTH = "ad_medical"
 _HEALTH_CLEAN_FP = 0.003
 _SEVERITY = {"spam_ad": Severity.warn}
 # 1 + log(tf) for tf = 0…255 (a count above 255 in one message reads as 255).
-_VALUE = itemgetter(1)  # (end, value) pairs of an automaton pass → value
+_INDEX = itemgetter(0)  # (word index, start, stop) of an automaton match → word index
 _SUBLINEAR_TF = np.concatenate(([0.0], 1.0 + np.log(np.arange(1, 256, dtype=np.float64))))
 _BASIS = "语义模型判断（与已标注违规样例相近），需人工复核"
 
@@ -381,22 +381,15 @@ class SemanticLayer:
         self._disparage = model.vocabulary.get(FEATURE)
         # Cue n-grams (True) and, where the disparagement feature is learnt, references to another seller (False) in
         # one automaton: a clean text is read once to learn it holds neither (`has_cue`).
-        self._cues = ahocorasick.Automaton()
-        for reference in reference_words() if self._disparage is not None else ():
-            self._cues.add_word(reference, False)
-        for cue in model.cues:
-            self._cues.add_word(cue, True)
+        references = reference_words() if self._disparage is not None else ()
+        self._cues = WordSearch([*((reference, False) for reference in references), *((cue, True) for cue in model.cues)])
         self._illness_cues = frozenset(cue for cue in model.cues if cue.startswith(health.CONTEXT))
-        self._scan = len(self._cues) > 0
-        if self._scan:
-            self._cues.make_automaton()
-        # Every vocabulary n-gram of a text in one automaton pass: about half the cost of slicing each 1–3-gram and
-        # looking it up, and this is what a text with a cue pays on every check.
-        self._grams = ahocorasick.Automaton()
-        for gram, column in model.vocabulary.items():
-            self._grams.add_word(gram, column)
-        if model.vocabulary:
-            self._grams.make_automaton()
+        # Every vocabulary n-gram of a text in one automaton pass: a fraction of the cost of slicing each 1–3-gram and
+        # looking it up, and this is what a text with a cue pays on every check. The vocabulary is numbered in order,
+        # so the automaton's word index is the n-gram's column.
+        self._grams = WordSearch(model.vocabulary.items())
+        if self._grams.values != tuple(range(len(model.vocabulary))):
+            raise ValueError("the model's vocabulary must be numbered 0, 1, 2 … in order")
         self._evidence: dict[str, _Evidence] = {}
         if model.names:
             texts = [normalize(e.text).text for e in self.examples]
@@ -425,13 +418,13 @@ class SemanticLayer:
                 return False
             if not self._illness_cues.isdisjoint(pairs):
                 return True
-        return self._scan and any(is_cue or negative_after(normalised, end) for end, is_cue in self._cues.iter(normalised))
+        return any(is_cue or negative_after(normalised, stop) for _, stop, is_cue in self._cues.find(normalised))
 
     def _features(self, normalised: str) -> tuple[np.ndarray, np.ndarray]:
         """What `_row` gives for the model's vocabulary, found with the n-gram automaton."""
         if not self.model.vocabulary:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        counts = Counter(map(_VALUE, self._grams.iter(normalised)))
+        counts = Counter(map(_INDEX, self._grams.matches(normalised)))
         if self._disparage is not None and disparages(normalised):
             counts[self._disparage] += 1
         vocabulary = self.model.vocabulary

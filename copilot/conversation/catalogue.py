@@ -16,10 +16,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-import ahocorasick
-
 from copilot.conversation.stage_library import share
 from copilot.knowledge.schema import CustomerProfile, Stage
+from copilot.wordsearch import WordSearch
 
 __all__ = ["LibraryCatalogue", "Named", "catalogue_features"]
 
@@ -46,7 +45,7 @@ class LibraryCatalogue:
 
     products_of: dict[str, frozenset[str]] = field(default_factory=dict)
     services_of: dict[str, dict[str, float]] = field(default_factory=dict)
-    _automaton: ahocorasick.Automaton | None = None
+    _automaton: WordSearch[str] | None = None
 
     @classmethod
     def from_content(cls, items: Iterable[tuple[str, str, Iterable[str], Iterable[str]]]) -> LibraryCatalogue:
@@ -72,18 +71,14 @@ class LibraryCatalogue:
                         {p: dict(s) for p, s in services.items() if p not in products})
         phrases = set(catalogue.products_of) | set(catalogue.services_of)
         if phrases:
-            automaton = ahocorasick.Automaton()
-            for phrase in phrases:
-                automaton.add_word(phrase, phrase)
-            automaton.make_automaton()
-            catalogue._automaton = automaton
+            catalogue._automaton = WordSearch((phrase, phrase) for phrase in sorted(phrases))
         return catalogue
 
     def named(self, text: str) -> Named:
         """The products and services `text` names (a phrase inside a longer one found does not count again)."""
         if self._automaton is None or not text.strip():
             return Named()
-        found = sorted(((end - len(p) + 1, end, p) for end, p in self._automaton.iter(text.lower())),
+        found = sorted(((start, stop - 1, p) for start, stop, p in self._automaton.find(text.lower())),
                        key=lambda f: (-(f[1] - f[0]), f[0]))
         taken: list[tuple[int, int]] = []
         products: list[tuple[str, frozenset[str]]] = []

@@ -13,9 +13,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-import ahocorasick
-
 from copilot.knowledge.schema import Stage
+from copilot.wordsearch import WordSearch
 
 __all__ = ["LibraryStages", "TriggerVote", "share"]
 
@@ -40,7 +39,7 @@ class LibraryStages:
     """Trigger phrase → how the tenant's scripts that list it spread over the stages."""
 
     stages_of: dict[str, dict[str, float]] = field(default_factory=dict)
-    _automaton: ahocorasick.Automaton | None = None
+    _automaton: WordSearch[str] | None = None
 
     @classmethod
     def from_scripts(cls, scripts: Iterable[tuple[Iterable[str], Iterable[str]]]) -> LibraryStages:
@@ -56,11 +55,7 @@ class LibraryStages:
                     counts[phrase][stage] += 1.0 / len(stages)
         library = cls({p: dict(c) for p, c in counts.items()})
         if library.stages_of:
-            automaton = ahocorasick.Automaton()
-            for phrase in library.stages_of:
-                automaton.add_word(phrase, phrase)
-            automaton.make_automaton()
-            library._automaton = automaton
+            library._automaton = WordSearch((phrase, phrase) for phrase in library.stages_of)
         return library
 
     def vote(self, text: str) -> TriggerVote:
@@ -68,8 +63,8 @@ class LibraryStages:
         if self._automaton is None or not text.strip():
             return TriggerVote({}, ())
         found: list[tuple[int, int, str]] = []
-        for end, phrase in self._automaton.iter(text.lower()):
-            found.append((end - len(phrase) + 1, end, phrase))
+        for start, stop, phrase in self._automaton.find(text.lower()):
+            found.append((start, stop - 1, phrase))
         found.sort(key=lambda f: (-(f[1] - f[0]), f[0]))
         taken: list[tuple[int, int]] = []
         phrases: list[str] = []
