@@ -5,8 +5,8 @@ throughput: all lexicon terms (and allow phrases) live in a single Aho-Corasick 
 only searched when one of their required literals (see `prefilter.py`) occurred, personal-data detectors run behind cheap cues, and the
 normalised→original offset map is only built when something was found.
 
-Automaton values carry rule indexes; -1 marks an allow phrase and -(i + 2) a trigger literal of pattern
-rule i. A compiled snapshot is swapped in whole by `reload`, so a concurrent `check` never sees half-loaded rules.
+Automaton values carry the rule indexes a word is a term of (-1 marks an allow phrase) and the probes (pattern
+rules or branches of one) it is a trigger literal of. A compiled snapshot is swapped in whole by `reload`, so a concurrent `check` never sees half-loaded rules.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -183,11 +183,17 @@ def _edge(ch: str) -> int:
 @dataclass(frozen=True)
 class _Snapshot:
     rules: tuple[Rule, ...]
-    automaton: WordSearch[tuple[tuple[int, ...], int, int]] | None  # term → (rule indexes, left edge, right edge)
+    # word → (rule indexes or _ALLOW, probes it triggers, left edge, right edge)
+    automaton: WordSearch[tuple[tuple[int, ...], tuple[int, ...], int, int]] | None
     probes: tuple[tuple[int, re.Pattern[str]], ...]  # (rule index, pattern or one branch of it), searched when triggered
     untriggered: tuple[int, ...]  # probes without trigger literals: searched on every text
     version: str
     words: tuple[str, ...] = ()  # every term, allow phrase and pattern literal: what pinyin may spell
+
+    @cached_property
+    def clean(self) -> ComplianceResult:
+        """The result of a text without findings (most texts): immutable, so one serves them all."""
+        return ComplianceResult("none", (), self.version)
 
 
 class ComplianceChecker:
@@ -292,20 +298,20 @@ class ComplianceChecker:
         triggered: set[int] = set()
         rules = snap.rules
         if snap.automaton is not None and nt:
-            for start, stop, (indexes, left, right) in snap.automaton.find(nt):
-                if indexes[0] < _ALLOW:  # only trigger literals (they are added last)
-                    triggered.update(-i - 2 for i in indexes)
+            entries = snap.automaton.values
+            for entry, start, stop in snap.automaton.matches(nt):
+                indexes, probes, left, right = entries[entry]
+                if probes:
+                    triggered.update(probes)
+                if not indexes:  # most matches are only trigger literals
                     continue
-                glued = (
+                if (
                     (left and start > 0 and _edge(nt[start - 1]) == left)
                     or (right and stop < len(nt) and _edge(nt[stop]) == right)
-                ) and _glued(norm, start, stop, left, right)
+                ) and _glued(norm, start, stop, left, right):
+                    continue
                 for index in indexes:
-                    if index < _ALLOW:
-                        triggered.add(-index - 2)
-                    elif glued:
-                        continue
-                    elif index == _ALLOW:
+                    if index == _ALLOW:
                         allowed.append((start, stop))
                     elif not rules[index].has_exceptions or not _excepted(rules[index], norm, start, stop):
                         hits.append((start, stop, index))
@@ -354,7 +360,7 @@ class ComplianceChecker:
         if flags and _OFF_PLATFORM_DENIAL.search(_A_NOT_A.sub("能否", nt)):
             flags = [f for f in flags if f.category != "off_platform"]
         if not flags:
-            return ComplianceResult("none", (), snap.version)
+            return snap.clean
         kept = _resolve_overlaps(flags)
         return ComplianceResult(overall_risk(kept), tuple(kept), snap.version)
 
@@ -428,6 +434,7 @@ def _compiled(sources: tuple[PackSource, ...], allow_phrases: tuple[str, ...], e
         allow.extend(lexicon.allow)
         digest.update(lexicon.digest.encode())
     entries: dict[str, list[int]] = {}
+    triggers: dict[str, list[int]] = {}
     for index, rule in enumerate(rules):
         for term in rule.terms:
             entries.setdefault(term, []).append(index)
@@ -444,11 +451,13 @@ def _compiled(sources: tuple[PackSource, ...], allow_phrases: tuple[str, ...], e
                 untriggered.append(probe)
                 continue
             for literal in literals:
-                entries.setdefault(literal, []).append(-(probe + 2))
+                triggers.setdefault(literal, []).append(probe)
     automaton = None
-    if entries:
+    if entries or triggers:
         automaton = WordSearch(
-            (term, (tuple(dict.fromkeys(indexes)), _edge(term[0]), _edge(term[-1]))) for term, indexes in entries.items()
+            (word, (tuple(dict.fromkeys(entries.get(word, ()))), tuple(dict.fromkeys(triggers.get(word, ()))),
+                    _edge(word[0]), _edge(word[-1])))
+            for word in dict.fromkeys([*entries, *triggers])
         )
     exceptions = {
         word
@@ -456,7 +465,7 @@ def _compiled(sources: tuple[PackSource, ...], allow_phrases: tuple[str, ...], e
         for word in (*rule.unless_preceded_by, *rule.unless_followed_by, *rule.unless_near, *rule.only_near,
                      *rule.only_preceded_by, *rule.only_followed_by)
     }  # a negation spelled in pinyin (bu neng zhi yu) must read as one too
-    words = tuple(dict.fromkeys([*entries, *sorted(exceptions)]))
+    words = tuple(dict.fromkeys([*entries, *triggers, *sorted(exceptions)]))
     return _Snapshot(tuple(rules), automaton, tuple(probes), tuple(untriggered), digest.hexdigest()[:16], words)
 
 

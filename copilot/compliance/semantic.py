@@ -418,7 +418,8 @@ class SemanticLayer:
                 return False
             if not self._illness_cues.isdisjoint(pairs):
                 return True
-        return any(is_cue or negative_after(normalised, stop) for _, stop, is_cue in self._cues.find(normalised))
+        is_cue = self._cues.values
+        return any(is_cue[i] or negative_after(normalised, stop) for i, _, stop in self._cues.matches(normalised))
 
     def _features(self, normalised: str) -> tuple[np.ndarray, np.ndarray]:
         """What `_row` gives for the model's vocabulary, found with the n-gram automaton."""
