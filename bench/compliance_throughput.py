@@ -7,7 +7,8 @@
 
 Time is CPU time of this one process, so the figure is per core; each figure is the median of `--repeats`
 runs (with the best beside it), since other processes on a shared machine slow CPU time too. It prints figures
-only; the target (20,000 msg/s/core) is for people to compare against, not an assertion.
+only; the target (20,000 msg/s/core) is for people to compare against, not an assertion. The first line also gives
+the process's resident memory once the checker is built: what each API or worker process pays to hold it.
 The realistic mix is the compliance dev split (nine clean lines to one risky), whose clean lines hold none of
 the semantic layer's cue n-grams by construction; "unseen chat" is ordinary sales chat from the stage and
 response dev sets that the semantic layer did not train on (the skincare sets), where about a third of the messages
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -72,6 +74,16 @@ def _texts(path: Path) -> list[str]:
             continue
         out.append(json.loads(line)["text"] if line.startswith("{") else line)
     return out
+
+
+def _resident_mb() -> float:
+    """This process's resident memory now (Linux), else its peak: what one worker holding the checker costs."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _rate(fn: object, texts: list[str], min_seconds: float, repeats: int) -> tuple[float, float, int]:
@@ -152,6 +164,7 @@ def main() -> None:
     terms = sum(len(r.terms) for r in checker.rules)
     print(
         f"rules {len(checker.rules)}  lexicon terms {terms}  version {checker.version}  build {build_s:.2f}s"
+        f"  resident {_resident_mb():.0f} MB"
     )
     print(
         f"realistic mix: {len(texts)} texts, {len(texts) - len(clean)} of them risky (mean {mean_chars:.1f} chars)"

@@ -505,7 +505,7 @@ class SemanticLayer:
     def nearest(self, category: str, cols: np.ndarray, values: np.ndarray, k: int = 3) -> list[str]:
         """The k training examples of `category` closest (cosine) to the text's features."""
         evidence = self._evidence[category]
-        sims = values.astype(np.float32) @ evidence.rows[evidence.local[cols]]
+        sims = evidence.similarities(cols, values)
         if len(sims) > k:
             # Only the examples at or above the k-th best can be among the k: sorting those alone (ties with the
             # k-th included) gives what sorting all of them would, at a fraction of the cost.
@@ -519,22 +519,31 @@ class SemanticLayer:
 
 @dataclass(frozen=True)
 class _Evidence:
-    """One category's training examples as a dense matrix over only the n-grams they contain: a text's similarity
-    to all of them is one small gather and product (a sparse column slice costs several times more per flag)."""
+    """One category's training examples as postings: for each n-gram, the examples that hold it and its weight in
+    each. A text's similarity to all of them sums the postings of its own n-grams only. This is as fast in a running
+    checker as a dense examples × n-grams matrix, which held 208 MB over the 18 categories; the postings hold 12 MB."""
 
     positives: np.ndarray  # indexes of the category's examples
-    local: np.ndarray  # vocabulary column → row of `rows`; columns no example holds point at the last, zero row
-    rows: np.ndarray  # (used n-grams + 1) × examples, float32
+    starts: np.ndarray  # vocabulary column → where its postings start in `examples`/`weights` (one more at the end)
+    examples: np.ndarray  # int32, row of `positives` of each posting
+    weights: np.ndarray  # float32, the n-gram's TF-IDF value in that example
 
     @classmethod
     def of(cls, positives: np.ndarray, matrix: sparse.csr_matrix) -> _Evidence:
-        coo = matrix.tocoo()
-        used = np.unique(coo.col)
-        local = np.full(matrix.shape[1], len(used), dtype=np.int64)
-        local[used] = np.arange(len(used))
-        rows = np.zeros((len(used) + 1, matrix.shape[0]), dtype=np.float32)
-        rows[local[coo.col], coo.row] = coo.data
-        return cls(positives, local, rows)
+        by_gram = matrix.tocsc()
+        by_gram.sort_indices()
+        return cls(positives, by_gram.indptr.astype(np.int64), by_gram.indices.astype(np.int32),
+                   by_gram.data.astype(np.float32))
+
+    def similarities(self, cols: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Dot products of a text's TF-IDF row (`cols`, `values`) with every example's (cosine: both are l2-normed)."""
+        starts = self.starts[cols]
+        lengths = self.starts[cols + 1] - starts
+        ends = np.cumsum(lengths)
+        # Every posting of the text's n-grams: n-gram j's run starts[j] … starts[j] + lengths[j] - 1, runs end to end.
+        index = np.arange(ends[-1] if len(ends) else 0) + np.repeat(starts - ends + lengths, lengths)
+        return np.bincount(self.examples[index], weights=self.weights[index] * np.repeat(values, lengths),
+                           minlength=len(self.positives))
 
 
 def cache_key(examples: Sequence[Example]) -> str:
