@@ -47,6 +47,32 @@ def test_a_paraphrase_the_rules_miss_is_flagged_with_its_nearest_examples(layer:
     assert flag.evidence[0] in flag.message
 
 
+def test_a_flags_evidence_is_the_categorys_training_examples_closest_to_the_text(
+    layer: semantic.SemanticLayer,
+) -> None:
+    normalised = normalize(PARAPHRASE).text
+    flag = next(f for f in layer.flags(PARAPHRASE, normalised) if f.category == CATEGORY)
+    # Cosine similarity with every example of the category, the slow way: whole rows, one dense product.
+    examples = [e.text for e in layer.examples if CATEGORY in e.categories]
+    model = layer.model
+    rows = semantic._matrix([normalize(t).text for t in examples], model.vocabulary, model.idf, model.illness_pairs)
+    cols, values = semantic._row(normalised, model.vocabulary, model.idf, model.illness_pairs)
+    text_row = np.zeros(len(model.idf))
+    text_row[cols] = values
+    closest = np.argsort(-(rows @ text_row), kind="stable")[:3]
+    assert flag.evidence == tuple(examples[i] for i in closest)
+
+
+def test_postings_give_the_same_similarities_as_a_dense_product() -> None:
+    rng = np.random.default_rng(7)
+    dense = rng.random((40, 200)) * (rng.random((40, 200)) < 0.05)  # 40 examples over 200 n-grams, sparse
+    evidence = semantic._Evidence.of(np.arange(40), semantic.sparse.csr_matrix(dense))
+    cols = np.array([3, 17, 99, 150, 199])
+    values = rng.random(5)
+    assert np.allclose(evidence.similarities(cols, values), dense[:, cols] @ values, atol=1e-6)
+    assert np.array_equal(evidence.similarities(cols[:0], values[:0]), np.zeros(40))
+
+
 def test_categories_the_rules_already_flagged_are_not_repeated(layer: semantic.SemanticLayer) -> None:
     normalised = normalize(PARAPHRASE).text
     assert CATEGORY in {f.category for f in layer.flags(PARAPHRASE, normalised)}
