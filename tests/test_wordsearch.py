@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from copilot.compliance import ComplianceChecker
 from copilot.wordsearch import WordSearch
 
@@ -41,3 +43,21 @@ def test_a_lone_surrogate_in_the_text_neither_raises_nor_shifts_the_offsets() ->
 def test_the_checker_reads_a_message_carrying_a_lone_surrogate() -> None:
     result = ComplianceChecker().check("加我微信\ud800 abc123456，这款是最好的")
     assert {"off_platform", "ad_absolute"} <= result.categories
+
+
+def test_one_search_answers_in_several_threads_at_once() -> None:
+    # The API checks messages from a thread pool with the checker it built at startup.
+    words = WordSearch([("微信", "wechat"), ("最好", "abs")])
+    found: list[list[tuple[int, int, str]]] = []
+
+    def check() -> None:
+        for _ in range(2000):
+            found.append(list(words.find("加我微信，这款最好")))
+
+    threads = [threading.Thread(target=check) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(found) == 8000
+    assert all(f == [(2, 4, "wechat"), (7, 9, "abs")] for f in found)
